@@ -1,0 +1,3 @@
+"""Registry of `fashion-ddpm` subcommands that live beside their code (evaluation, visualisation)."""
+
+REGISTER = []

@@ -1,0 +1,313 @@
+"""The training loop behind `train_conditional.py`: noise-prediction MSE with label dropout, Accelerate, EMA.
+
+Every random draw (batch order, noise, timesteps, label dropout, flips) comes from a generator seeded by
+(seed, step, micro-batch, rank), never from global RNG state, so a run resumed from a checkpoint continues exactly as
+an uninterrupted run would: the final weights are bit-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration
+from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from . import checkpoints
+from .data import ImageDataset, load_dataset, to_model_range
+from .grid import labelled_grid
+from .model_card import write_model_card
+from .pipeline_fashion_ddpm import FashionDDPMPipeline
+from .plots import plot_loss_curve
+from .train_config import TrainConfig
+
+logger = logging.getLogger("fashion_ddpm.train")
+EXPORT_IGNORE = ["checkpoints/*", "logs/*", ".tmp*", "samples/step-*"]
+
+
+class BatchSampler:
+    """Deterministic batches from an in-memory dataset: a fresh permutation per epoch, addressed by position."""
+
+    def __init__(self, data: ImageDataset, batch_size: int, seed: int, hflip: bool):
+        self.data, self.batch_size, self.seed, self.hflip = data, batch_size, seed, hflip
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
+            self._perms[epoch] = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+        return self._perms[epoch]
+
+    def batch(self, index: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `index`-th batch of the endless sequence of epochs (images in [-1, 1], labels)."""
+        n = len(self.data)
+        positions = torch.arange(index * self.batch_size, (index + 1) * self.batch_size)
+        epochs, offsets = positions // n, positions % n
+        ids = torch.cat([self._perm(int(e))[offsets[epochs == e]] for e in epochs.unique()])
+        images = to_model_range(self.data.images[ids])
+        if self.hflip:
+            flip = torch.rand(len(ids), generator=generator) < 0.5
+            images[flip] = images[flip].flip(-1)
+        return images, self.data.labels[ids]
+
+
+def _step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 97 + micro) * 1009 + rank)
+
+
+def _warn_about_cpu_precision(accelerator: Accelerator, config: TrainConfig):
+    if accelerator.device.type != "cpu" or config.mixed_precision == "no":
+        return
+    if config.mixed_precision == "fp16":
+        logger.warning("mixed_precision=fp16 is ignored on CPU (Accelerate has no CPU fp16 autocast): training runs in fp32.")
+    else:
+        flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+            logger.warning("mixed_precision=bf16 on a CPU without AVX-512 BF16/AMX is emulated and about 8x slower "
+                           "than fp32 here; use mixed_precision=no on this machine.")
+
+
+def check_hub_access(hub_model_id: str | None, hub_token: str | None):
+    """Fails before any training work when --push_to_hub cannot succeed (no id, no token, no network)."""
+    if not hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id user/name")
+    from huggingface_hub import HfApi
+
+    try:
+        user = HfApi(token=hub_token).whoami()
+    except Exception as e:
+        raise RuntimeError(f"--push_to_hub: cannot reach the Hugging Face Hub as a logged-in user ({type(e).__name__}: {e}). "
+                           "Run `hf auth login` or set HF_TOKEN, check the network, or drop --push_to_hub.") from None
+    logger.info("will push to %s as %s", hub_model_id, user.get("name"))
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_dir = self.output_dir / "checkpoints"
+        self.accelerator = Accelerator(
+            mixed_precision=config.mixed_precision,
+            log_with=None if config.report_to == "none" else config.report_to,
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
+        )
+        _warn_about_cpu_precision(self.accelerator, config)
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self):
+        config, acc = self.config, self.accelerator
+        self.data = load_dataset(config.data_dir, config.dataset, "train")
+        if config.max_train_images:
+            self.data = ImageDataset(self.data.images[:config.max_train_images], self.data.labels[:config.max_train_images],
+                                     self.data.class_names, self.data.source)
+        torch.manual_seed(config.seed)  # weight initialisation
+        pipe = FashionDDPMPipeline.from_config_dict(
+            unet={**config.unet, "sample_size": self.data.images.shape[-1]},
+            scheduler={"num_train_timesteps": config.num_train_timesteps, "beta_schedule": config.beta_schedule,
+                       "prediction_type": config.prediction_type},
+            class_names=self.data.class_names,
+        )
+        self.noise_scheduler: DDPMScheduler = pipe.scheduler
+        unet = pipe.unet
+        self.ema = EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=config.ema_power,
+                            model_cls=UNet2DModel, model_config=unet.config) if config.use_ema else None
+        optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+                                      weight_decay=config.weight_decay)
+        self.images_per_step = config.train_batch_size * config.gradient_accumulation_steps * acc.num_processes
+        self.steps_per_epoch = max(1, len(self.data) // self.images_per_step)
+        self.max_steps = config.max_train_steps or config.num_epochs * self.steps_per_epoch
+        # Stepped once per optimizer update by us (not prepared): Accelerate would step it num_processes times.
+        self.lr_scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
+                                          num_training_steps=self.max_steps)
+        self.unet, self.optimizer = acc.prepare(unet, optimizer)
+        acc.register_for_checkpointing(self.lr_scheduler)
+        if self.ema is not None:
+            acc.register_for_checkpointing(self.ema)
+        self.sampler = BatchSampler(self.data, config.train_batch_size, config.seed, config.hflip)
+        self.null_id = len(self.data.class_names)
+        self.elapsed = 0.0  # training wall time, carried across resumes
+
+    # ------------------------------------------------------------------ one update
+    def loss_on(self, step: int, micro: int) -> torch.Tensor:
+        config, acc = self.config, self.accelerator
+        g = _step_generator(config.seed, step, micro, acc.process_index)
+        batch_index = (step * config.gradient_accumulation_steps + micro) * acc.num_processes + acc.process_index
+        clean, labels = self.sampler.batch(batch_index, g)
+        noise = torch.randn(clean.shape, generator=g)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(clean),), generator=g)
+        labels = torch.where(torch.rand(len(labels), generator=g) < config.label_dropout, self.null_id, labels)
+        clean, noise, t, labels = (x.to(acc.device) for x in (clean, noise, t, labels))
+        noisy = self.noise_scheduler.add_noise(clean, noise, t)
+        target = noise if config.prediction_type == "epsilon" else self.noise_scheduler.get_velocity(clean, noise, t)
+        with acc.autocast():
+            prediction = self.unet(noisy, t, class_labels=labels).sample
+        return F.mse_loss(prediction.float(), target.float())
+
+    def update(self, step: int) -> float:
+        config, acc = self.config, self.accelerator
+        total = 0.0
+        for micro in range(config.gradient_accumulation_steps):
+            last = micro == config.gradient_accumulation_steps - 1
+            with acc.no_sync(self.unet) if not last else contextlib.nullcontext():
+                loss = self.loss_on(step, micro) / config.gradient_accumulation_steps
+                acc.backward(loss)
+            total += loss.item()
+        acc.clip_grad_norm_(self.unet.parameters(), config.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.lr_scheduler.step()
+        if self.ema is not None:
+            self.ema.step(self.unet.parameters())
+        return total
+
+    # ------------------------------------------------------------------ outputs
+    def ema_pipeline(self) -> FashionDDPMPipeline:
+        unet = UNet2DModel.from_config(self.accelerator.unwrap_model(self.unet).config)
+        source = self.accelerator.unwrap_model(self.unet)
+        unet.load_state_dict(source.state_dict())
+        if self.ema is not None:
+            self.ema.copy_to(unet.parameters())
+        unet.to(self.accelerator.device).eval()
+        pipe = FashionDDPMPipeline(unet, DDPMScheduler.from_config(self.noise_scheduler.config), class_names=self.data.class_names)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def sample_grid(self, pipe: FashionDDPMPipeline, path: Path, step: int) -> Path:
+        n = self.config.sample_images_per_class
+        classes = len(pipe.class_names)
+        generators = [torch.Generator().manual_seed(i) for i in range(classes * n)]
+        images = pipe(num_images_per_label=n, guidance_scale=self.config.sample_guidance_scale, generator=generators).images
+        grid = labelled_grid([images[c * n:(c + 1) * n] for c in range(classes)], pipe.class_names,
+                             title=f"step {step}, EMA weights, guidance {self.config.sample_guidance_scale}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(path)
+        return path
+
+    def _log(self, row: dict):
+        self.accelerator.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+        with open(self.output_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _trim_metrics(self, step: int):
+        """After a resume, drop logged rows from steps that are about to be redone."""
+        path = self.output_dir / "metrics.jsonl"
+        if path.exists():
+            rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(r + "\n" for r in rows))
+            os.replace(tmp, path)
+
+    def export(self, final_loss: float | None, step: int) -> Path:
+        """save_pretrained of the EMA pipeline into output_dir (via a temporary folder), grids and model card."""
+        pipe = self.ema_pipeline()
+        tmp = self.output_dir / ".tmp-export"
+        shutil.rmtree(tmp, ignore_errors=True)
+        pipe.save_pretrained(tmp)
+        grid = self.sample_grid(pipe, self.output_dir / "samples" / "final.png", step)
+        curve = plot_loss_curve(self.output_dir / "metrics.jsonl", self.output_dir / "samples" / "loss_curve.png")
+        for item in tmp.iterdir():
+            target = self.output_dir / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+        tmp.rmdir()
+        write_model_card(self.output_dir, config=asdict(self.config), stats={
+            "steps": step, "images_seen": step * self.images_per_step, "wall_time_s": round(self.elapsed, 1),
+            "final_loss": final_loss, "hardware": _hardware(self.accelerator), "data_source": self.data.source,
+            "num_train_images": len(self.data), "epochs": round(step * self.images_per_step / len(self.data), 2),
+        }, sample_grid=grid.relative_to(self.output_dir).as_posix(), loss_curve=curve.relative_to(self.output_dir).as_posix())
+        return self.output_dir
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, resume_from_checkpoint: str | None = None) -> Path:
+        config, acc = self.config, self.accelerator
+        start = 0
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            checkpoints.remove_partial(self.checkpoint_dir)
+        if resume_from_checkpoint:
+            state = checkpoints.resume(acc, self.checkpoint_dir, resume_from_checkpoint)
+            if state is not None:
+                start, self.elapsed = state["step"], state.get("wall_time_s", 0.0)
+                logger.info("resumed from step %d", start)
+        if acc.is_main_process:
+            self._trim_metrics(start)
+            (self.output_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+        if config.report_to != "none":
+            acc.init_trackers("fashion-ddpm", config={k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool))})
+        logger.info("training on %s: %d images (%s), %d processes, %d updates of %d images (%.2f epochs)",
+                    acc.device, len(self.data), self.data.source, acc.num_processes, self.max_steps, self.images_per_step,
+                    self.max_steps * self.images_per_step / len(self.data))
+        self.unet.train()
+        bar = tqdm(range(start, self.max_steps), initial=start, total=self.max_steps, disable=not acc.is_local_main_process,
+                   desc="train", dynamic_ncols=True)
+        loss, window_loss, window_steps, window_start = None, 0.0, 0, time.perf_counter()
+        for step in bar:
+            loss = self.update(step)
+            done = step + 1
+            window_loss, window_steps = window_loss + loss, window_steps + 1
+            if done % config.log_every_steps == 0 or done == self.max_steps:
+                now = time.perf_counter()
+                self.elapsed += now - window_start
+                speed = window_steps * self.images_per_step / (now - window_start)
+                row = {"step": done, "loss": window_loss / window_steps, "lr": self.lr_scheduler.get_last_lr()[0],
+                       "images_per_s": speed, "epoch": done * self.images_per_step / len(self.data), "wall_time_s": self.elapsed}
+                bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", img_s=f"{speed:.0f}")
+                if acc.is_main_process:
+                    self._log(row)
+                window_loss, window_steps, window_start = 0.0, 0, now
+            if done % config.checkpointing_steps == 0 or done == self.max_steps:
+                checkpoints.save_checkpoint(acc, self.checkpoint_dir, done, config.checkpoints_total_limit,
+                                            {"wall_time_s": self.elapsed, "loss": loss})
+                window_start = time.perf_counter()  # checkpoint time is not training throughput
+            if config.sample_every_steps and done % config.sample_every_steps == 0 and done != self.max_steps and acc.is_main_process:
+                self.sample_grid(self.ema_pipeline(), self.output_dir / "samples" / f"step-{done:07d}.png", done)
+                window_start = time.perf_counter()
+        bar.close()
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            self.export(loss, self.max_steps)
+            logger.info("exported the EMA pipeline to %s", self.output_dir)
+        acc.end_training()
+        return self.output_dir
+
+
+def _hardware(accelerator: Accelerator) -> str:
+    if accelerator.device.type == "cuda":
+        return f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
+    return f"{accelerator.num_processes} process(es) on CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def push_to_hub(folder: Path, hub_model_id: str, hub_token: str | None = None) -> str:
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=hub_token)
+    api.create_repo(hub_model_id, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=hub_model_id, ignore_patterns=EXPORT_IGNORE,
+                      commit_message="Upload fashion-ddpm pipeline")
+    return f"https://huggingface.co/{hub_model_id}"
+
+
+def train(config: TrainConfig, resume_from_checkpoint: str | None = None, push: bool = False,
+          hub_model_id: str | None = None, hub_token: str | None = None) -> Path:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if push:
+        check_hub_access(hub_model_id, hub_token)
+    trainer = Trainer(config)
+    trainer.setup()
+    folder = trainer.run(resume_from_checkpoint)
+    if push and trainer.accelerator.is_main_process:
+        logger.info("pushed to %s", push_to_hub(folder, hub_model_id, hub_token))
+    return folder
