@@ -98,7 +98,10 @@ class Trainer:
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
+        # Accelerate only turns a multi-process launch into gloo CPU training when told to use the CPU.
+        multi_process_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.accelerator = Accelerator(
+            cpu=multi_process_cpu,
             mixed_precision=config.mixed_precision,
             log_with=None if config.report_to == "none" else config.report_to,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
@@ -262,7 +265,8 @@ class Trainer:
                 now = time.perf_counter()
                 self.elapsed += now - window_start
                 speed = window_steps * self.images_per_step / (now - window_start)
-                row = {"step": done, "loss": window_loss / window_steps, "lr": self.lr_scheduler.get_last_lr()[0],
+                mean_loss = acc.reduce(torch.tensor(window_loss / window_steps, device=acc.device), "mean").item()
+                row = {"step": done, "loss": mean_loss, "lr": self.lr_scheduler.get_last_lr()[0],
                        "images_per_s": speed, "epoch": done * self.images_per_step / len(self.data), "wall_time_s": self.elapsed}
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", img_s=f"{speed:.0f}")
                 if acc.is_main_process:
@@ -276,6 +280,7 @@ class Trainer:
                 self.sample_grid(self.ema_pipeline(), self.output_dir / "samples" / f"step-{done:07d}.png", done)
                 window_start = time.perf_counter()
         bar.close()
+        logger.info("process %d of %d finished %d updates", acc.process_index, acc.num_processes, self.max_steps - start)
         acc.wait_for_everyone()
         if acc.is_main_process:
             self.export(loss, self.max_steps)

@@ -1,0 +1,611 @@
+"""CLIP scoring of generated images: prompt similarities, a quality score, zero-shot agreement, and best-of-N.
+
+For every image and its intended class `c` (prompt name `n`, e.g. "sneaker"), CLIP embeds the image and
+
+* three *quality prompts* built from templates, by default "a good photo of a {n}", "a clear photo of a {n}" and
+  "a blurry photo of a {n}" (roles: positive, positive, negative);
+  - `sim_*`: cosine similarity of the image embedding with each prompt embedding, in [-1, 1];
+  - `p_*`: softmax over the three prompts of `logit_scale * cosine` (CLIP's own temperature, 100 for OpenAI CLIP);
+  - **quality = p_good + p_clear - p_blurry**. The three probabilities sum to 1, so this equals 1 - 2 * p_blurry and
+    lies in [-1, 1]: +1 when CLIP is sure the image is a good/clear rather than a blurry picture *of the intended
+    class*, -1 when it is sure it is blurry. It ranks images of one class; compare across classes with care.
+* the ten *class prompts* "a photo of a {n}" for every class: `zs_guess` is CLIP's zero-shot class (argmax over
+  `logit_scale * cosine`), `zs_correct` whether it equals the intended class, `zs_prob` CLIP's probability of the
+  intended class.
+
+Images (PIL, B×1×H×W tensors or B×H×W×1 arrays in [0, 1], as the pipeline returns them) are converted to 3-channel
+RGB PIL images (grey copied to all channels) and `CLIPProcessor` does the resize, centre crop and normalisation.
+
+Use from Python:
+
+    >>> scorer = load_clip("openai/clip-vit-base-patch32")          # or a local folder
+    >>> scores = scorer.score(images, labels, pipe.class_names)     # ClipScores
+    >>> result = best_of_n(pipe, scorer, pool=15, keep=3)           # BestOfN; result.kept_images[c]
+    >>> result = best_of_n_images(scorer, images, labels, pipe.class_names, keep=3)
+
+or from the command line: `fashion-ddpm evaluate-clip ...` and `fashion-ddpm best-of-n ...`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+DEFAULT_TEMPLATES = ("a good photo of a {}", "a clear photo of a {}", "a blurry photo of a {}")
+TEMPLATE_ROLES = ("good", "clear", "blurry")  # quality = p[0] + p[1] - p[2]
+ZERO_SHOT_TEMPLATE = "a photo of a {}"
+
+# Natural-language names of the Fashion-MNIST classes for prompts ("a photo of a T-shirt/top" reads badly).
+PROMPT_NAMES = {
+    "T-shirt/top": "t-shirt",
+    "Trouser": "pair of trousers",
+    "Pullover": "pullover",
+    "Dress": "dress",
+    "Coat": "coat",
+    "Sandal": "sandal",
+    "Shirt": "shirt",
+    "Sneaker": "sneaker",
+    "Bag": "bag",
+    "Ankle boot": "ankle boot",
+}
+
+HOW_TO_GET_CLIP = (
+    "--clip-model needs a CLIPModel: a Hub id such as openai/clip-vit-base-patch32 (downloaded once, then cached), "
+    "or a local folder written by CLIPModel.save_pretrained + CLIPProcessor.save_pretrained "
+    "(config.json with model_type 'clip', the weights, tokenizer and preprocessor files)"
+)
+
+
+class ClipModelError(ValueError):
+    """The CLIP model or processor could not be loaded; the message names the path or id and what is needed."""
+
+
+def prompt_name(class_name: str) -> str:
+    """The name used in prompts: a readable form for the Fashion-MNIST classes, else the name in lower case."""
+    return PROMPT_NAMES.get(class_name, class_name.lower())
+
+
+# ---------------------------------------------------------------------------------------------------- images
+def to_rgb_pil(images) -> list[Image.Image]:
+    """Converts generated images to 3-channel RGB PIL images (grey is copied to R, G and B).
+
+    Accepts a list of PIL images, a tensor B×C×H×W or an array B×H×W×C with C in {1, 3} (or B×H×W), float in
+    [0, 1] (the pipeline's "pt" / "np" output) or uint8.
+
+    Raises:
+        ValueError: on any other shape, or float values outside [0, 1].
+    """
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, (list, tuple)):
+        if not all(isinstance(im, Image.Image) for im in images):
+            raise ValueError(f"a list of images must hold PIL images only, got {sorted({type(im).__name__ for im in images})}")
+        return [im.convert("RGB") for im in images]
+    array = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    shape = tuple(array.shape)
+    expected = "B×1×H×W or B×3×H×W (tensor), B×H×W×1 or B×H×W×3 (array), or B×H×W"
+    if array.ndim == 3:
+        array = array[..., None]
+    elif array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = array.transpose(0, 2, 3, 1)
+    if array.ndim != 4 or array.shape[-1] not in (1, 3) or min(array.shape[:3]) < 1:
+        raise ValueError(f"images have shape {shape}; expected {expected} with H, W >= 1")
+    if array.dtype != np.uint8:
+        array = array.astype(np.float32)
+        lo, hi = float(array.min()), float(array.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(
+                f"float images must be in [0, 1] (the pipeline's output range), got values in [{lo:.3g}, {hi:.3g}]; "
+                "map model-range [-1, 1] tensors with x / 2 + 0.5 first"
+            )
+        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+    return [Image.fromarray(a[..., 0]).convert("RGB") if a.shape[-1] == 1 else Image.fromarray(a) for a in array]
+
+
+def _as_labels(labels, n_images: int, n_classes: int) -> np.ndarray:
+    labels = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels).reshape(-1)
+    if labels.size == 0:
+        labels = labels.astype(np.int64)
+    if len(labels) != n_images:
+        raise ValueError(f"got {n_images} images but {len(labels)} labels")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must be class ids in 0..{n_classes - 1}, got {sorted(set(labels.tolist()))}")
+    return labels.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------- scores
+@dataclass
+class ClipScores:
+    """Per-image CLIP scores; row i belongs to `images[i]` with intended class `labels[i]`."""
+
+    labels: np.ndarray          # (N,) intended class ids
+    similarities: np.ndarray    # (N, 3) cosine similarity to the quality prompts (good, clear, blurry)
+    probabilities: np.ndarray   # (N, 3) softmax over the quality prompts; rows sum to 1
+    quality: np.ndarray         # (N,) p_good + p_clear - p_blurry, in [-1, 1]
+    zero_shot_probs: np.ndarray  # (N, C) softmax over the class prompts
+    class_names: list[str]
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    zero_shot_template: str = ZERO_SHOT_TEMPLATE
+    logit_scale: float = 100.0
+    clip_model: str = ""
+    images: list[Image.Image] = field(default_factory=list, repr=False)  # the scored images (grey), for grids
+    paths: dict = field(default_factory=dict, repr=False)  # files written by evaluate_pipeline(out_dir=...)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def zero_shot_guess(self) -> np.ndarray:
+        return self.zero_shot_probs.argmax(axis=1) if len(self) else np.zeros(0, dtype=np.int64)
+
+    @property
+    def zero_shot_correct(self) -> np.ndarray:
+        return self.zero_shot_guess == self.labels
+
+    def subset(self, index) -> "ClipScores":
+        index = np.asarray(index, dtype=np.int64)
+        return ClipScores(self.labels[index], self.similarities[index], self.probabilities[index], self.quality[index],
+                          self.zero_shot_probs[index], self.class_names, self.templates, self.zero_shot_template,
+                          self.logit_scale, self.clip_model, [self.images[i] for i in index] if self.images else [])
+
+    def rows(self) -> list[dict]:
+        """One dict per image: the CSV columns."""
+        guess = self.zero_shot_guess
+        rows = []
+        for i in range(len(self)):
+            row = {"index": i, "class_id": int(self.labels[i]), "class_name": self.class_names[self.labels[i]]}
+            row.update({f"sim_{r}": float(self.similarities[i, k]) for k, r in enumerate(TEMPLATE_ROLES)})
+            row.update({f"p_{r}": float(self.probabilities[i, k]) for k, r in enumerate(TEMPLATE_ROLES)})
+            row["quality"] = float(self.quality[i])
+            row.update({"zs_guess_id": int(guess[i]), "zs_guess": self.class_names[guess[i]],
+                        "zs_prob": float(self.zero_shot_probs[i, self.labels[i]]), "zs_correct": bool(guess[i] == self.labels[i])})
+            rows.append(row)
+        return rows
+
+    def ranking(self, class_id: int) -> np.ndarray:
+        """Indices of the images of `class_id`, best quality first (ties keep generation order)."""
+        idx = np.flatnonzero(self.labels == class_id)
+        return idx[np.argsort(-self.quality[idx], kind="stable")]
+
+
+def quality_score(probabilities: np.ndarray) -> np.ndarray:
+    """quality = p_good + p_clear - p_blurry (columns in TEMPLATE_ROLES order)."""
+    probabilities = np.asarray(probabilities)
+    return probabilities[..., 0] + probabilities[..., 1] - probabilities[..., 2]
+
+
+class ClipScorer:
+    """A loaded CLIPModel + CLIPProcessor with the prompt templates; `score()` does the work."""
+
+    def __init__(self, model, processor, templates: Sequence[str] = DEFAULT_TEMPLATES,
+                 zero_shot_template: str = ZERO_SHOT_TEMPLATE, device=None, batch_size: int = 64, name: str = ""):
+        templates = tuple(templates)
+        if len(templates) != 3:
+            raise ValueError(f"need exactly 3 templates ({', '.join(TEMPLATE_ROLES)}: positive, positive, negative), got {len(templates)}")
+        for template in (*templates, zero_shot_template):
+            if template.count("{}") != 1:
+                raise ValueError(f"template {template!r} must contain exactly one '{{}}' for the class name")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model, self.processor = model, processor
+        self.templates, self.zero_shot_template = templates, zero_shot_template
+        self.device = device or next(model.parameters()).device
+        self.batch_size, self.name = batch_size, name
+        self._text_cache: dict[str, np.ndarray] = {}
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().exp().cpu())
+
+    def pixel_values(self, images):
+        """The processor's input tensor (B×3×H×W at the processor's crop size) for generated images."""
+        return self.processor(images=to_rgb_pil(images), return_tensors="pt")["pixel_values"]
+
+    def image_embeddings(self, images) -> np.ndarray:
+        """L2-normalised image embeddings, (N, D)."""
+        import torch
+
+        rgb = to_rgb_pil(images)
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(rgb), self.batch_size):
+                pixels = self.processor(images=rgb[start:start + self.batch_size], return_tensors="pt")["pixel_values"]
+                features = _features(self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype)))
+                chunks.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
+        dim = self.model.config.projection_dim
+        return np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
+
+    def text_embeddings(self, prompts: Sequence[str]) -> np.ndarray:
+        """L2-normalised text embeddings, (len(prompts), D); cached per prompt."""
+        import torch
+
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
+        if missing:
+            tokens = self.processor(text=missing, return_tensors="pt", padding=True, truncation=True)
+            tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+            with torch.inference_mode():
+                features = _features(self.model.get_text_features(**tokens))
+            features = torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
+            self._text_cache.update(zip(missing, features))
+        return np.stack([self._text_cache[p] for p in prompts])
+
+    def score(self, images, labels, class_names: Sequence[str]) -> ClipScores:
+        """Scores each image against the prompts of its intended class `labels[i]` (an id into `class_names`)."""
+        class_names = list(class_names)
+        rgb = to_rgb_pil(images)
+        labels = _as_labels(labels, len(rgb), len(class_names))
+        names = [prompt_name(n) for n in class_names]
+        quality_text = self.text_embeddings([t.format(n) for n in names for t in self.templates])
+        quality_text = quality_text.reshape(len(names), len(self.templates), -1)           # (C, 3, D)
+        class_text = self.text_embeddings([self.zero_shot_template.format(n) for n in names])  # (C, D)
+        image = self.image_embeddings(rgb)                                                   # (N, D)
+        scale = self.logit_scale
+        sims = np.einsum("nd,nkd->nk", image, quality_text[labels]) if len(rgb) else np.zeros((0, 3), np.float32)
+        probs = _softmax(scale * sims)
+        zs_probs = _softmax(scale * image @ class_text.T) if len(rgb) else np.zeros((0, len(names)), np.float32)
+        return ClipScores(labels, sims, probs, quality_score(probs), zs_probs, class_names, self.templates,
+                          self.zero_shot_template, scale, self.name, [im.convert("L") for im in rgb])
+
+
+def _features(output):
+    # transformers 4.x returns the projected embeddings as a tensor, 5.x a BaseModelOutputWithPooling whose
+    # pooler_output holds them.
+    return output if hasattr(output, "ndim") else output.pooler_output
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.size == 0:
+        return logits
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def load_clip(model_id: str = DEFAULT_CLIP_MODEL, device=None, templates: Sequence[str] = DEFAULT_TEMPLATES,
+              zero_shot_template: str = ZERO_SHOT_TEMPLATE, batch_size: int = 64) -> ClipScorer:
+    """Loads `CLIPModel` + `CLIPProcessor` from a Hub id or a local folder.
+
+    Raises:
+        ClipModelError: the folder is missing or is not a CLIP model, or the id cannot be loaded (e.g. offline).
+    """
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    model_id = str(model_id)
+    looks_local = os.path.exists(model_id) or model_id.startswith((".", "/", "~")) or os.sep + os.sep in model_id
+    if looks_local:
+        folder = Path(model_id).expanduser()
+        if not folder.is_dir():
+            raise ClipModelError(f"CLIP model folder {model_id} does not exist; {HOW_TO_GET_CLIP}")
+        config_path = folder / "config.json"
+        model_type = None
+        if config_path.is_file():
+            try:
+                model_type = json.loads(config_path.read_text()).get("model_type")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                model_type = None
+        if model_type != "clip":
+            found = f"model_type {model_type!r} in config.json" if config_path.is_file() else "no config.json"
+            raise ClipModelError(f"{model_id} is not a CLIP model folder ({found}); {HOW_TO_GET_CLIP}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        model = CLIPModel.from_pretrained(model_id)
+    except (OSError, ValueError) as e:
+        raise ClipModelError(f"could not load CLIPModel from {model_id!r}: {e}\n{HOW_TO_GET_CLIP}") from None
+    try:
+        processor = CLIPProcessor.from_pretrained(model_id)
+    except (OSError, ValueError, TypeError) as e:
+        raise ClipModelError(
+            f"{model_id!r} holds CLIP weights but no usable CLIPProcessor (tokenizer + image processor files): {e}\n"
+            f"{HOW_TO_GET_CLIP}"
+        ) from None
+    model.to(device).eval()
+    return ClipScorer(model, processor, templates, zero_shot_template, device, batch_size, name=model_id)
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+def _mean_std(values: np.ndarray) -> tuple[float | None, float | None]:
+    if len(values) == 0:
+        return None, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _summary(scores: ClipScores, index: np.ndarray) -> dict:
+    row = {"n": int(len(index))}
+    for key, values in [("quality", scores.quality)] + [
+        (f"sim_{r}", scores.similarities[:, k]) for k, r in enumerate(TEMPLATE_ROLES)
+    ]:
+        row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values[index])
+    row["zero_shot_agreement"] = float(scores.zero_shot_correct[index].mean()) if len(index) else None
+    return row
+
+
+def per_class_table(scores: ClipScores) -> dict:
+    """Mean ± std (ddof=1) of quality and the three similarities, and zero-shot agreement, per class and overall."""
+    classes = [{"class_id": c, "class_name": name, **_summary(scores, np.flatnonzero(scores.labels == c))}
+               for c, name in enumerate(scores.class_names)]
+    return {
+        "clip_model": scores.clip_model,
+        "templates": list(scores.templates),
+        "zero_shot_template": scores.zero_shot_template,
+        "logit_scale": scores.logit_scale,
+        "quality": "p_good + p_clear - p_blurry (= 1 - 2 p_blurry), softmax over the three prompts at CLIP's logit scale",
+        "classes": classes,
+        "overall": _summary(scores, np.arange(len(scores))),
+    }
+
+
+def _fmt(mean, std, digits=3) -> str:
+    return "–" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def table_markdown(table: dict) -> str:
+    lines = [
+        f"CLIP model: `{table['clip_model']}`; quality = p_good + p_clear − p_blurry over the prompts "
+        + ", ".join(f"“{t}”" for t in table["templates"]) + f"; zero-shot prompt “{table['zero_shot_template']}”.",
+        "",
+        "| class | n | quality | sim good | sim clear | sim blurry | zero-shot agreement |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in [*table["classes"], {"class_name": "**all**", **table["overall"]}]:
+        agree = "–" if row["zero_shot_agreement"] is None else f"{100 * row['zero_shot_agreement']:.0f}%"
+        cells = [_fmt(row[f"{k}_mean"], row[f"{k}_std"]) for k in ("quality", "sim_good", "sim_clear", "sim_blurry")]
+        lines.append(f"| {row['class_name']} | {row['n']} | " + " | ".join(cells) + f" | {agree} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[dict], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["index"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+    return path
+
+
+def _write_json(data, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def ranked_grid(scores: ClipScores, k: int, lowest: bool = False, title: str | None = None) -> Image.Image:
+    """One row per class: its `k` highest (or lowest, worst first) quality images, column labels = rank."""
+    from .grid import labelled_grid
+
+    rows, names = [], []
+    for c, name in enumerate(scores.class_names):
+        order = scores.ranking(c)
+        if len(order) == 0:
+            continue
+        picked = order[::-1][:k] if lowest else order[:k]
+        rows.append([scores.images[i] for i in picked])
+        names.append(name)
+    columns = [f"{'worst' if lowest else 'best'} {j + 1}" for j in range(max(len(r) for r in rows))] if rows else None
+    return labelled_grid(rows, names, column_labels=columns, scale=3, title=title)
+
+
+def write_evaluation(scores: ClipScores, out_dir: str | Path, top: int = 4, extra: dict | None = None) -> dict[str, Path]:
+    """Writes clip_scores.csv, clip_per_class.json / .md, clip_best.png and clip_worst.png into `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = {**per_class_table(scores), **(extra or {})}
+    paths = {
+        "csv": write_csv(scores.rows(), out / "clip_scores.csv"),
+        "json": _write_json(table, out / "clip_per_class.json"),
+        "md": out / "clip_per_class.md",
+    }
+    paths["md"].write_text(table_markdown(table), encoding="utf-8")
+    if len(scores) and scores.images:
+        paths["best_png"] = out / "clip_best.png"
+        ranked_grid(scores, top, title="highest CLIP quality per class").save(paths["best_png"])
+        paths["worst_png"] = out / "clip_worst.png"
+        ranked_grid(scores, top, lowest=True, title="lowest CLIP quality per class").save(paths["worst_png"])
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------- generation
+def generate(pipe, class_ids: Sequence[int], per_class: int, seed: int = 0, **sampling) -> tuple[list[Image.Image], np.ndarray]:
+    """`per_class` images of each class, label-major; image j of class c uses seed + c * per_class + j."""
+    import torch
+
+    images, labels = [], []
+    for c in class_ids:
+        generators = [torch.Generator().manual_seed(seed + c * per_class + j) for j in range(per_class)]
+        images += pipe(class_labels=[c], num_images_per_label=per_class, generator=generators, output_type="pil", **sampling).images
+        labels += [c] * per_class
+    return images, np.asarray(labels, dtype=np.int64)
+
+
+def evaluate_pipeline(pipe, scorer: ClipScorer, num_per_class: int = 10, class_labels=None, seed: int = 0,
+                      out_dir: str | Path | None = None, top: int = 4, extra: dict | None = None, **sampling) -> ClipScores:
+    """Generates `num_per_class` images per class, scores them, and (with `out_dir`) writes the reports."""
+    if num_per_class < 1:
+        raise ValueError(f"num_per_class must be >= 1, got {num_per_class}")
+    class_ids = pipe._resolve_class_ids(class_labels)
+    images, labels = generate(pipe, class_ids, num_per_class, seed, **sampling)
+    scores = scorer.score(images, labels, pipe.class_names)
+    if out_dir is not None:
+        info = {"num_per_class": num_per_class, "seed": seed, "sampling": sampling, **(extra or {})}
+        scores.paths = write_evaluation(scores, out_dir, top, extra=info)
+    return scores
+
+
+@dataclass
+class BestOfN:
+    """Result of CLIP-guided best-of-N: `kept[c]` are indices into `scores` (best first) for class c."""
+
+    scores: ClipScores
+    kept: dict[int, list[int]]
+    keep: int
+    paths: dict = field(default_factory=dict, repr=False)  # files written by save()
+
+    @property
+    def kept_images(self) -> dict[int, list[Image.Image]]:
+        return {c: [self.scores.images[i] for i in idx] for c, idx in self.kept.items()}
+
+    @property
+    def kept_index(self) -> np.ndarray:
+        return np.asarray([i for idx in self.kept.values() for i in idx], dtype=np.int64)
+
+    def rows(self) -> list[dict]:
+        rank = {}
+        for c in self.kept:
+            rank.update({int(i): r + 1 for r, i in enumerate(self.scores.ranking(c))})
+        kept = set(self.kept_index.tolist())
+        return [{**row, "rank_in_class": rank[row["index"]], "kept": row["index"] in kept} for row in self.scores.rows()]
+
+    def summary(self) -> dict:
+        classes = []
+        for c, idx in self.kept.items():
+            pool = np.flatnonzero(self.scores.labels == c)
+            classes.append({
+                "class_id": c, "class_name": self.scores.class_names[c], "pool": int(len(pool)),
+                "kept_index": [int(i) for i in idx], "kept_quality": [float(self.scores.quality[i]) for i in idx],
+                "pool_quality_mean": float(self.scores.quality[pool].mean()),
+                "kept_quality_mean": float(self.scores.quality[idx].mean()),
+                "pool_zero_shot_agreement": float(self.scores.zero_shot_correct[pool].mean()),
+                "kept_zero_shot_agreement": float(self.scores.zero_shot_correct[idx].mean()),
+            })
+        return {"clip_model": self.scores.clip_model, "templates": list(self.scores.templates), "keep": self.keep,
+                "quality": "p_good + p_clear - p_blurry", "classes": classes}
+
+    def save(self, out_dir: str | Path, extra: dict | None = None) -> dict[str, Path]:
+        """Writes best_of_n.png (kept, best first), best_of_n_pool.png (whole pool, ranked), best_of_n_scores.csv
+        (every pool image with rank and kept flag) and best_of_n.json."""
+        from .grid import labelled_grid
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        names = [self.scores.class_names[c] for c in self.kept]
+        kept_rows = [self.kept_images[c] for c in self.kept]
+        pool_rows = [[self.scores.images[i] for i in self.scores.ranking(c)] for c in self.kept]
+        paths = {"png": out / "best_of_n.png", "pool_png": out / "best_of_n_pool.png"}
+        labelled_grid(kept_rows, names, [f"best {j + 1}" for j in range(self.keep)], scale=3,
+                      title=f"CLIP best-of-N: top {self.keep} by quality").save(paths["png"])
+        labelled_grid(pool_rows, names, scale=2, title="whole pool ranked by CLIP quality (best left)").save(paths["pool_png"])
+        paths["csv"] = write_csv(self.rows(), out / "best_of_n_scores.csv")
+        paths["json"] = _write_json({**self.summary(), **(extra or {})}, out / "best_of_n.json")
+        self.paths = paths
+        return paths
+
+
+def best_of_n_images(scorer: ClipScorer, images, labels, class_names: Sequence[str], keep: int = 3) -> BestOfN:
+    """Scores a pool of images and keeps the `keep` best (by quality) of every class present in `labels`
+    (`kept` is ordered by first appearance of each class)."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"keep must be an int >= 1, got {keep!r}")
+    scores = scorer.score(images, labels, class_names)
+    present = list(dict.fromkeys(scores.labels.tolist()))  # classes in order of first appearance
+    kept = {c: [int(i) for i in scores.ranking(c)[:keep]] for c in present}
+    return BestOfN(scores, kept, keep)
+
+
+def best_of_n(pipe, scorer: ClipScorer, pool: int = 15, keep: int = 3, class_labels=None, seed: int = 0,
+              out_dir: str | Path | None = None, **sampling) -> BestOfN:
+    """Generates `pool` images per class with `pipe`, keeps the top `keep` by CLIP quality (saved with `out_dir`)."""
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise ValueError(f"pool must be an int >= 1, got {pool!r}")
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= pool:
+        raise ValueError(f"keep must be an int in 1..pool ({pool}), got {keep!r}")
+    class_ids = pipe._resolve_class_ids(class_labels)
+    images, labels = generate(pipe, class_ids, pool, seed, **sampling)
+    result = best_of_n_images(scorer, images, labels, pipe.class_names, keep)
+    if out_dir is not None:
+        result.save(out_dir, extra={"pool": pool, "seed": seed, "sampling": sampling})
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def _add_clip_args(parser):
+    parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL,
+                        help=f"CLIPModel Hub id or local folder (default: {DEFAULT_CLIP_MODEL})")
+    parser.add_argument("--templates", nargs=3, metavar=("GOOD", "CLEAR", "BLURRY"), default=list(DEFAULT_TEMPLATES),
+                        help="quality prompt templates with {} for the class name: positive, positive, negative")
+    parser.add_argument("--zero-shot-template", default=ZERO_SHOT_TEMPLATE, help="class prompt template for the zero-shot guess")
+    parser.add_argument("--class", dest="class_labels", action="append", help="class name or id; repeat for more (default: all)")
+    parser.add_argument("--clip-batch-size", type=int, default=64)
+    parser.add_argument("--clip-device", default=None, help="device for CLIP (default: cuda if available, else cpu)")
+
+
+def _setup(args):
+    from .cli import load_pipeline
+
+    pipe = load_pipeline(args.model, args.scheduler)
+    try:
+        labels = None if not args.class_labels else [pipe.class_id(int(x) if x.isdigit() else x) for x in args.class_labels]
+        scorer = load_clip(args.clip_model, args.clip_device, args.templates, args.zero_shot_template, args.clip_batch_size)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+    return pipe, scorer, labels
+
+
+def cmd_evaluate_clip(args):
+    from .cli import sampling_kwargs
+
+    if args.num_per_class < 1 or args.top < 1:
+        raise SystemExit("error: --num-per-class and --top must be >= 1")
+    pipe, scorer, labels = _setup(args)
+    sampling = sampling_kwargs(args)
+    try:
+        scores = evaluate_pipeline(pipe, scorer, args.num_per_class, labels, args.seed, args.out, args.top,
+                                   extra={"model": str(args.model), "scheduler": args.scheduler}, **sampling)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+    paths = scores.paths
+    overall = per_class_table(scores)["overall"]
+    print(table_markdown(per_class_table(scores)))
+    print(f"quality {_fmt(overall['quality_mean'], overall['quality_std'])}, zero-shot agreement "
+          f"{100 * overall['zero_shot_agreement']:.1f}% over {overall['n']} images")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def cmd_best_of_n(args):
+    from .cli import sampling_kwargs
+
+    if args.pool < 1 or not 1 <= args.keep <= args.pool:
+        raise SystemExit(f"error: need --pool >= 1 and 1 <= --keep <= --pool, got pool={args.pool} keep={args.keep}")
+    pipe, scorer, labels = _setup(args)
+    sampling = sampling_kwargs(args)
+    try:
+        result = best_of_n(pipe, scorer, args.pool, args.keep, labels, args.seed, **sampling)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+    paths = result.save(args.out, extra={"model": str(args.model), "pool": args.pool, "seed": args.seed,
+                                         "scheduler": args.scheduler, "sampling": sampling})
+    for row in result.summary()["classes"]:
+        print(f"{row['class_name']:>12}: kept quality {row['kept_quality_mean']:+.3f} vs pool {row['pool_quality_mean']:+.3f}")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def register(subparsers):
+    """Adds `evaluate-clip` and `best-of-n` to the `fashion-ddpm` command line."""
+    from .cli import add_sampling_args
+
+    ev = subparsers.add_parser("evaluate-clip", help="score generated images with CLIP (quality prompts, zero-shot class)")
+    add_sampling_args(ev)
+    ev.add_argument("--num-per-class", type=int, default=10, help="images generated per class")
+    ev.add_argument("--top", type=int, default=4, help="images per class in the best / worst grids")
+    ev.add_argument("--out", default="clip-eval", help="output folder")
+    _add_clip_args(ev)
+    ev.set_defaults(func=cmd_evaluate_clip)
+
+    bon = subparsers.add_parser("best-of-n", help="generate a pool per class and keep the CLIP-best images")
+    add_sampling_args(bon)
+    bon.add_argument("--pool", type=int, default=15, help="images generated per class")
+    bon.add_argument("--keep", type=int, default=3, help="images kept per class (highest CLIP quality)")
+    bon.add_argument("--out", default="best-of-n", help="output folder")
+    _add_clip_args(bon)
+    bon.set_defaults(func=cmd_best_of_n)

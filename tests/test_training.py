@@ -1,0 +1,153 @@
+"""train_conditional.py with configs/tiny.yaml: runs, exports, resumes bit-identically, survives bad checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipeline.data import DEBIAN_DIR
+from pipeline.train_config import load_config, validate
+
+REPO = Path(__file__).resolve().parent.parent
+HAVE_DATA = Path(DEBIAN_DIR, "train-images-idx3-ubyte.gz").is_file()
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"Fashion-MNIST not installed in {DEBIAN_DIR} (apt-get install dataset-fashion-mnist)")
+# One thread per process: reproducible arithmetic, and two processes fit the two cores.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def train_cmd(out: Path, *overrides: str) -> list[str]:
+    return [sys.executable, str(REPO / "train_conditional.py"), "--config", str(REPO / "configs/tiny.yaml"),
+            f"output_dir={out}", *overrides]
+
+
+def run(cmd, **kw):
+    result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600, cwd=REPO, **kw)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def unet_weights(folder: Path) -> dict:
+    return load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "run"
+    result = run(train_cmd(out))
+    return out, result
+
+
+@needs_data
+def test_tiny_training_exports_a_loadable_pipeline(tiny_run, tmp_path):
+    out, result = tiny_run
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(2, 17, 2))
+    assert rows[-1]["loss"] < rows[0]["loss"]  # it learns something even in 16 steps
+    assert all(r["images_per_s"] > 0 and "lr" in r for r in rows)
+    assert (out / "samples" / "final.png").is_file() and (out / "samples" / "loss_curve.png").is_file()
+    assert (out / "samples" / "step-0000008.png").is_file()  # sample_every_steps: 8
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: diffusers") and "images seen | 512 (2.0 epochs)" in card
+    assert "{{" not in card
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-12", "checkpoint-16"]  # keep last 2
+    loader = ("import sys, torch; from diffusers import DiffusionPipeline; "
+              "p = DiffusionPipeline.from_pretrained(sys.argv[1], trust_remote_code=True); "
+              "print(p(class_labels=['Bag'], num_inference_steps=2, output_type='np').images.shape)")
+    shown = subprocess.run([sys.executable, "-c", loader, str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert shown.stdout.strip().endswith("(1, 28, 28, 1)"), shown.stderr[-2000:]
+
+
+@needs_data
+def test_sigkill_then_resume_is_bit_identical(tiny_run, tmp_path):
+    reference, _ = tiny_run
+    out = tmp_path / "killed"
+    cmd = train_cmd(out, "max_train_steps=16", "checkpointing_steps=4", "sample_every_steps=0")
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "checkpoint-8").exists():
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model_index.json").exists()  # killed before the export
+    run(cmd + ["--resume_from_checkpoint", "latest"])
+    want, got = unet_weights(reference), unet_weights(out)
+    assert want.keys() == got.keys()
+    for name in want:
+        assert torch.equal(want[name], got[name]), name
+    raw_want = load_file(reference / "checkpoints/checkpoint-16/model.safetensors")
+    raw_got = load_file(out / "checkpoints/checkpoint-16/model.safetensors")
+    assert all(torch.equal(raw_want[k], raw_got[k]) for k in raw_want)
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no duplicated log rows after the resume
+
+
+@needs_data
+def test_corrupt_latest_checkpoint_is_skipped(tiny_run, tmp_path):
+    reference, _ = tiny_run
+    out = tmp_path / "corrupt"
+    opts = ("checkpointing_steps=4", "checkpoints_total_limit=5", "sample_every_steps=0")
+    run(train_cmd(out, *opts))
+    (out / "checkpoints/checkpoint-16/model.safetensors").write_bytes(b"\x00" * 100)  # torn write
+    (out / "checkpoints/checkpoint-12/training_state.json").unlink()  # never finished
+    (out / "checkpoints/.tmp-checkpoint-13").mkdir()  # a save that was killed half-way
+    result = run(train_cmd(out, *opts, "--resume_from_checkpoint", "latest"))
+    assert "skipping checkpoint" in result.stderr
+    assert "checkpoint-16: it is partial or corrupt" in result.stderr and "checkpoint-12: it is partial" in result.stderr
+    assert "resumed from step 8" in result.stderr
+    assert not (out / "checkpoints/.tmp-checkpoint-13").exists()
+    want, got = unet_weights(reference), unet_weights(out)
+    assert all(torch.equal(want[k], got[k]) for k in want)  # resuming from step 8 reproduces the uninterrupted run
+
+
+@needs_data
+def test_two_processes_with_accelerate_launch(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", *train_cmd(out, "max_train_steps=6")[1:]]
+    result = run(cmd)
+    assert "process 0 of 2 finished 6 updates" in result.stderr and "process 1 of 2 finished 6 updates" in result.stderr
+    assert "2 processes, 6 updates of 64 images" in result.stderr
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]  # one writer
+    assert (out / "model_index.json").is_file() and (out / "checkpoints" / "checkpoint-4" / "model.safetensors").is_file()
+
+
+def test_config_validation_errors(tmp_path):
+    assert load_config(str(REPO / "configs/tiny.yaml")).max_train_steps == 16
+    for name in ("cpu", "fashion_mnist", "large"):
+        load_config(str(REPO / f"configs/{name}.yaml"))
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['batch_size'\]; valid keys: \[.*'train_batch_size'"):
+        validate({"batch_size": 3})
+    with pytest.raises(ValueError, match=r"'learning_rate' must be float, got 'fast'"):
+        validate({"learning_rate": "fast"})
+    with pytest.raises(ValueError, match=r"'hflip' must be bool, got 1"):
+        validate({"hflip": 1})
+    with pytest.raises(ValueError, match=r"'mixed_precision' must be one of \['no', 'fp16', 'bf16'\], got 'fp8'"):
+        validate({"mixed_precision": "fp8"})
+    result = subprocess.run(train_cmd(tmp_path, "num_epochs=zero"), capture_output=True, text=True, cwd=REPO, env=ENV)
+    assert result.returncode == 2 and "'num_epochs' must be int, got 'zero'" in result.stderr
+
+
+def test_missing_data_is_one_clear_message(tmp_path):
+    result = subprocess.run(train_cmd(tmp_path / "out", f"data_dir={tmp_path}"), capture_output=True, text=True,
+                            cwd=REPO, env=ENV, timeout=300)
+    assert result.returncode == 2
+    assert "apt-get install -y dataset-fashion-mnist" in result.stderr and "FASHION_MNIST_DIR" in result.stderr
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_push_to_hub_fails_before_training(tmp_path):
+    env = {**ENV, "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""}
+    result = subprocess.run(train_cmd(tmp_path / "out", "--push_to_hub", "--hub_model_id", "someone/fashion-ddpm"),
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert result.returncode == 2 and "--push_to_hub" in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
