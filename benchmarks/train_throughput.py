@@ -1,0 +1,334 @@
+"""Training throughput and peak memory: the project's Trainer.update vs a minimal diffusers-example training loop.
+
+Two variants, same U-Net config and initial weights, same batch size, same threads, same in-memory data:
+
+  project      what `train_conditional.py` runs: pipeline.train_config.validate(config) -> pipeline.training.Trainer
+               (Accelerate, deterministic per-step generators, label dropout, grad clipping, AdamW, LR schedule, EMA),
+               timed over Trainer.update(step) calls (report_to none, output_dir in a temporary folder).
+  reference    a minimal plain-PyTorch loop written like diffusers' examples/unconditional_image_generation/
+               train_unconditional.py: random batch, noise, random timesteps, add_noise, unet(noisy, t, labels).sample,
+               F.mse_loss, backward, clip_grad_norm_, AdamW step, LR scheduler step, zero_grad, EMA step (plus the
+               label dropout a class-conditional CFG model needs). Batches are indexed from the same in-memory uint8
+               tensor (no DataLoader / PIL transforms), so the comparison measures loop overhead, not data loading.
+
+Each run is its own subprocess (so ru_maxrss peaks are per variant); the variants alternate over rounds (P R, R P, ...)
+so background load falls on both; warm-up updates are excluded; img/s is the median over rounds.
+
+Usage:
+  python benchmarks/train_throughput.py                               # configs/cpu.yaml, its batch (128)
+  python benchmarks/train_throughput.py --steps 30 --rounds 3 --out benchmarks/results
+  python benchmarks/train_throughput.py --smoke                       # tiny U-Net, 2 updates, seconds (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
+
+NAME = "train_throughput"
+VARIANTS = ("project", "reference")
+SMOKE_UNET = {"block_out_channels": [8, 16, 16], "norm_num_groups": 4, "layers_per_block": 1}  # as tests/conftest.py
+SMOKE_IMAGES = 64
+RESULT_PREFIX = "BENCHMARK_RESULT "
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(REPO / "configs/cpu.yaml"), help="training config (U-Net, optimiser, EMA, batch)")
+    p.add_argument("--batch", type=int, default=None, help="images per update (default: the config's train_batch_size; smoke 8)")
+    p.add_argument("--steps", type=int, default=None, help="timed updates per run (default 15; smoke 2)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed updates before timing (default 3; smoke 1)")
+    p.add_argument("--rounds", type=int, default=None, help="runs per variant, alternating (default 3; smoke 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads in each run (default: torch's default)")
+    p.add_argument("--data", choices=("auto", "synthetic"), default=None,
+                   help="auto: the config's Fashion-MNIST, synthetic if not installed; synthetic: random uint8 images "
+                        "(same compute). Default auto; smoke synthetic")
+    p.add_argument("--smoke", action="store_true", help="tiny random U-Net, 2 updates: a seconds-long check for CI")
+    p.add_argument("--out", help="write <out>/train_throughput.json and .md")
+    p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument("--spec", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return args
+    defaults = (2, 1, 1, "synthetic") if args.smoke else (15, 3, 3, "auto")
+    args.steps = args.steps or defaults[0]
+    args.warmup = defaults[1] if args.warmup is None else args.warmup
+    args.rounds = args.rounds or defaults[2]
+    args.data = args.data or defaults[3]
+    if min(args.steps, args.rounds) < 1 or args.warmup < 0:
+        p.error("--steps and --rounds must be >= 1, --warmup >= 0")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------- worker side
+def _rss_mb(field: str) -> float | None:
+    """VmRSS (current) or VmHWM (peak since start / last reset) of this process, in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Resets VmHWM (Linux >= 4.0: `echo 5 > /proc/self/clear_refs`) so the training loop's own peak can be read."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _load_data(spec: dict):
+    import torch
+
+    from pipeline.data import ImageDataset, load_dataset
+    from pipeline.pipeline_fashion_ddpm import FASHION_MNIST_CLASSES
+
+    n = spec["config"].get("max_train_images") or 60_000
+    if spec["data"] == "auto":
+        try:
+            data = load_dataset(spec["config"].get("data_dir"), spec["config"].get("dataset"), "train")
+            return ImageDataset(data.images[:n], data.labels[:n], data.class_names, data.source)
+        except FileNotFoundError:
+            pass
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, len(FASHION_MNIST_CLASSES), (n,), generator=g)
+    return ImageDataset(images, labels, list(FASHION_MNIST_CLASSES), "synthetic")
+
+
+def _project(spec: dict, data, threads):
+    """The code train_conditional.py runs: validate(config) -> Trainer -> setup -> update(step)."""
+    import torch
+
+    from pipeline import training
+    from pipeline.train_config import validate
+
+    config = validate(spec["config"])
+    training.load_dataset = lambda *a, **k: data  # the data already in memory (same tensor as the reference uses)
+    trainer = training.Trainer(config)
+    trainer.setup()
+    if threads:
+        torch.set_num_threads(threads)
+    trainer.unet.train()
+    return trainer.update, f"{sum(p.numel() for p in trainer.unet.parameters())}"
+
+
+def _reference(spec: dict, data, threads):
+    """A minimal loop in the style of diffusers' train_unconditional.py, on the same model and hyper-parameters."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import UNet2DModel
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    from pipeline import FashionDDPMPipeline
+    from pipeline.data import to_model_range
+    from pipeline.train_config import validate
+
+    config = validate(spec["config"])
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(config.seed)  # the same initial weights as the Trainer
+    pipe = FashionDDPMPipeline.from_config_dict(
+        unet={**config.unet, "sample_size": data.images.shape[-1]},
+        scheduler={"num_train_timesteps": config.num_train_timesteps, "beta_schedule": config.beta_schedule,
+                   "prediction_type": config.prediction_type},
+        class_names=data.class_names)
+    model, noise_scheduler = pipe.unet, pipe.scheduler
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                  betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay)
+    lr_scheduler = get_scheduler(config.lr_scheduler, optimizer=optimizer, num_warmup_steps=config.lr_warmup_steps,
+                                 num_training_steps=config.max_train_steps)
+    ema_model = EMAModel(model.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=config.ema_power,
+                         model_cls=UNet2DModel, model_config=model.config) if config.use_ema else None
+    model.train()
+    images_uint8, all_labels, null_id = data.images, data.labels, len(data.class_names)
+    bsz = config.train_batch_size
+
+    def update(step):
+        idx = torch.randint(0, len(images_uint8), (bsz,))
+        clean_images, class_labels = to_model_range(images_uint8[idx]), all_labels[idx]
+        class_labels = torch.where(torch.rand(bsz) < config.label_dropout, null_id, class_labels)
+        noise = torch.randn(clean_images.shape)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,)).long()
+        noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
+        target = noise if config.prediction_type == "epsilon" else noise_scheduler.get_velocity(clean_images, noise, timesteps)
+        model_output = model(noisy_images, timesteps, class_labels=class_labels).sample
+        loss = F.mse_loss(model_output.float(), target.float())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad()
+        if ema_model is not None:
+            ema_model.step(model.parameters())
+        return loss.detach().item()
+
+    return update, f"{sum(p.numel() for p in model.parameters())}"
+
+
+def worker(variant: str, spec: dict):
+    ensure_repo_on_path()
+    import torch
+
+    threads = spec.get("threads")
+    if threads:
+        torch.set_num_threads(threads)
+    data = _load_data(spec)
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        spec["config"]["output_dir"] = tmp
+        update, params = (_project if variant == "project" else _reference)(spec, data, threads)
+        warmup, steps = spec["warmup"], spec["steps"]
+        losses = [update(step) for step in range(warmup)]
+        gc.collect()
+        rss_before = _rss_mb("VmRSS")
+        reset = _reset_peak_rss()
+        start = time.perf_counter()
+        losses += [update(step) for step in range(warmup, warmup + steps)]
+        elapsed = time.perf_counter() - start
+        result = {
+            "variant": variant,
+            "images_per_s": steps * spec["batch"] / elapsed,
+            "seconds": elapsed,
+            "s_per_update": elapsed / steps,
+            "timed_updates": steps,
+            "warmup_updates": warmup,
+            "final_loss": losses[-1],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # whole process, incl. set-up
+            "rss_before_timing_mb": rss_before,
+            "timed_loop_peak_rss_mb": _rss_mb("VmHWM") if reset else None,  # peak during the timed updates only
+            "torch_threads": torch.get_num_threads(),
+            "torch_version": torch.__version__,
+            "unet_parameters": int(params),
+            "data_source": data.source,
+            "num_train_images": len(data),
+        }
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------- parent side
+def build_spec(args) -> dict:
+    values = yaml.safe_load(Path(args.config).read_text()) or {}
+    if args.smoke:
+        values["unet"] = SMOKE_UNET
+        values["max_train_images"] = SMOKE_IMAGES
+    batch = args.batch or (8 if args.smoke else values.get("train_batch_size", 128))
+    values.update({
+        "train_batch_size": batch,
+        "gradient_accumulation_steps": 1,  # one micro-batch per update in both variants
+        "max_train_steps": args.warmup + args.steps,  # the LR schedule length both variants use
+        "report_to": "none",
+        "sample_every_steps": 0,
+    })
+    return {"config": values, "batch": batch, "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
+            "data": args.data}
+
+
+def run_worker(variant: str, spec: dict) -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if spec["threads"]:
+        env["OMP_NUM_THREADS"] = str(spec["threads"])
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant, "--spec", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{variant} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        return worker(args.worker, json.loads(args.spec))
+    spec = build_spec(args)
+    machine = machine_info(args.threads)
+    runs = {v: [] for v in VARIANTS}
+    for r in range(args.rounds):
+        for variant in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
+            runs[variant].append(run_worker(variant, spec))
+            print(f"round {r + 1}/{args.rounds}: {variant} {runs[variant][-1]['images_per_s']:.1f} img/s, "
+                  f"peak RSS {runs[variant][-1]['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+    machine["load_average_1m_at_end"] = load_average()
+    first = runs["project"][0]
+    machine["torch_threads"] = first["torch_threads"]
+    machine["torch_version"] = first["torch_version"]
+
+    results = {}
+    for variant, rs in runs.items():
+        timed_peaks = [r["timed_loop_peak_rss_mb"] for r in rs if r["timed_loop_peak_rss_mb"] is not None]
+        results[variant] = {
+            "images_per_s": median([r["images_per_s"] for r in rs]),
+            "s_per_update": median([r["s_per_update"] for r in rs]),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+            "timed_loop_peak_rss_mb": max(timed_peaks) if timed_peaks else None,
+            "rss_before_timing_mb": median([r["rss_before_timing_mb"] for r in rs if r["rss_before_timing_mb"]] or [0]),
+            "per_round_images_per_s": [r["images_per_s"] for r in rs],
+            "final_losses": [r["final_loss"] for r in rs],
+        }
+    result = {
+        "benchmark": NAME,
+        "smoke": args.smoke,
+        "machine": machine,
+        "settings": {"config": os.path.relpath(args.config, REPO) if Path(args.config).is_absolute() else args.config,
+                     "batch": spec["batch"], "timed_updates": args.steps, "warmup_updates": args.warmup,
+                     "rounds": args.rounds, "threads": first["torch_threads"], "unet": spec["config"].get("unet", {}),
+                     "unet_parameters": first["unet_parameters"], "data_source": first["data_source"],
+                     "num_train_images": first["num_train_images"], "use_ema": spec["config"].get("use_ema", True)},
+        "results": results,
+        "ratios": {"project_over_reference_images_per_s":
+                   results["project"]["images_per_s"] / results["reference"]["images_per_s"],
+                   "project_over_reference_peak_rss": results["project"]["peak_rss_mb"] / results["reference"]["peak_rss_mb"]},
+    }
+    emit(NAME, result, to_markdown(result), args.out)
+    return result
+
+
+def to_markdown(r: dict) -> str:
+    s, res, ratios = r["settings"], r["results"], r["ratios"]
+    labels = {"project": "project `Trainer.update` (train_conditional.py)",
+              "reference": "reference loop (diffusers train_unconditional.py style)"}
+
+    def mb(v):
+        return f"{v:.0f}" if v is not None else "n/a"
+
+    rows = [[labels[n], v["images_per_s"], 1000 * v["s_per_update"], mb(v["peak_rss_mb"]), mb(v["timed_loop_peak_rss_mb"]),
+             ", ".join(f"{x:.1f}" for x in v["per_round_images_per_s"])] for n, v in res.items()]
+    table = markdown_table(["variant", "img/s (median)", "ms/update", "peak RSS MB (process)", "peak RSS MB (timed loop)",
+                            "img/s per round"], rows)
+    return "\n".join([
+        f"# Training throughput{' (smoke run: tiny random U-Net, not a real measurement)' if r['smoke'] else ''}",
+        "",
+        f"Config `{s['config']}` (U-Net {s['unet']}, {s['unet_parameters']:,} parameters), batch {s['batch']}, "
+        f"{s['threads']} torch threads, {s['timed_updates']} timed updates after {s['warmup_updates']} warm-up, "
+        f"{s['rounds']} alternating round(s), each run in its own process; data: {s['data_source']} "
+        f"({s['num_train_images']:,} images, in memory).",
+        "",
+        table,
+        "",
+        f"- project / reference img/s: **{ratios['project_over_reference_images_per_s']:.3f}**",
+        f"- project / reference peak RSS: {ratios['project_over_reference_peak_rss']:.3f}",
+        "",
+        "Machine:",
+        "",
+        machine_markdown(r["machine"]),
+    ])
+
+
+if __name__ == "__main__":
+    main()

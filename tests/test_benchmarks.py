@@ -1,0 +1,80 @@
+"""benchmarks/*.py --smoke: both scripts run, write JSON + Markdown, and report sane numbers."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = ("sampling_speed", "train_throughput")
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    """Runs both smoke benchmarks at once (one torch thread each, so they share two cores) and loads their JSON."""
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    procs = {name: subprocess.Popen([sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--smoke", "--threads", "1",
+                                     "--out", str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+             for name in SCRIPTS}
+    results = {}
+    for name, proc in procs.items():
+        try:
+            stdout, stderr = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        assert proc.returncode == 0, f"{name}: {stderr[-3000:]}"
+        assert "| variant |" in stdout  # the Markdown table is printed too
+        results[name] = json.loads((out / f"{name}.json").read_text())
+        md = (out / f"{name}.md").read_text()
+        assert md.startswith("#") and "| variant |" in md and "cpu_model" in md
+    return results
+
+
+def _check_machine(machine: dict):
+    for key in ("cpu_model", "cpu_count", "torch_version", "torch_threads", "diffusers_version", "date"):
+        assert machine.get(key), key
+    assert machine["torch_threads"] == 1
+
+
+def test_sampling_speed_smoke(smoke_results):
+    r = smoke_results["sampling_speed"]
+    assert r["benchmark"] == "sampling_speed" and r["smoke"] is True
+    _check_machine(r["machine"])
+    assert set(r["results"]) == {"pipeline", "reference_two_pass", "unet_floor"}
+    steps, batch = r["settings"]["steps"], r["settings"]["batch"]
+    for name, v in r["results"].items():
+        for key in ("median_s", "images_per_s", "ms_per_step"):
+            assert _positive(v[key]), (name, key, v[key])
+        assert len(v["times_s"]) == r["settings"]["rounds"] and all(_positive(t) for t in v["times_s"])
+    assert r["results"]["reference_two_pass"]["unet_calls"] == 2 * steps
+    assert r["results"]["pipeline"]["unet_batch"] == r["results"]["unet_floor"]["unet_batch"] == 2 * batch
+    for key in ("pipeline_over_floor_time", "reference_over_pipeline_time"):
+        assert _positive(r["ratios"][key]), key
+    diff = r["max_abs_diff_pipeline_vs_reference"]
+    assert isinstance(diff, float) and 0 <= diff < 1e-4
+
+
+def test_train_throughput_smoke(smoke_results):
+    r = smoke_results["train_throughput"]
+    assert r["benchmark"] == "train_throughput" and r["smoke"] is True
+    _check_machine(r["machine"])
+    assert set(r["results"]) == {"project", "reference"}
+    for name, v in r["results"].items():
+        for key in ("images_per_s", "s_per_update", "peak_rss_mb"):
+            assert _positive(v[key]), (name, key, v[key])
+        assert all(_positive(x) for x in v["per_round_images_per_s"])
+        assert all(math.isfinite(x) for x in v["final_losses"])
+    for key in ("project_over_reference_images_per_s", "project_over_reference_peak_rss"):
+        assert _positive(r["ratios"][key]), key
+    assert r["settings"]["unet_parameters"] > 0 and r["settings"]["batch"] > 0
