@@ -78,3 +78,19 @@ def test_train_throughput_smoke(smoke_results):
     for key in ("project_over_reference_images_per_s", "project_over_reference_peak_rss"):
         assert _positive(r["ratios"][key]), key
     assert r["settings"]["unet_parameters"] > 0 and r["settings"]["batch"] > 0
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist): the floors need real images")
+def test_quality_vs_steps_smoke(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality_vs_steps.py"), "--smoke", "--threads", "1",
+                             "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    r = json.loads((tmp_path / "quality_vs_steps.json").read_text())
+    assert [(row["sampler"], row["steps"], row["guidance"]) for row in r["rows"]] == [("ddpm", 3, 3.0), ("dpm++", 2, 1.0)]
+    for row in r["rows"]:
+        assert _positive(row["time_per_image_s"]) and _positive(row["judge_fid"]) and _positive(row["judge_fid_floor"])
+        assert 0 <= row["judge_accuracy"] <= 1 and row["judge_accuracy_floor"] > 0.5
+    assert r["rows"][0]["speedup_vs_base"] == 1.0
+    assert "| sampler |" in (tmp_path / "quality_vs_steps.md").read_text()
