@@ -1,0 +1,369 @@
+"""Fidelity evaluation of a trained pipeline: judge accuracy, judge-FID, Inception FID / KID, each beside its floor.
+
+`evaluate` generates `num_per_class` images of every class (per-image seeds, so any image can be regenerated alone)
+and scores them against the Fashion-MNIST **test** set:
+
+* judge accuracy: the shipped classifier (`pipeline/judge.py`) predicts the class of each generated image;
+* judge-FID / judge-KID: Fréchet / kernel distance in the judge's 128-d penultimate features;
+* Inception FID / KID: the standard FID Inception-v3 pool3 features (`pipeline/inception.py`), unless skipped.
+
+Every metric comes with its **floor**: the same metric for the same number N of real *training* images (a fixed,
+class-balanced subset). FID is biased upwards at small N, so a model's FID only means something next to the FID that
+real images reach at the same N. Real statistics are cached (see `pipeline.inception.cache_dir`).
+
+CLI: `fashion-ddpm evaluate --model DIR --num-per-class N [--guidance G] [--scheduler NAME --steps K] [--seed S]
+[--out DIR] [--no-inception] [--update-model-card]`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import json
+import os
+import platform
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .inception import (
+    INCEPTION_NAME,
+    fid_from_features,
+    inception_features,
+    kernel_distance,
+    real_features,
+)
+from .judge import JUDGE_WEIGHTS, FashionJudge, judge_fingerprint, judge_info
+
+DEFAULT_REF_SIZE = 2000  # Inception reference: class-balanced Fashion-MNIST test images (cached after the first run)
+DEFAULT_JUDGE_REF_SIZE = 10000  # judge reference: the whole test set (the judge is fast)
+
+
+def _log(verbose: bool, message: str):
+    if verbose:
+        print(message, flush=True)
+
+
+@torch.no_grad()
+def generate_for_evaluation(pipe, num_per_class: int, guidance_scale: float, steps: int, seed: int,
+                            batch_size: int = 100) -> tuple[torch.Tensor, np.ndarray, float]:
+    """Generates `num_per_class` images of every class, label-major; image i uses `Generator().manual_seed(seed + i)`
+    (the convention of `fashion-ddpm generate`), so results do not depend on `batch_size`.
+
+    Returns (images N×1×28×28 in [0, 1] on the CPU, class ids, seconds).
+    """
+    num_classes = len(pipe.class_names)
+    labels = np.repeat(np.arange(num_classes), num_per_class)
+    images = []
+    start = time.perf_counter()
+    for lo in range(0, len(labels), batch_size):
+        chunk = labels[lo:lo + batch_size].tolist()
+        generators = [torch.Generator().manual_seed(seed + lo + i) for i in range(len(chunk))]
+        out = pipe(class_labels=chunk, num_images_per_label=1, guidance_scale=guidance_scale,
+                   num_inference_steps=steps, generator=generators, output_type="pt").images
+        images.append(out.float().cpu())
+    return torch.cat(images), labels, time.perf_counter() - start
+
+
+def _accuracy(preds: np.ndarray, labels: np.ndarray, class_names: list[str]) -> tuple[float, dict]:
+    correct = preds == labels
+    per_class = {name: float(correct[labels == c].mean()) for c, name in enumerate(class_names) if (labels == c).any()}
+    return float(correct.mean()), per_class
+
+
+def evaluate(pipe, num_per_class: int, guidance_scale: float | None = None, sampler: str | None = None,
+             steps: int | None = None, seed: int = 0, *, inception: bool = True, batch_size: int = 100,
+             ref_size: int = DEFAULT_REF_SIZE, judge_ref_size: int = DEFAULT_JUDGE_REF_SIZE,
+             judge_path: str | Path = JUDGE_WEIGHTS, data_dir: str | None = None, kid_subsets: int = 50,
+             out_dir: str | Path | None = None, command: str | None = None, model_name: str | None = None,
+             verbose: bool = True) -> dict:
+    """Generates N = num_per_class × classes images and scores them; see the module docstring.
+
+    Args:
+        pipe: a `FashionDDPMPipeline` (any device).
+        num_per_class: images per class; N = num_per_class × number of classes must be >= 2 for FID.
+        guidance_scale: classifier-free guidance (None: the pipeline's default).
+        sampler: a name from `pipeline.schedulers.SAMPLERS` to sample with (None: the saved scheduler); the pipeline's
+            own scheduler is restored afterwards.
+        steps: inference steps (None: all training steps).
+        seed: image i uses seed + i.
+        inception: also compute Inception FID / KID (~0.15-0.4 s per image on CPU, 3 × N images the first time).
+        ref_size / judge_ref_size: test images in the Inception / judge reference statistics.
+        out_dir: when given, writes `metrics.json`, `metrics.md` and `samples.png` there.
+        command: the command line to record in the report (for reproducibility).
+
+    Returns:
+        a JSON-serialisable dict (see `metrics.json`); distances are None where a metric was skipped.
+    """
+    from .schedulers import use_sampler
+
+    if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
+        raise ValueError(f"num_per_class must be an int >= 1, got {num_per_class!r}")
+    class_names = list(pipe.class_names)
+    num_images = num_per_class * len(class_names)
+    if num_images < 2:
+        raise ValueError(f"FID needs at least 2 images, got {num_images} ({num_per_class} per class x {len(class_names)} classes)")
+    for name, value in (("ref_size", ref_size), ("judge_ref_size", judge_ref_size)):
+        if not 2 <= value <= 10000:
+            raise ValueError(f"{name} must be in 2..10000 (Fashion-MNIST test images), got {value}")
+    if guidance_scale is None:
+        guidance_scale = inspect.signature(type(pipe).__call__).parameters["guidance_scale"].default
+    steps = steps or pipe.scheduler.config.num_train_timesteps
+    device = pipe.device
+
+    judge = FashionJudge.load(judge_path, device=device)
+    judge_name = f"judge-{judge_fingerprint(judge_path)}"
+
+    def judge_features(images):
+        return judge.predict(images)[1]
+
+    original_scheduler = pipe.scheduler
+    try:
+        if sampler:
+            use_sampler(pipe, sampler)
+        _log(verbose, f"generating {num_images} images ({num_per_class} per class), guidance {guidance_scale}, "
+                      f"{sampler or type(pipe.scheduler).__name__} {steps} steps, seed {seed}, on {device} ...")
+        images, labels, gen_seconds = generate_for_evaluation(pipe, num_per_class, guidance_scale, steps, seed, batch_size)
+    finally:
+        pipe.scheduler = original_scheduler
+    _log(verbose, f"  {gen_seconds:.1f} s ({gen_seconds / num_images:.3f} s per image)")
+
+    # ---- judge: accuracy and judge-FID, beside the same numbers for N real training images
+    preds, feats = judge.predict(images)
+    accuracy, per_class = _accuracy(preds, labels, class_names)
+    test_ref = real_features("test", judge_ref_size, judge_name, judge_features, data_dir)
+    train_ref = real_features("train", num_images, judge_name, judge_features, data_dir)
+    with torch.no_grad():
+        head = judge.head.eval()
+        floor_preds = head(torch.from_numpy(train_ref["features"]).float().to(device)).argmax(1).cpu().numpy()
+    floor_accuracy, floor_per_class = _accuracy(floor_preds, train_ref["labels"], class_names)
+    judge_kid = kernel_distance(feats, test_ref["features"], kid_subsets)
+    judge_kid_floor = kernel_distance(train_ref["features"], test_ref["features"], kid_subsets)
+    info = judge_info(judge_path)
+    result = {
+        "model": model_name,
+        "command": command,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "num_per_class": num_per_class,
+        "num_images": num_images,
+        "class_names": class_names,
+        "guidance_scale": float(guidance_scale),
+        "sampler": sampler or type(pipe.scheduler).__name__,
+        "steps": int(steps),
+        "seed": seed,
+        "device": str(device),
+        "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
+        "generation_seconds": round(gen_seconds, 3),
+        "time_per_image_s": round(gen_seconds / num_images, 4),
+        "judge": {"weights": str(judge_path), "fingerprint": judge_name, "test_accuracy": info.get("test_accuracy")},
+        "judge_accuracy": accuracy,
+        "judge_accuracy_per_class": per_class,
+        "judge_accuracy_floor": floor_accuracy,
+        "judge_accuracy_floor_per_class": floor_per_class,
+        "judge_fid": fid_from_features(feats, test_ref["features"]),
+        "judge_fid_floor": fid_from_features(train_ref["features"], test_ref["features"]),
+        "judge_kid": judge_kid[0],
+        "judge_kid_floor": judge_kid_floor[0],
+        "judge_reference_test_images": judge_ref_size,
+        "inception": inception,
+        "inception_fid": None,
+        "inception_fid_floor": None,
+        "inception_kid": None,
+        "inception_kid_std": None,
+        "inception_kid_floor": None,
+        "inception_reference_test_images": ref_size if inception else None,
+        "inception_seconds_per_image": None,
+    }
+    _log(verbose, f"  judge accuracy {accuracy:.4f} (real training images: {floor_accuracy:.4f}); "
+                  f"judge-FID {result['judge_fid']:.3f} (floor {result['judge_fid_floor']:.3f})")
+
+    # ---- Inception FID / KID
+    if inception:
+        _log(verbose, f"Inception features of {num_images} generated images ...")
+        start = time.perf_counter()
+        gen_inc = inception_features(images, device=device, progress=verbose)
+        seconds = time.perf_counter() - start
+        per_image = seconds / num_images
+        _log(verbose, f"  {seconds:.1f} s ({per_image:.3f} s per image); real statistics "
+                      f"({ref_size} test, {num_images} train images) come from the cache when present")
+        extract = lambda x: inception_features(x, device=device, progress=verbose)  # noqa: E731
+        test_inc = real_features("test", ref_size, INCEPTION_NAME, extract, data_dir)
+        train_inc = real_features("train", num_images, INCEPTION_NAME, extract, data_dir)
+        kid = kernel_distance(gen_inc, test_inc["features"], kid_subsets)
+        kid_floor = kernel_distance(train_inc["features"], test_inc["features"], kid_subsets)
+        result.update({
+            "inception_fid": fid_from_features(gen_inc, test_inc["features"]),
+            "inception_fid_floor": fid_from_features(train_inc["features"], test_inc["features"]),
+            "inception_kid": kid[0],
+            "inception_kid_std": kid[1],
+            "inception_kid_floor": kid_floor[0],
+            "inception_seconds_per_image": round(per_image, 4),
+        })
+        _log(verbose, f"  Inception FID {result['inception_fid']:.2f} (floor {result['inception_fid_floor']:.2f})")
+
+    if out_dir is not None:
+        write_report(result, out_dir, images)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- reports
+def _f(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def metrics_markdown(result: dict) -> str:
+    """The metrics section (model card and metrics.md): command, N, settings, each metric beside its floor."""
+    n = result["num_images"]
+    lines = [
+        f"Measured with `{result['command'] or 'pipeline.evaluate.evaluate(...)'}` on {result['date'][:10]}:",
+        f"N = {n:,} generated images ({result['num_per_class']} per class), guidance {result['guidance_scale']:g}, "
+        f"{result['sampler']} with {result['steps']} steps, seeds {result['seed']}..{result['seed'] + n - 1}, "
+        f"{result['time_per_image_s']:.3f} s per image on {result['device']} ({result['hardware']}).",
+        "",
+        f"The floor is the same metric for N = {n:,} real Fashion-MNIST *training* images (class-balanced): what a "
+        "perfect generator would score at this N. Distances are to the Fashion-MNIST test set.",
+        "",
+        f"| metric | generated (N = {n:,}) | floor: real train images (N = {n:,}) |",
+        "|---|---|---|",
+        f"| judge accuracy | {_f(result['judge_accuracy'], 4)} | {_f(result['judge_accuracy_floor'], 4)} |",
+        f"| judge-FID (vs {result['judge_reference_test_images']:,} test images) | {_f(result['judge_fid'], 3)} "
+        f"| {_f(result['judge_fid_floor'], 3)} |",
+        f"| judge-KID ×10³ | {_f(result['judge_kid'] * 1e3, 3)} | {_f(result['judge_kid_floor'] * 1e3, 3)} |",
+    ]
+    if result["inception"]:
+        lines += [
+            f"| Inception FID (vs {result['inception_reference_test_images']:,} test images) "
+            f"| {_f(result['inception_fid'])} | {_f(result['inception_fid_floor'])} |",
+            f"| Inception KID ×10³ | {_f(result['inception_kid'] * 1e3)} ± {_f(result['inception_kid_std'] * 1e3)} "
+            f"| {_f(result['inception_kid_floor'] * 1e3)} |",
+        ]
+    else:
+        lines.append("| Inception FID | not measured (`--no-inception`) | – |")
+    lines += ["", "| class | judge accuracy (generated) | judge accuracy (real train) |", "|---|---|---|"]
+    for name, acc in result["judge_accuracy_per_class"].items():
+        lines.append(f"| {name} | {acc:.3f} | {_f(result['judge_accuracy_floor_per_class'].get(name), 3)} |")
+    judge = result["judge"]
+    lines += [
+        "",
+        f"The judge is the project's own CNN classifier (`pipeline/weights/judge.safetensors`, "
+        f"{_f(judge.get('test_accuracy'), 4) if judge.get('test_accuracy') is not None else 'unknown'} accuracy on "
+        "the Fashion-MNIST test set). It was trained on the training images, so its accuracy on them (the floor "
+        "column) is slightly optimistic. KID is unbiased and can be slightly negative for matching distributions.",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(result: dict, out_dir: str | Path, images: torch.Tensor | None = None) -> Path:
+    """Writes metrics.json, metrics.md and (when `images` are given) samples.png (up to 8 per class) to `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "metrics.json", "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    title = f"# Evaluation of {result['model'] or 'a fashion-ddpm pipeline'}\n\n"
+    (out / "metrics.md").write_text(title + metrics_markdown(result) + "\n")
+    if images is not None:
+        from .grid import labelled_grid, to_pil
+
+        k = result["num_per_class"]
+        pil = to_pil(images)
+        rows = [pil[c * k:c * k + min(k, 8)] for c in range(len(result["class_names"]))]
+        labelled_grid(rows, result["class_names"], title=f"guidance {result['guidance_scale']:g}, "
+                      f"{result['sampler']} {result['steps']} steps").save(out / "samples.png")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _check_model_folder(model: str):
+    """A clear error for a local folder that lacks the U-Net weights (load_pipeline checks model_index.json)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return
+    unet = folder / "unet"
+    names = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+    if (folder / "model_index.json").is_file() and not any((unet / n).is_file() for n in names):
+        raise SystemExit(f"error: {folder} has no U-Net weights: expected {unet / names[0]}")
+
+
+def _command_line(parser, args) -> str:
+    """The command as a reproducible string: model, N, seed and every other option that differs from its default."""
+    parts = ["fashion-ddpm", "evaluate", "--model", str(args.model), "--num-per-class", str(args.num_per_class)]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "out", "update_model_card", "model", "num_per_class"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default and action.dest != "seed":
+            continue
+        if value is None:
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(value, bool):
+            parts += [flag] if value else []
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def cmd_evaluate(args):
+    from .cli import DEFAULT_MODEL, load_pipeline
+
+    if args.num_per_class < 1:
+        raise SystemExit(f"error: --num-per-class must be >= 1, got {args.num_per_class}")
+    model = str(args.model or DEFAULT_MODEL)
+    args.model = model
+    _check_model_folder(model)
+    card = Path(model) / "README.md"
+    if args.update_model_card and not card.is_file():
+        raise SystemExit(f"error: --update-model-card needs a model card at {card} (write one when training)")
+    pipe = load_pipeline(model)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe.to(device)
+    command = _command_line(args._parser, args)
+    name = Path(model).name or model
+    out = args.out or os.path.join(
+        "runs", "eval", f"{name}_n{args.num_per_class}_g{args.guidance if args.guidance is not None else 'default'}"
+        f"_{args.scheduler or 'saved'}{args.steps or ''}_seed{args.seed}")
+    try:
+        result = evaluate(pipe, args.num_per_class, args.guidance, args.scheduler, args.steps, args.seed,
+                          inception=not args.no_inception, batch_size=args.batch_size, ref_size=args.ref_size,
+                          judge_ref_size=args.judge_ref_size, data_dir=args.data_dir, out_dir=out, command=command,
+                          model_name=model)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}")
+    print(f"wrote {Path(out) / 'metrics.json'}, {Path(out) / 'metrics.md'} and {Path(out) / 'samples.png'}")
+    if args.update_model_card:
+        from .model_card import fill_metrics
+
+        try:
+            fill_metrics(card, metrics_markdown(result))
+        except ValueError as e:
+            raise SystemExit(f"error: {e}")
+        print(f"filled the metrics section of {card}")
+    return result
+
+
+def register(subparsers):
+    """Adds `fashion-ddpm evaluate` (see the module docstring)."""
+    from .cli import add_sampling_args
+
+    ev = subparsers.add_parser(
+        "evaluate", help="judge accuracy, judge-FID and Inception FID/KID of generated images, beside real-data floors",
+        description=__doc__.split("\n\n")[0])
+    ev.add_argument("--num-per-class", type=int, required=True, help="generated images per class (N = 10 x this)")
+    add_sampling_args(ev)
+    ev.add_argument("--out", default=None, help="output folder for metrics.json / metrics.md / samples.png "
+                                                "(default: runs/eval/<model>_n<N>_g<G>_<sampler><steps>_seed<S>)")
+    ev.add_argument("--no-inception", action="store_true", help="skip Inception FID/KID (the slow part on CPU)")
+    ev.add_argument("--update-model-card", action="store_true",
+                    help="fill the metrics section of the model folder's README.md with the results")
+    ev.add_argument("--ref-size", type=int, default=DEFAULT_REF_SIZE,
+                    help=f"test images in the Inception reference statistics (default {DEFAULT_REF_SIZE}, cached)")
+    ev.add_argument("--judge-ref-size", type=int, default=DEFAULT_JUDGE_REF_SIZE,
+                    help=f"test images in the judge reference statistics (default {DEFAULT_JUDGE_REF_SIZE}: all)")
+    ev.add_argument("--batch-size", type=int, default=100, help="images per pipeline call")
+    ev.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    ev.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: see data.py)")
+    ev.set_defaults(func=cmd_evaluate, _parser=ev)
