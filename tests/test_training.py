@@ -151,3 +151,9 @@ def test_push_to_hub_fails_before_training(tmp_path):
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert result.returncode == 2 and "--push_to_hub" in result.stderr
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+@needs_data
+def test_cpu_says_fp16_is_ignored(tmp_path):
+    result = run(train_cmd(tmp_path / "fp16", "mixed_precision=fp16", "max_train_steps=1", "sample_every_steps=0"))
+    assert "mixed_precision=fp16 is ignored on CPU" in result.stderr and "training runs in fp32" in result.stderr
