@@ -94,8 +94,9 @@ def main(argv=None):
         f"Model `{source}`, N = {per_class} per class ({rows[0]['num_images']} images) per row, seeds 0..N-1, "
         f"floors = the same metric for {rows[0]['num_images']} real training images vs the test set.",
         table,
-        f"Fastest sampler at ≥ 5x the speed of {result['base']} with judge-FID within 10 %: "
-        f"**{result['fastest_within_10pct'] or 'none'}**.",
+        (f"Fastest sampler at ≥ 5x the speed of {result['base']} with judge-FID within 10 %: "
+         f"**{result['fastest_within_10pct'] or 'none'}**." if len({(s, n) for s, n, _ in settings}) > 1 else
+         "Same sampler and steps in every row: a guidance sweep."),
         f"Reproduce: `python benchmarks/quality_vs_steps.py --settings {','.join(f'{s}:{n}:{g:g}' for s, n, g in settings)} "
         f"--num-per-class {per_class}{' --no-inception' if not inception else ''}`",
         "Machine:\n" + machine_markdown(machine),
