@@ -35,7 +35,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(REPO / "pretrained" / "fashion-ddpm-cpu"))
     p.add_argument("--settings", default=DEFAULT_SETTINGS)
-    p.add_argument("--guidance", type=float, default=3.0, help="guidance for settings that name none")
+    p.add_argument("--guidance", type=float, default=4.0, help="guidance for settings that name none (the pipeline default)")
     p.add_argument("--num-per-class", type=int, default=30)
     p.add_argument("--no-inception", action="store_true")
     p.add_argument("--threads", type=int, default=None)

@@ -47,7 +47,7 @@ class TrainConfig:
     checkpoints_total_limit: int = 3  # keep the newest K checkpoints
     sample_every_steps: int = 1000  # sample grid (EMA weights, fixed seed) every N updates; 0 = only at the end
     sample_images_per_class: int = 8
-    sample_guidance_scale: float = 3.0
+    sample_guidance_scale: float = 4.0
     log_every_steps: int = 20  # tracker + metrics.jsonl interval
     report_to: str = "tensorboard"  # accelerate tracker: tensorboard, wandb, ... or "none"
     description: str = ""  # one line for the model card
