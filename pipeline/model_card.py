@@ -18,8 +18,9 @@ def _duration(seconds: float) -> str:
 
 
 def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid: str, loss_curve: str,
-                     repo_id: str = "<user>/<repo>") -> Path:
-    """Writes `folder/README.md` (the Hub's model card file) from the template."""
+                     repo_id: str) -> Path:
+    """Writes `folder/README.md` (the Hub's model card file) from the template; `repo_id` (a Hub id or a folder) is
+    what the card's usage example loads."""
     from .pipeline_fashion_ddpm import FASHION_MNIST_CLASSES
 
     loss = stats.get("final_loss")

@@ -94,8 +94,9 @@ def check_hub_access(hub_model_id: str | None, hub_token: str | None):
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, hub_model_id: str | None = None):
         self.config = config
+        self.hub_model_id = hub_model_id  # named in the model card's usage example; else the output folder
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         # Accelerate only turns a multi-process launch into gloo CPU training when told to use the CPU.
@@ -230,7 +231,8 @@ class Trainer:
             "steps": step, "images_seen": step * self.images_per_step, "wall_time_s": round(self.elapsed, 1),
             "final_loss": final_loss, "hardware": _hardware(self.accelerator), "data_source": self.data.source,
             "num_train_images": len(self.data), "epochs": round(step * self.images_per_step / len(self.data), 2),
-        }, sample_grid=grid.relative_to(self.output_dir).as_posix(), loss_curve=curve.relative_to(self.output_dir).as_posix())
+        }, sample_grid=grid.relative_to(self.output_dir).as_posix(), loss_curve=curve.relative_to(self.output_dir).as_posix(),
+            repo_id=self.hub_model_id or self.output_dir.as_posix())
         return self.output_dir
 
     # ------------------------------------------------------------------ the loop
@@ -310,7 +312,7 @@ def train(config: TrainConfig, resume_from_checkpoint: str | None = None, push: 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if push:
         check_hub_access(hub_model_id, hub_token)
-    trainer = Trainer(config)
+    trainer = Trainer(config, hub_model_id if push else None)
     trainer.setup()
     folder = trainer.run(resume_from_checkpoint)
     if push and trainer.accelerator.is_main_process:

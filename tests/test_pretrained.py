@@ -48,3 +48,10 @@ def test_shipped_model_card_has_measured_numbers():
     assert "fashion-ddpm evaluate" in card and "floor" in card and "Not measured yet" not in card
     assert (DEFAULT_MODEL / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not list(Path(DEFAULT_MODEL).rglob("*.bin"))
+
+
+def test_shipped_code_file_matches_the_package():
+    """The copy beside the weights is what trust_remote_code runs; it must not drift from the package's file."""
+    import pipeline.pipeline_fashion_ddpm as source
+
+    assert (DEFAULT_MODEL / "pipeline_fashion_ddpm.py").read_text() == Path(source.__file__).read_text()
