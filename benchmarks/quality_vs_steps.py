@@ -40,6 +40,8 @@ def main(argv=None):
     p.add_argument("--no-inception", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--name", default="quality_vs_steps", help="result file name")
+    p.add_argument("--base-from", default=None, help="an earlier result JSON whose first row (e.g. ddpm 100, measured "
+                   "with the same model, N and seeds) becomes this table's first row and speed/FID baseline")
     p.add_argument("--out", default=None)
     p.add_argument("--smoke", action="store_true", help="tiny random pipeline, 1 image per class, no Inception")
     args = p.parse_args(argv)
@@ -70,6 +72,13 @@ def main(argv=None):
                      "judge_fid_floor": r["judge_fid_floor"], "inception_fid": r["inception_fid"],
                      "inception_fid_floor": r["inception_fid_floor"], "judge_accuracy_per_class": r["judge_accuracy_per_class"]})
     machine["load_average_1m_at_end"] = load_average()
+    if args.base_from:
+        import json
+
+        earlier = json.loads(open(args.base_from).read())
+        if earlier["num_per_class"] != per_class or earlier["model"] != source:
+            raise SystemExit(f"error: {args.base_from} was measured on {earlier['model']} with N={earlier['num_per_class']}")
+        rows.insert(0, {**earlier["rows"][0], "from": args.base_from})
 
     base = next((r for r in rows if r["sampler"] == "ddpm" and r["steps"] == 100), rows[0])
     for r in rows:
