@@ -88,7 +88,7 @@ def test_quality_vs_steps_smoke(tmp_path):
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     r = json.loads((tmp_path / "quality_vs_steps.json").read_text())
-    assert [(row["sampler"], row["steps"], row["guidance"]) for row in r["rows"]] == [("ddpm", 3, 3.0), ("dpm++", 2, 1.0)]
+    assert [(row["sampler"], row["steps"], row["guidance"]) for row in r["rows"]] == [("ddpm", 3, 4.0), ("dpm++", 2, 1.0)]
     for row in r["rows"]:
         assert _positive(row["time_per_image_s"]) and _positive(row["judge_fid"]) and _positive(row["judge_fid_floor"])
         assert 0 <= row["judge_accuracy"] <= 1 and row["judge_accuracy_floor"] > 0.5
