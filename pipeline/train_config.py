@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with only true/false as booleans (as YAML 1.2): `mixed_precision: no` must stay the string "no"."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 @dataclass
@@ -105,7 +122,7 @@ def parse_override(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like key=value")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    return key.strip(), _yaml(value)
 
 
 def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
@@ -113,7 +130,7 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
     if path:
         if not Path(path).is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        values = _yaml(Path(path).read_text()) or {}
         if not isinstance(values, dict):
             raise ValueError(f"config file {path} must hold a mapping of keys to values")
     values.update(parse_override(o) for o in overrides)

@@ -125,6 +125,8 @@ def test_config_validation_errors(tmp_path):
     assert load_config(str(REPO / "configs/tiny.yaml")).max_train_steps == 16
     for name in ("cpu", "fashion_mnist", "large"):
         load_config(str(REPO / f"configs/{name}.yaml"))
+    overridden = load_config(str(REPO / "configs/tiny.yaml"), ["mixed_precision=no", "hflip=true", "unet={layers_per_block: 2}"])
+    assert (overridden.mixed_precision, overridden.hflip, overridden.unet) == ("no", True, {"layers_per_block": 2})
     with pytest.raises(ValueError, match=r"unknown config key\(s\) \['batch_size'\]; valid keys: \[.*'train_batch_size'"):
         validate({"batch_size": 3})
     with pytest.raises(ValueError, match=r"'learning_rate' must be float, got 'fast'"):
