@@ -48,6 +48,8 @@ def cmd_generate(args):
 
     from .grid import labelled_grid
 
+    if args.num < 1:
+        raise SystemExit(f"error: --num must be >= 1, got {args.num}")
     pipe = load_pipeline(args.model, args.scheduler)
     labels = args.class_labels or pipe.class_names
     try:
@@ -88,8 +90,6 @@ def _extra_commands():
 
 def main(argv: list[str] | None = None):
     args = build_parser().parse_args(argv)
-    if getattr(args, "num", 1) is not None and getattr(args, "num", 1) < 1:
-        raise SystemExit(f"error: --num must be >= 1, got {args.num}")
     args.func(args)
 
 
