@@ -4,14 +4,15 @@
     accelerate launch train_conditional.py --config configs/cpu.yaml [key=value ...]
     python train_conditional.py --config configs/tiny.yaml output_dir=runs/tiny num_epochs=2
 
-Keys are those of `pipeline.train_config.TrainConfig` (documented in configs/README.md); a `key=value` after the
-config file overrides it, the value parsed as YAML.
+Keys are those of `pipeline.training.config.TrainConfig` (each one commented there; configs/README.md lists the
+config files); a `key=value` after the config file overrides it, the value parsed as YAML. Bad keys and values are
+rejected before any data is loaded.
 """
 
 import argparse
 import sys
 
-from pipeline.train_config import load_config
+from pipeline.training.config import load_config
 
 
 def main(argv=None):
@@ -28,7 +29,7 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as e:
         parser.exit(2, f"error: {e}\n")
 
-    from pipeline.training import train  # heavy imports only after the config is known to be valid
+    from pipeline.training.trainer import train  # torch/diffusers are imported only for a valid config
 
     try:
         train(config, args.resume_from_checkpoint, args.push_to_hub, args.hub_model_id, args.hub_token)

@@ -1,113 +1,193 @@
-"""Quality and time per image for each sampler / step count / guidance scale, on one trained pipeline.
+"""Quality and time per image for samplers, step counts and guidance settings, on one or more trained pipelines.
 
-For every setting it runs `pipeline.evaluate.evaluate` (the code behind `fashion-ddpm evaluate`) with the same seeds:
+Every row runs `pipeline.evaluation.fidelity.evaluate` (the code behind `fashion-ddpm evaluate`) with the same seed:
 judge accuracy, judge-FID and (unless --no-inception) Inception FID, each beside its real-vs-real floor at equal N,
-and wall time per generated image. Then it names the fastest sampler whose judge-FID is within 10 % of 100-step DDPM.
+and wall time per generated image. The first row of each model is its baseline (put 100-step DDPM there); the script
+names the fastest setting at >= 5x the baseline's speed whose judge-FID AND Inception FID are within 10 % of it.
 
-Usage:
-  python benchmarks/quality_vs_steps.py --out benchmarks/results                     # the shipped model, N=30/class
-  python benchmarks/quality_vs_steps.py --settings ddpm:100:1,ddpm:100:3 --name guidance_sweep --out ...
-  python benchmarks/quality_vs_steps.py --smoke                                      # tiny random model, seconds
-A setting is SAMPLER:STEPS[:GUIDANCE] with SAMPLER from pipeline.schedulers.SAMPLERS.
+A setting is SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI]: a sampler from pipeline.schedulers.SAMPLERS, its steps,
+the guidance w, guidance only for noise levels t/T in [LOW, HIGH] (Kynkäänniemi et al. 2024), guidance rescale PHI
+(Lin et al. 2023). Examples:
+
+  python benchmarks/quality_vs_steps.py --settings ddpm:100:2,dpm++:20:2,dpm++:10:2 --num-per-class 100
+  python benchmarks/quality_vs_steps.py --settings dpm++:20:1,dpm++:20:2,dpm++:20:2:i=0.1-0.7 --no-inception \
+      --name guidance_sweep_dpm20
+  python benchmarks/quality_vs_steps.py --model A --model B --settings ... --name eps_vs_v    # several models
+  python benchmarks/quality_vs_steps.py --smoke                          # tiny random model, seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table
 
-DEFAULT_SETTINGS = "ddpm:100,ddim:50,ddim:20,ddim:10,dpm++:20,dpm++:10,dpm++:5,unipc:10"
+DEFAULT_SETTINGS = "ddpm:100,ddim:20,ddim:10,dpm++:20,dpm++:10,dpm++:5,unipc:20,unipc:10,euler:20"
 SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
 
 
-def parse_settings(text: str, default_guidance: float) -> list[tuple[str, int, float]]:
+def parse_settings(text: str) -> list[dict]:
+    """'dpm++:20:2:i=0.1-0.7:r=0.5' -> {"sampler", "steps", "guidance", "interval", "rescale"} (None = default)."""
+    from pipeline.schedulers import SAMPLER_NAMES
+
     settings = []
     for item in text.split(","):
         parts = item.strip().split(":")
-        if len(parts) not in (2, 3):
-            raise SystemExit(f"error: setting {item!r} must be SAMPLER:STEPS[:GUIDANCE]")
-        settings.append((parts[0], int(parts[1]), float(parts[2]) if len(parts) == 3 else default_guidance))
+        try:
+            if len(parts) < 2 or parts[0] not in SAMPLER_NAMES:
+                raise ValueError
+            row = {"sampler": parts[0], "steps": int(parts[1]), "guidance": None, "interval": None, "rescale": None}
+            for extra in parts[2:]:
+                if extra.startswith("i="):
+                    low, high = extra[2:].split("-")
+                    row["interval"] = (float(low), float(high))
+                elif extra.startswith("r="):
+                    row["rescale"] = float(extra[2:])
+                else:
+                    row["guidance"] = float(extra)
+        except ValueError:
+            raise SystemExit(f"error: setting {item!r} must be SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI] with "
+                             f"SAMPLER in {list(SAMPLER_NAMES)}") from None
+        settings.append(row)
     return settings
+
+
+def setting_label(row: dict) -> str:
+    label = f"{row['sampler']}:{row['steps']}" + (f":{row['guidance']:g}" if row.get("guidance") is not None else "")
+    if row.get("interval"):
+        label += f":i={row['interval'][0]:g}-{row['interval'][1]:g}"
+    if row.get("rescale") is not None:
+        label += f":r={row['rescale']:g}"
+    return label
+
+
+def repo_relative(path: str) -> str:
+    """A model path as committed results name it: relative to the repository when inside it."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def run_rows(pipe, model: str, settings: list[dict], per_class: int, seed: int, inception: bool, verbose: bool) -> list[dict]:
+    from pipeline.evaluation.fidelity import evaluate
+
+    rows = []
+    for s in settings:
+        sampling = {"sampler": s["sampler"], "num_inference_steps": s["steps"]}
+        if s["guidance"] is not None:
+            sampling["guidance_scale"] = s["guidance"]
+        if s["interval"]:
+            sampling["guidance_interval"] = s["interval"]
+        if s["rescale"] is not None:
+            sampling["guidance_rescale"] = s["rescale"]
+        r = evaluate(pipe, per_class, seed=seed, inception=inception, verbose=verbose, **sampling)
+        rows.append({"model": model, "setting": setting_label({**s, "guidance": r["guidance_scale"]}),
+                     "sampler": s["sampler"], "steps": s["steps"], "guidance": r["guidance_scale"],
+                     "guidance_interval": r["guidance_interval"], "guidance_rescale": r["guidance_rescale"],
+                     "num_images": r["num_images"], "time_per_image_s": r["time_per_image_s"],
+                     "judge_accuracy": r["judge_accuracy"], "judge_accuracy_floor": r["judge_accuracy_floor"],
+                     "judge_fid": r["judge_fid"], "judge_fid_floor": r["judge_fid_floor"],
+                     "inception_fid": r["inception_fid"], "inception_fid_floor": r["inception_fid_floor"],
+                     "judge_accuracy_per_class": r["judge_accuracy_per_class"]})
+        print(f"{model} {rows[-1]['setting']}: acc {r['judge_accuracy']:.3f} judge-FID {r['judge_fid']:.3f} "
+              f"(floor {r['judge_fid_floor']:.3f}) Inception FID {r['inception_fid']} "
+              f"{r['time_per_image_s']:.4f} s/img", flush=True)
+    return rows
+
+
+def compare_to_base(rows: list[dict]) -> dict | None:
+    """Speed-up and FID ratios against each model's first row; the fastest row within 10 % on both FIDs."""
+    best = None
+    for model in dict.fromkeys(r["model"] for r in rows):
+        group = [r for r in rows if r["model"] == model]
+        base = group[0]
+        for r in group:
+            r["speedup_vs_base"] = base["time_per_image_s"] / r["time_per_image_s"]
+            r["judge_fid_vs_base"] = r["judge_fid"] / base["judge_fid"]
+            r["inception_fid_vs_base"] = (None if r["inception_fid"] is None or base["inception_fid"] is None
+                                          else r["inception_fid"] / base["inception_fid"])
+            ok = (r is not base and r["speedup_vs_base"] >= 5 and r["judge_fid_vs_base"] <= 1.10
+                  and (r["inception_fid_vs_base"] is None or r["inception_fid_vs_base"] <= 1.10))
+            if ok and (best is None or r["speedup_vs_base"] > best["speedup_vs_base"]):
+                best = r
+    return best
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(REPO / "pretrained" / "fashion-ddpm-cpu"))
+    p.add_argument("--model", action="append", default=None, help="pipeline folder (repeat for several; default: shipped)")
     p.add_argument("--settings", default=DEFAULT_SETTINGS)
-    p.add_argument("--guidance", type=float, default=4.0, help="guidance for settings that name none (the pipeline default)")
-    p.add_argument("--num-per-class", type=int, default=30)
+    p.add_argument("--num-per-class", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-inception", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--name", default="quality_vs_steps", help="result file name")
-    p.add_argument("--base-from", default=None, help="an earlier result JSON whose first row (e.g. ddpm 100, measured "
-                   "with the same model, N and seeds) becomes this table's first row and speed/FID baseline")
-    p.add_argument("--out", default=None)
+    p.add_argument("--base-from", default=None, help="an earlier result JSON of this script whose first row (same "
+                   "model, N and seed) becomes this table's first row: its baseline, not measured again")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for <name>.json / .md")
     p.add_argument("--smoke", action="store_true", help="tiny random pipeline, 1 image per class, no Inception")
     args = p.parse_args(argv)
     ensure_repo_on_path()
+    settings = parse_settings("ddpm:3:4,dpm++:2:1,dpm++:2:3:i=0.2-0.8:r=0.5" if args.smoke else args.settings)
+    per_class = 1 if args.smoke else args.num_per_class
+    inception = not (args.smoke or args.no_inception)
+    models = args.model or [str(REPO / "pretrained" / "fashion-ddpm-cpu")]
+    earlier = None
+    if args.base_from:  # checked before any work: a mismatch found after an hour of sampling wastes the hour
+        earlier = json.loads(Path(args.base_from).read_text())
+        first = earlier["rows"][0]
+        mismatch = [f"{k} {a!r} vs {b!r}" for k, a, b in (
+            ("model", first["model"], repo_relative(models[0])), ("num_per_class", earlier["num_per_class"], per_class),
+            ("seed", earlier.get("seed", 0), args.seed)) if a != b]
+        if len(models) > 1 or mismatch:
+            raise SystemExit(f"error: --base-from {args.base_from} does not match this run ({'; '.join(mismatch) or 'several models'})")
+
     import torch
 
     from pipeline import FashionDDPMPipeline
-    from pipeline.evaluate import evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.smoke:
-        torch.manual_seed(0)
-        pipe, source = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET), "random init (smoke)"
-        settings, per_class, inception = parse_settings("ddpm:3,dpm++:2:1", args.guidance), 1, False
-    else:
-        pipe, source = FashionDDPMPipeline.from_pretrained(args.model), args.model
-        settings, per_class, inception = parse_settings(args.settings, args.guidance), args.num_per_class, not args.no_inception
-    pipe.set_progress_bar_config(disable=True)
     machine = machine_info(torch.get_num_threads())
-
-    rows = []
-    for sampler, steps, guidance in settings:
-        r = evaluate(pipe, per_class, guidance, sampler, steps, seed=0, inception=inception, verbose=not args.smoke)
-        rows.append({"sampler": sampler, "steps": steps, "guidance": guidance, "num_images": r["num_images"],
-                     "time_per_image_s": r["time_per_image_s"], "judge_accuracy": r["judge_accuracy"],
-                     "judge_accuracy_floor": r["judge_accuracy_floor"], "judge_fid": r["judge_fid"],
-                     "judge_fid_floor": r["judge_fid_floor"], "inception_fid": r["inception_fid"],
-                     "inception_fid_floor": r["inception_fid_floor"], "judge_accuracy_per_class": r["judge_accuracy_per_class"]})
+    rows = [] if earlier is None else [{**earlier["rows"][0], "from": args.base_from}]
+    for model in models:
+        if args.smoke:
+            torch.manual_seed(0)
+            pipe, source = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET), "random init (smoke)"
+        else:
+            pipe, source = FashionDDPMPipeline.from_pretrained(model), repo_relative(model)
+        pipe.set_progress_bar_config(disable=True)
+        rows += run_rows(pipe, source, settings, per_class, args.seed, inception, verbose=not args.smoke)
     machine["load_average_1m_at_end"] = load_average()
-    if args.base_from:
-        import json
-
-        earlier = json.loads(open(args.base_from).read())
-        if earlier["num_per_class"] != per_class or earlier["model"] != source:
-            raise SystemExit(f"error: {args.base_from} was measured on {earlier['model']} with N={earlier['num_per_class']}")
-        rows.insert(0, {**earlier["rows"][0], "from": args.base_from})
-
-    base = next((r for r in rows if r["sampler"] == "ddpm" and r["steps"] == 100), rows[0])
-    for r in rows:
-        r["speedup_vs_base"] = base["time_per_image_s"] / r["time_per_image_s"]
-        r["judge_fid_vs_base"] = r["judge_fid"] / base["judge_fid"]
-    fast = [r for r in rows if r["speedup_vs_base"] >= 5 and r["judge_fid_vs_base"] <= 1.10 and r["guidance"] == base["guidance"]]
-    best = max(fast, key=lambda r: r["speedup_vs_base"]) if fast else None
-    result = {"model": source, "num_per_class": per_class, "base": f"{base['sampler']} {base['steps']}", "rows": rows,
-              "fastest_within_10pct": None if best is None else f"{best['sampler']} {best['steps']}",
+    best = compare_to_base(rows)
+    result = {"models": list(dict.fromkeys(r["model"] for r in rows)), "num_per_class": per_class, "seed": args.seed,
+              "rows": rows, "fastest_within_10pct": None if best is None else f"{best['model']} {best['setting']}",
               "machine": machine, "smoke": args.smoke}
 
     def fid(value, floor):
-        return "–" if value is None else f"{value:.2f} (floor {floor:.2f})"
+        return "–" if value is None else f"{value:.2f} ({floor:.2f})"
 
     table = markdown_table(
-        ["sampler", "steps", "guidance", "s / image", "speed-up", "judge acc. (real)", "judge-FID (floor)", "Inception FID (floor)"],
-        [[r["sampler"], r["steps"], r["guidance"], r["time_per_image_s"], f"{r['speedup_vs_base']:.1f}x",
+        ["model", "setting", "s / image", "speed-up", "judge acc. (real)", "judge-FID (floor)", "Inception FID (floor)"],
+        [[r["model"], r["setting"], r["time_per_image_s"], f"{r['speedup_vs_base']:.1f}x",
           f"{r['judge_accuracy']:.3f} ({r['judge_accuracy_floor']:.3f})", fid(r["judge_fid"], r["judge_fid_floor"]),
           fid(r["inception_fid"], r["inception_fid_floor"])] for r in rows])
+    command = (f"python benchmarks/quality_vs_steps.py {' '.join('--model ' + repo_relative(m) for m in models)} "
+               f"--settings {','.join(setting_label(s) for s in settings)} --num-per-class {per_class} --seed {args.seed}"
+               f"{' --no-inception' if args.no_inception else ''} --name {args.name}")
     markdown = "\n\n".join([
         f"# {args.name}{' (smoke run: tiny random model, not a real measurement)' if args.smoke else ''}",
-        f"Model `{source}`, N = {per_class} per class ({rows[0]['num_images']} images) per row, seeds 0..N-1, "
-        f"floors = the same metric for {rows[0]['num_images']} real training images vs the test set.",
+        f"N = {per_class} per class ({rows[0]['num_images']} images) per row, seed {args.seed}; floors = the same metric "
+        f"for {rows[0]['num_images']} real training images vs the test set. Setting = sampler:steps:guidance"
+        "[:i=guidance interval][:r=guidance rescale]; speed-up and ratios against each model's first row.",
         table,
-        (f"Fastest sampler at ≥ 5x the speed of {result['base']} with judge-FID within 10 %: "
-         f"**{result['fastest_within_10pct'] or 'none'}**." if len({(s, n) for s, n, _ in settings}) > 1 else
-         "Same sampler and steps in every row: a guidance sweep."),
-        f"Reproduce: `python benchmarks/quality_vs_steps.py --settings {','.join(f'{s}:{n}:{g:g}' for s, n, g in settings)} "
-        f"--num-per-class {per_class}{' --no-inception' if not inception else ''}`",
+        f"Fastest setting at ≥ 5x its model's first row with judge-FID and Inception FID within 10 %: "
+        f"**{result['fastest_within_10pct'] or 'none'}**.",
+        f"Reproduce: `{command}`",
         "Machine:\n" + machine_markdown(machine),
     ])
     emit(args.name, result, markdown, args.out)

@@ -71,7 +71,7 @@ def build_pipeline(args):
         pipe = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET)
         source = f"random init, smoke U-Net {SMOKE_UNET}"
     else:
-        from pipeline.train_config import load_config
+        from pipeline.training.config import load_config
 
         config = load_config(args.config)
         torch.manual_seed(args.seed)

@@ -2,7 +2,7 @@
 
 Two variants, same U-Net config and initial weights, same batch size, same threads, same in-memory data:
 
-  project      what `train_conditional.py` runs: pipeline.train_config.validate(config) -> pipeline.training.Trainer
+  project      what `train_conditional.py` runs: pipeline.training.config.validate(config) -> pipeline.training.trainer.Trainer
                (Accelerate, deterministic per-step generators, label dropout, grad clipping, AdamW, LR schedule, EMA),
                timed over Trainer.update(step) calls (report_to none, output_dir in a temporary folder).
   reference    a minimal plain-PyTorch loop written like diffusers' examples/unconditional_image_generation/
@@ -116,12 +116,12 @@ def _project(spec: dict, data, threads):
     """The code train_conditional.py runs: validate(config) -> Trainer -> setup -> update(step)."""
     import torch
 
-    from pipeline import training
-    from pipeline.train_config import validate
+    from pipeline.training import trainer as trainer_module
+    from pipeline.training.config import validate
 
     config = validate(spec["config"])
-    training.load_dataset = lambda *a, **k: data  # the data already in memory (same tensor as the reference uses)
-    trainer = training.Trainer(config)
+    trainer_module.load_dataset = lambda *a, **k: data  # the data already in memory (same tensor as the reference uses)
+    trainer = trainer_module.Trainer(config)
     trainer.setup()
     if threads:
         torch.set_num_threads(threads)
@@ -139,7 +139,7 @@ def _reference(spec: dict, data, threads):
 
     from pipeline import FashionDDPMPipeline
     from pipeline.data import to_model_range
-    from pipeline.train_config import validate
+    from pipeline.training.config import validate
 
     config = validate(spec["config"])
     if threads:

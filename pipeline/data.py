@@ -23,13 +23,13 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-HOW_TO_GET_DATA = (
-    "Fashion-MNIST was not found. Any one of these works:\n"
-    "  * pass data_dir=DIR (or set FASHION_MNIST_DIR=DIR) for a folder holding the four original IDX .gz files\n"
-    f"  * on Debian/Ubuntu: apt-get install -y dataset-fashion-mnist  (installs them into {DEBIAN_DIR})\n"
-    f"  * when online: the Hub dataset {HUB_DATASET} is downloaded through `datasets`\n"
-    "  * dataset=ID_OR_FOLDER for any `datasets` dataset (Hub id or save_to_disk folder) with image and label columns"
-)
+
+
+def how_to_get_data(data_flag: str = "data_dir=DIR") -> str:
+    """The ways to provide Fashion-MNIST, in one line; `data_flag` is how the calling command names the folder."""
+    return (f"Fashion-MNIST was not found: pass {data_flag} (or set FASHION_MNIST_DIR) for a folder with the four "
+            f"original IDX .gz files; or `apt-get install -y dataset-fashion-mnist` (installs them into {DEBIAN_DIR}); "
+            f"or go online so that `datasets` can download {HUB_DATASET}")
 
 
 @dataclass
@@ -87,11 +87,12 @@ def _from_datasets(name: str, split: str) -> ImageDataset:
     return ImageDataset(torch.from_numpy(images), torch.tensor(ds[label_col], dtype=torch.int64), names, f"datasets:{name}")
 
 
-def load_dataset(data_dir: str | None = None, dataset: str | None = None, split: str = "train") -> ImageDataset:
+def load_dataset(data_dir: str | None = None, dataset: str | None = None, split: str = "train",
+                 data_flag: str = "data_dir=DIR") -> ImageDataset:
     """Finds the data in the documented order: data_dir / $FASHION_MNIST_DIR, Debian's package, the Hub.
 
     Raises:
-        FileNotFoundError: with `HOW_TO_GET_DATA` when no source has it.
+        FileNotFoundError: with `how_to_get_data(data_flag)` when no source has it.
     """
     if split not in IDX_FILES:
         raise ValueError(f"split must be one of {list(IDX_FILES)}, got {split!r}")
@@ -101,7 +102,7 @@ def load_dataset(data_dir: str | None = None, dataset: str | None = None, split:
     if folder:
         found = _from_idx_folder(folder, split)
         if found is None:
-            raise FileNotFoundError(f"{folder} does not hold {IDX_FILES[split]}.\n{HOW_TO_GET_DATA}")
+            raise FileNotFoundError(f"{folder} does not hold {' and '.join(IDX_FILES[split])}. {how_to_get_data(data_flag)}")
         return found
     found = _from_idx_folder(DEBIAN_DIR, split)
     if found is not None:
@@ -109,7 +110,7 @@ def load_dataset(data_dir: str | None = None, dataset: str | None = None, split:
     try:
         return _from_datasets(HUB_DATASET, split)
     except Exception as e:  # offline, no `datasets` cache, ...: one clear message instead of a network traceback
-        raise FileNotFoundError(f"{HOW_TO_GET_DATA}\n(the Hub download failed: {type(e).__name__}: {e})") from None
+        raise FileNotFoundError(f"{how_to_get_data(data_flag)} (the Hub download failed: {type(e).__name__})") from None
 
 
 def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
 
@@ -80,17 +82,29 @@ def test_train_throughput_smoke(smoke_results):
     assert r["settings"]["unet_parameters"] > 0 and r["settings"]["batch"] > 0
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file(),
-                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist): the floors need real images")
+@pytest.mark.needs_data  # the floors need real images
 def test_quality_vs_steps_smoke(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality_vs_steps.py"), "--smoke", "--threads", "1",
                              "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     r = json.loads((tmp_path / "quality_vs_steps.json").read_text())
-    assert [(row["sampler"], row["steps"], row["guidance"]) for row in r["rows"]] == [("ddpm", 3, 4.0), ("dpm++", 2, 1.0)]
+    assert [(row["sampler"], row["steps"], row["guidance"]) for row in r["rows"]] == [("ddpm", 3, 4.0), ("dpm++", 2, 1.0),
+                                                                                      ("dpm++", 2, 3.0)]
+    assert r["rows"][2]["guidance_interval"] == [0.2, 0.8] and r["rows"][2]["guidance_rescale"] == 0.5
     for row in r["rows"]:
         assert _positive(row["time_per_image_s"]) and _positive(row["judge_fid"]) and _positive(row["judge_fid_floor"])
         assert 0 <= row["judge_accuracy"] <= 1 and row["judge_accuracy_floor"] > 0.5
     assert r["rows"][0]["speedup_vs_base"] == 1.0
-    assert "| sampler |" in (tmp_path / "quality_vs_steps.md").read_text()
+    assert "| setting |" in (tmp_path / "quality_vs_steps.md").read_text()
+
+
+def test_quality_base_from_mismatch_fails_before_any_work(tmp_path):
+    earlier = tmp_path / "base.json"
+    earlier.write_text(json.dumps({"num_per_class": 20, "seed": 0, "rows": [{"model": "pretrained/other"}]}))
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality_vs_steps.py"), "--base-from", str(earlier),
+                             "--num-per-class", "5", "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "does not match this run" in result.stderr and "num_per_class 20 vs 5" in result.stderr
+    assert not (tmp_path / "out").exists()

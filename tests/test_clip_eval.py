@@ -11,16 +11,15 @@ from PIL import Image
 from conftest import make_tiny_pipeline
 from pipeline import FASHION_MNIST_CLASSES
 from pipeline.cli import main
-from pipeline.clip_eval import (
+from pipeline.evaluation.best_of_n import best_of_n, best_of_n_images
+from pipeline.evaluation.clip import (
     ClipModelError,
-    best_of_n,
-    best_of_n_images,
     evaluate_pipeline,
     load_clip,
     per_class_table,
     quality_score,
-    to_rgb_pil,
 )
+from pipeline.images import to_rgb_pil
 
 IMAGE_SIZE = 30  # the tiny processor's crop size (real CLIP: 224)
 CLASSES = list(FASHION_MNIST_CLASSES)

@@ -67,9 +67,9 @@ def test_guidance_formula_and_single_batched_pass(tiny_pipe):
         eps_c, eps_u = unet(x, t, class_labels=ids).sample, unet(x, t, class_labels=null).sample
         calls = []
         handle = unet.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
-        guided = tiny_pipe.predict_noise(x, t, ids, 2.5)
+        guided = tiny_pipe.guided_prediction(x, t, ids, 2.5)
         assert calls == [6]  # null and conditional halves in ONE batched pass
-        cond, uncond = tiny_pipe.predict_noise(x, t, ids, 1.0), tiny_pipe.predict_noise(x, t, ids, 0.0)
+        cond, uncond = tiny_pipe.guided_prediction(x, t, ids, 1.0), tiny_pipe.guided_prediction(x, t, ids, 0.0)
         assert calls == [6, 3, 3]  # w=1 and w=0 need only one half each
         handle.remove()
     torch.testing.assert_close(cond, eps_c)
@@ -80,7 +80,7 @@ def test_guidance_formula_and_single_batched_pass(tiny_pipe):
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_scheduler_swaps_with_few_steps(tiny_pipe, name):
     use_sampler(tiny_pipe, name)
-    assert type(tiny_pipe.scheduler).__name__ == SAMPLERS[name][0].__name__
+    assert type(tiny_pipe.scheduler).__name__ == SAMPLERS[name][0]
     images = tiny_pipe(class_labels=["Dress"], num_images_per_label=2, num_inference_steps=4, generator=gen(), output_type="pt").images
     assert images.shape == (2, 1, 28, 28) and torch.isfinite(images).all()
     again = tiny_pipe(class_labels=["Dress"], num_images_per_label=2, num_inference_steps=4, generator=gen(), output_type="pt").images
@@ -113,7 +113,7 @@ def test_label_names_and_aliases(tiny_pipe):
                             ("ankle-boot", 9), ("Ankle boot", 9), ("sneakers", 7), ("bag", 8), (3, 3)]:
         assert tiny_pipe.class_id(alias) == expected, alias
     assert tiny_pipe.class_names == list(FASHION_MNIST_CLASSES)
-    assert tiny_pipe._resolve_class_ids(torch.tensor([2, 5])) == [2, 5]
+    assert tiny_pipe.resolve_class_ids(torch.tensor([2, 5])) == [2, 5]
 
 
 def test_custom_class_names_survive_save(tmp_path):

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from pipeline import FashionDDPMPipeline
-from pipeline.cli import DEFAULT_MODEL
-from pipeline.judge import FashionJudge
+from pipeline.models import DEFAULT_MODEL
+from pipeline.evaluation.judge import FashionJudge
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model_index.json").is_file(),
                                 reason=f"no shipped model at {DEFAULT_MODEL}")

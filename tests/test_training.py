@@ -12,12 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.data import DEBIAN_DIR
-from pipeline.train_config import load_config, validate
+from pipeline.training.config import load_config, validate
 
 REPO = Path(__file__).resolve().parent.parent
-HAVE_DATA = Path(DEBIAN_DIR, "train-images-idx3-ubyte.gz").is_file()
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"Fashion-MNIST not installed in {DEBIAN_DIR} (apt-get install dataset-fashion-mnist)")
+needs_data = pytest.mark.needs_data
 # One thread per process: reproducible arithmetic, and two processes fit the two cores.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

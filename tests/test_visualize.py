@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import gen, make_tiny_pipeline
+from conftest import HAVE_DATA, gen, make_tiny_pipeline
 from pipeline.cli import main
-from pipeline.data import DEBIAN_DIR
+from pipeline.sampling import generate, image_seed
 from pipeline.visualize import (
     forward_diffusion_figure,
     forward_timesteps,
@@ -20,9 +20,7 @@ from pipeline.visualize import (
 )
 
 CELL = 28 * 3  # default scale 3 in the diffusion figures
-HAVE_DATA = os.path.isfile(os.path.join(DEBIAN_DIR, "t10k-images-idx3-ubyte.gz"))
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"Fashion-MNIST test set not installed in {DEBIAN_DIR} "
-                                                      "(apt-get install dataset-fashion-mnist)")
+needs_data = pytest.mark.needs_data
 
 
 def test_forward_timesteps():
@@ -50,17 +48,17 @@ def test_forward_figure_from_the_test_set(tmp_path):
 
 def test_reverse_frames_follow_the_schedule():
     pipe = make_tiny_pipeline()
-    frames, labels, output = reverse_process_frames(pipe, class_labels=["Bag", 0], num_inference_steps=6, every=2)
+    frames, labels, samples = reverse_process_frames(pipe, class_labels=["Bag", 0], num_inference_steps=6, every=2)
     # noise, after steps 2 and 4, and the final image (step 6 is the final one, not repeated)
     assert len(frames) == len(labels) == 4
     assert labels[0] == "t=100" and labels[-1] == "t=0"
     assert all(tuple(f.shape) == (2, 1, 28, 28) for f in frames)
-    # the recorded run is the pipeline's ordinary output with one generator per image (seed + i)
-    again = pipe(class_labels=["Bag", 0], generator=[gen(0), gen(1)], num_inference_steps=6, output_type="pt").images
-    torch.testing.assert_close(output, again)
-    noise = torch.cat([torch.randn((1, 1, 28, 28), generator=gen(i)) for i in range(2)])
+    # the recorded run is image 0 of each class as `generate` makes it (the project's one seed rule)
+    again = generate(pipe, ["Bag", 0], 1, seed=0, num_inference_steps=6).images
+    torch.testing.assert_close(samples.images, again)
+    noise = torch.cat([torch.randn((1, 1, 28, 28), generator=gen(image_seed(0, c, 0))) for c in (8, 0)])
     torch.testing.assert_close(frames[0], noise)
-    torch.testing.assert_close(frames[-1], output * 2 - 1)
+    torch.testing.assert_close(frames[-1], samples.images * 2 - 1)
     with pytest.raises(ValueError, match="every"):
         reverse_process_frames(pipe, num_inference_steps=2, every=0)
 
@@ -103,7 +101,7 @@ def test_cli_visualize(tiny_saved, tmp_path, capsys):
           "--out", str(tmp_path / "fig2")])
     assert sorted(os.listdir(tmp_path / "fig2")) == ["reverse_process.png", "samples.png"]
 
-    with pytest.raises(SystemExit, match="metrics file .* does not exist"):
+    with pytest.raises(SystemExit, match="--metrics .* does not exist"):
         main(["visualize", "--model", str(tiny_saved), "--metrics", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)])
 
 

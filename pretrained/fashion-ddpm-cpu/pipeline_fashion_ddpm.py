@@ -48,7 +48,8 @@ FASHION_MNIST_ALIASES = {
 # used because diffusers' default linear betas (1e-4..0.02) were designed for 1000 steps: with 100 they stop at
 # alpha_bar_T ~= 0.36, so training never sees pure noise and sampling from N(0, I) starts off-distribution. The cosine
 # schedule ends at alpha_bar_T ~= 2.4e-7 (tests assert <= 1e-3) and spreads the noise levels evenly in log-SNR.
-DEFAULT_SCHEDULER_CONFIG = {"num_train_timesteps": 100, "beta_schedule": "squaredcos_cap_v2", "clip_sample": True}
+DEFAULT_SCHEDULER_CONFIG = {"num_train_timesteps": 100, "beta_schedule": "squaredcos_cap_v2", "clip_sample": True,
+                            "timestep_spacing": "trailing"}
 
 # A small U-Net for 1x28x28 images: 28 -> 14 -> 7 through the two down blocks, skip connections in the up path,
 # sinusoidal time embedding, and a learned class embedding with one extra row (the null class for guidance).
@@ -64,11 +65,19 @@ DEFAULT_UNET_CONFIG = {
     "time_embedding_type": "positional",
 }
 
+# Fallback for pipelines built without a measured value; saved models store theirs in model_index.json
+# (`default_guidance_scale`), chosen by a guidance sweep on that model and its saved sampler.
+DEFAULT_GUIDANCE_SCALE = 2.0
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
 def _normalise_label(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _plain(value):
+    """numpy scalars (np.int64(3), np.float32(2.0), np.str_) -> the Python int / float / str they hold."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
 
 
 class FashionDDPMPipeline(DiffusionPipeline):
@@ -87,7 +96,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
     _callback_tensor_inputs = ["latents"]
     pipeline_file_name = "pipeline_fashion_ddpm"
 
-    def __init__(self, unet: UNet2DModel, scheduler, class_names: list[str] | None = None):
+    def __init__(self, unet: UNet2DModel, scheduler, class_names: list[str] | None = None,
+                 default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE, default_num_inference_steps: int | None = None):
         super().__init__()
         class_names = list(class_names) if class_names is not None else list(FASHION_MNIST_CLASSES)
         num_embeds = unet.config.num_class_embeds
@@ -97,7 +107,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
                 "(one row per class plus the null class used for classifier-free guidance)."
             )
         self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(class_names=class_names)
+        # Stored in model_index.json: each saved model carries the guidance and step count measured best for it.
+        self.register_to_config(class_names=class_names, default_guidance_scale=float(default_guidance_scale),
+                                default_num_inference_steps=default_num_inference_steps)
 
     # ------------------------------------------------------------------ construction and saving
     @classmethod
@@ -169,22 +181,31 @@ class FashionDDPMPipeline(DiffusionPipeline):
             return lookup[key]
         raise ValueError(f"unknown class name {label!r}; valid names: {names} (case-insensitive; ids 0..{len(names) - 1})")
 
-    def _resolve_class_ids(self, class_labels) -> list[int]:
+    def resolve_class_ids(self, class_labels=None) -> list[int]:
+        """Class ids for `class_labels`: an id, a name, a list / tuple / numpy array / tensor of them, or None (all).
+
+        Raises:
+            ValueError: naming the bad value and the accepted ids and names.
+        """
         if class_labels is None:
             return list(range(len(self.class_names)))
         if isinstance(class_labels, torch.Tensor):
             if class_labels.is_floating_point() or class_labels.ndim > 1:
                 raise ValueError(f"class_labels tensor must be a 0-d or 1-d integer tensor, got {class_labels!r}")
             class_labels = class_labels.reshape(-1).tolist()
-        elif not isinstance(class_labels, (list, tuple)):
+        elif hasattr(class_labels, "tolist") and hasattr(class_labels, "dtype"):  # numpy array or scalar
+            if class_labels.dtype.kind == "f" or getattr(class_labels, "ndim", 0) > 1:
+                raise ValueError(f"class_labels array must hold integer ids or names (0-d or 1-d), got {class_labels!r}")
+            class_labels = class_labels.tolist()
+        if not isinstance(class_labels, (list, tuple)):
             class_labels = [class_labels]
-        class_labels = list(class_labels)
         if not class_labels:
             raise ValueError(f"class_labels is empty; give ids 0..{len(self.class_names) - 1} or names {self.class_names}")
-        return [self.class_id(label.item() if isinstance(label, torch.Tensor) else label) for label in class_labels]
+        return [self.class_id(_plain(label)) for label in class_labels]
 
     # ------------------------------------------------------------------ sampling
-    def _check_inputs(self, num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch):
+    def _check_inputs(self, num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,
+                      guidance_interval, guidance_rescale):
         if isinstance(num_images_per_label, bool) or not isinstance(num_images_per_label, int) or num_images_per_label < 1:
             raise ValueError(f"num_images_per_label must be an int >= 1, got {num_images_per_label!r}")
         if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
@@ -192,6 +213,14 @@ class FashionDDPMPipeline(DiffusionPipeline):
         max_steps = self.scheduler.config.num_train_timesteps
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= max_steps:
             raise ValueError(f"num_inference_steps must be an int in 1..{max_steps} (the scheduler's training steps), got {num_inference_steps!r}")
+        if guidance_interval is not None:
+            ok = isinstance(guidance_interval, (list, tuple)) and len(guidance_interval) == 2
+            low, high = (guidance_interval if ok else (None, None))
+            if not (ok and all(isinstance(v, (int, float)) for v in (low, high)) and 0 <= low < high <= 1):
+                raise ValueError(f"guidance_interval must be (low, high) with 0 <= low < high <= 1 (fractions of the "
+                                 f"noise schedule, 1 = pure noise), got {guidance_interval!r}")
+        if not isinstance(guidance_rescale, (int, float)) or not 0 <= guidance_rescale <= 1:
+            raise ValueError(f"guidance_rescale must be a number in [0, 1] (0 = off), got {guidance_rescale!r}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type {output_type!r} is not supported; use one of {list(OUTPUT_TYPES)}")
         if isinstance(generator, list) and len(generator) != batch:
@@ -200,55 +229,68 @@ class FashionDDPMPipeline(DiffusionPipeline):
                 "(len(class_labels) * num_images_per_label); pass one generator or exactly one per image"
             )
 
-    def predict_noise(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-        """Guided noise prediction  eps = eps(x, null) + w * (eps(x, c) - eps(x, null)).
+    def guided_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float,
+                          guidance_rescale: float = 0.0) -> torch.Tensor:
+        """The U-Net's guided output (noise or velocity, as the scheduler's `prediction_type` says):
+        out = out(x, null) + w * (out(x, c) - out(x, null)).
 
         w = 1 is the plain conditional model (one U-Net pass), w = 0 the unconditional one (one pass), any other w
-        runs the null and conditional halves as ONE batched U-Net pass.
+        runs the null and conditional halves as ONE batched U-Net pass. `guidance_rescale` > 0 pulls the guided
+        output's per-image standard deviation back towards the conditional one (Lin et al. 2023, section 3.4).
         """
         if guidance_scale == 1 or guidance_scale == 0:
             labels = class_ids if guidance_scale == 1 else torch.full_like(class_ids, self.null_class_id)
             return self.unet(latents, t, class_labels=labels).sample
         null = torch.full_like(class_ids, self.null_class_id)
         both = self.unet(torch.cat([latents, latents]), t, class_labels=torch.cat([null, class_ids])).sample
-        eps_null, eps_cond = both.chunk(2)
-        return eps_null + guidance_scale * (eps_cond - eps_null)
+        out_null, out_cond = both.chunk(2)
+        guided = out_null + guidance_scale * (out_cond - out_null)
+        if guidance_rescale > 0:
+            # Written here rather than imported: diffusers keeps `rescale_noise_cfg` in its Stable Diffusion module,
+            # whose import pulls in transformers, and this file must stay light and self-contained.
+            dims = list(range(1, guided.ndim))
+            rescaled = guided * (out_cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+            guided = guidance_rescale * rescaled + (1 - guidance_rescale) * guided
+        return guided
 
     @torch.no_grad()
     def __call__(
         self,
         class_labels: int | str | list[int | str] | torch.Tensor | None = None,
         num_images_per_label: int = 1,
-        guidance_scale: float = 4.0,
+        guidance_scale: float | None = None,
         num_inference_steps: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        guidance_interval: tuple[float, float] | None = None,
+        guidance_rescale: float = 0.0,
         callback_on_step_end: Callable[["FashionDDPMPipeline", int, Any, dict], dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         r"""Generates images of the requested classes.
 
         Args:
-            class_labels (`int`, `str`, `list` or `torch.Tensor`, *optional*):
+            class_labels (`int`, `str`, `list`, `np.ndarray` or `torch.Tensor`, *optional*):
                 Class ids or names (case-insensitive; aliases such as "tshirt", "top", "ankle-boot" work). `None`
                 makes one image per class.
             num_images_per_label (`int`, defaults to 1): images per entry of `class_labels`; output order is
                 label-major (all images of the first label, then the next).
-            guidance_scale (`float`, defaults to 4.0): classifier-free guidance weight w in
-                eps = eps_null + w * (eps_cond - eps_null). 1 disables guidance, 0 samples unconditionally. The
-                default 4 was chosen by a sweep on the shipped model (benchmarks/results/guidance_sweep.md): judge-FID
-                11.7 / 8.3 / 7.1 / 7.0 at w = 2 / 3 / 4 / 6, so the lowest w at the minimum.
-            num_inference_steps (`int`, *optional*): denoising steps; defaults to the scheduler's training steps
-                (100). Swap the scheduler (`DDIMScheduler.from_config(pipe.scheduler.config)`,
-                `DPMSolverMultistepScheduler`, ...) to sample well with fewer.
+            guidance_scale (`float`, *optional*): classifier-free guidance weight w in
+                out = out_null + w * (out_cond - out_null). 1 disables guidance, 0 samples unconditionally. Defaults
+                to the model's `default_guidance_scale` (model_index.json), measured best for its saved sampler.
+            num_inference_steps (`int`, *optional*): denoising steps; defaults to the model's
+                `default_num_inference_steps`, else the scheduler's training steps (100).
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*): one generator for the batch, or one
                 per image so that each image is reproducible on its own.
             latents (`torch.Tensor`, *optional*): starting noise of shape (batch, 1, 28, 28).
             output_type (`str`, defaults to "pil"): "pil" (list of `PIL.Image`), "np" (float array B×H×W×1 in
                 [0, 1]) or "pt" (float tensor B×1×H×W in [0, 1]).
             return_dict (`bool`, defaults to True): return an `ImagePipelineOutput` instead of a tuple.
+            guidance_interval (`(float, float)`, *optional*): guide only while the noise level t / T lies in
+                [low, high] (Kynkäänniemi et al. 2024); elsewhere w = 1 (one U-Net pass). None guides every step.
+            guidance_rescale (`float`, defaults to 0): guidance rescale φ of Lin et al. 2023, in [0, 1].
             callback_on_step_end (`Callable`, *optional*): called after every step as
                 `callback_on_step_end(pipe, step_index, timestep, {"latents": x_t})`; may return a dict whose
                 "latents" replaces x_t. This is how the reverse process is recorded step by step.
@@ -259,12 +301,18 @@ class FashionDDPMPipeline(DiffusionPipeline):
 
         Examples:
             >>> pipe = FashionDDPMPipeline.from_pretrained("pretrained/fashion-ddpm-cpu")
-            >>> images = pipe(class_labels=["Sneaker", "Bag"], guidance_scale=4.0).images
+            >>> images = pipe(class_labels=["Sneaker", "Bag"]).images
         """
-        class_ids = self._resolve_class_ids(class_labels)
-        batch = len(class_ids) * num_images_per_label
-        num_inference_steps = self.scheduler.config.num_train_timesteps if num_inference_steps is None else num_inference_steps
-        self._check_inputs(num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch)
+        class_ids = self.resolve_class_ids(class_labels)
+        batch = len(class_ids) * _plain(num_images_per_label)
+        if guidance_scale is None:
+            guidance_scale = self.config.get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE)
+        if num_inference_steps is None:
+            num_inference_steps = self.config.get("default_num_inference_steps") or self.scheduler.config.num_train_timesteps
+        guidance_scale, num_inference_steps = _plain(guidance_scale), _plain(num_inference_steps)
+        num_images_per_label = _plain(num_images_per_label)
+        self._check_inputs(num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,
+                           guidance_interval, guidance_rescale)
         bad_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if bad_inputs:
             raise ValueError(f"callback_on_step_end_tensor_inputs {sorted(bad_inputs)} not supported; use {self._callback_tensor_inputs}")
@@ -281,11 +329,15 @@ class FashionDDPMPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         latents = latents.to(device) * self.scheduler.init_noise_sigma
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        T = self.scheduler.config.num_train_timesteps
 
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t)
-            noise = self.predict_noise(model_input, t, labels, guidance_scale)
-            latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
+            w = guidance_scale
+            if guidance_interval is not None and not guidance_interval[0] <= (float(t) + 1) / T <= guidance_interval[1]:
+                w = 1.0
+            prediction = self.guided_prediction(model_input, t, labels, w, guidance_rescale)
+            latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
                 tensors = {"latents": latents}
                 callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}

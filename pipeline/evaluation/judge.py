@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-WEIGHTS_DIR = Path(__file__).with_name("weights")
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 JUDGE_WEIGHTS = WEIGHTS_DIR / "judge.safetensors"
 JUDGE_INFO = WEIGHTS_DIR / "judge.json"
 
@@ -30,22 +30,18 @@ PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
 
 
 def check_images(images, what: str = "images") -> torch.Tensor:
-    """Validates a batch of 28×28 grayscale images in [0, 1] and returns it as a float N×1×28×28 tensor.
+    """A batch of 28×28 grey images in [0, 1] (tensor or array, N×1×28×28 or N×28×28, float or uint8) as a float
+    N×1×28×28 tensor; anything else is a ValueError naming the shape."""
+    from ..images import to_unit_tensor
 
-    Accepts a tensor or array of shape N×1×28×28 or N×28×28 (uint8 arrays are divided by 255).
-    """
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"{what} must be a torch.Tensor or numpy array, got {type(images).__name__}")
-    shape = tuple(images.shape)
-    if images.ndim == 3 and shape[1:] == (28, 28):
-        images = images.unsqueeze(1)
-    elif not (images.ndim == 4 and shape[1:] == (1, 28, 28)):
+    shape = tuple(getattr(images, "shape", ()))
+    try:
+        images = to_unit_tensor(images)
+    except ValueError:
+        images = None
+    if images is None or tuple(images.shape[2:]) != (28, 28):
         raise ValueError(f"{what} have shape {shape}; expected N×1×28×28 or N×28×28 grayscale images in [0, 1]")
-    if images.dtype == torch.uint8:
-        return images.float().div(255.0)
-    return images.float()
+    return images
 
 
 def _conv_bn(cin: int, cout: int) -> list[nn.Module]:

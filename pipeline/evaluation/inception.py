@@ -201,6 +201,20 @@ def balanced_subset(labels, n: int, seed: int = 0) -> np.ndarray:
     return perm[order[:n]]
 
 
+def _cache_path(split: str, n: int, extractor: str, seed: int = 0) -> Path:
+    return cache_dir() / f"fashion-mnist-{split}_{extractor}_n{n}_seed{seed}.npz"
+
+
+def reference_available(needed: list[tuple[str, int, str]], data_dir: str | None = None,
+                        data_flag: str = "--data-dir DIR"):
+    """Raises FileNotFoundError (saying how to get the data) unless every (split, n, extractor) statistic is cached
+    or the split can be loaded: called before generating, so a missing dataset costs no time."""
+    from ..data import load_dataset
+
+    for split in dict.fromkeys(split for split, n, extractor in needed if not _cache_path(split, n, extractor).is_file()):
+        load_dataset(data_dir, split=split, data_flag=data_flag)
+
+
 def real_features(split: str, n: int, extractor: str, extract: Callable[[torch.Tensor], np.ndarray],
                   data_dir: str | None = None, seed: int = 0, use_cache: bool = True) -> dict:
     """Features of `n` class-balanced real Fashion-MNIST images of `split`, cached on disk.
@@ -208,14 +222,14 @@ def real_features(split: str, n: int, extractor: str, extract: Callable[[torch.T
     Returns {"features": N×D, "mu", "sigma", "labels", "n", "cached": bool, "seconds"}. The cache file is
     `cache_dir()/fashion-mnist-{split}_{extractor}_n{n}_seed{seed}.npz`.
     """
-    path = cache_dir() / f"fashion-mnist-{split}_{extractor}_n{n}_seed{seed}.npz"
+    path = _cache_path(split, n, extractor, seed)
     if use_cache and path.is_file():
         with np.load(path) as data:
             result = {k: data[k] for k in ("features", "mu", "sigma", "labels")}
         return {**result, "n": n, "cached": True, "seconds": 0.0, "path": str(path)}
-    from .data import load_dataset
+    from ..data import load_dataset
 
-    dataset = load_dataset(data_dir, split=split)
+    dataset = load_dataset(data_dir, split=split, data_flag="--data-dir DIR")
     idx = balanced_subset(dataset.labels.numpy(), n, seed)
     images = dataset.images[torch.from_numpy(idx)].unsqueeze(1).float().div(255)
     start = time.perf_counter()

@@ -11,30 +11,30 @@ Every metric comes with its **floor**: the same metric for the same number N of 
 class-balanced subset). FID is biased upwards at small N, so a model's FID only means something next to the FID that
 real images reach at the same N. Real statistics are cached (see `pipeline.inception.cache_dir`).
 
-CLI: `fashion-ddpm evaluate --model DIR --num-per-class N [--guidance G] [--scheduler NAME --steps K] [--seed S]
-[--out DIR] [--no-inception] [--update-model-card]`.
+Images come from `pipeline.sampling.generate` (the project's one seed rule). Command line: `fashion-ddpm evaluate`
+(`pipeline/cli/evaluate.py`).
 """
 
 from __future__ import annotations
 
 import datetime
-import inspect
 import json
-import os
 import platform
-import shlex
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..images import labelled_grid
+from ..sampling import generate
 from .inception import (
     INCEPTION_NAME,
     fid_from_features,
     inception_features,
+    inception_weights_path,
     kernel_distance,
     real_features,
+    reference_available,
 )
 from .judge import JUDGE_WEIGHTS, FashionJudge, judge_fingerprint, judge_info
 
@@ -47,59 +47,38 @@ def _log(verbose: bool, message: str):
         print(message, flush=True)
 
 
-@torch.no_grad()
-def generate_for_evaluation(pipe, num_per_class: int, guidance_scale: float, steps: int, seed: int,
-                            batch_size: int = 100) -> tuple[torch.Tensor, np.ndarray, float]:
-    """Generates `num_per_class` images of every class, label-major; image i uses `Generator().manual_seed(seed + i)`
-    (the convention of `fashion-ddpm generate`), so results do not depend on `batch_size`.
-
-    Returns (images N×1×28×28 in [0, 1] on the CPU, class ids, seconds).
-    """
-    num_classes = len(pipe.class_names)
-    labels = np.repeat(np.arange(num_classes), num_per_class)
-    images = []
-    start = time.perf_counter()
-    for lo in range(0, len(labels), batch_size):
-        chunk = labels[lo:lo + batch_size].tolist()
-        generators = [torch.Generator().manual_seed(seed + lo + i) for i in range(len(chunk))]
-        out = pipe(class_labels=chunk, num_images_per_label=1, guidance_scale=guidance_scale,
-                   num_inference_steps=steps, generator=generators, output_type="pt").images
-        images.append(out.float().cpu())
-    return torch.cat(images), labels, time.perf_counter() - start
-
-
 def _accuracy(preds: np.ndarray, labels: np.ndarray, class_names: list[str]) -> tuple[float, dict]:
     correct = preds == labels
     per_class = {name: float(correct[labels == c].mean()) for c, name in enumerate(class_names) if (labels == c).any()}
     return float(correct.mean()), per_class
 
 
-def evaluate(pipe, num_per_class: int, guidance_scale: float | None = None, sampler: str | None = None,
-             steps: int | None = None, seed: int = 0, *, inception: bool = True, batch_size: int = 100,
+def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True, batch_size: int = 100,
              ref_size: int = DEFAULT_REF_SIZE, judge_ref_size: int = DEFAULT_JUDGE_REF_SIZE,
              judge_path: str | Path = JUDGE_WEIGHTS, data_dir: str | None = None, kid_subsets: int = 50,
              out_dir: str | Path | None = None, command: str | None = None, model_name: str | None = None,
-             verbose: bool = True) -> dict:
+             verbose: bool = True, **sampling) -> dict:
     """Generates N = num_per_class × classes images and scores them; see the module docstring.
 
     Args:
         pipe: a `FashionDDPMPipeline` (any device).
         num_per_class: images per class; N = num_per_class × number of classes must be >= 2 for FID.
-        guidance_scale: classifier-free guidance (None: the pipeline's default).
-        sampler: a name from `pipeline.schedulers.SAMPLERS` to sample with (None: the saved scheduler); the pipeline's
-            own scheduler is restored afterwards.
-        steps: inference steps (None: all training steps).
-        seed: image i uses seed + i.
+        seed: the seed of `pipeline.sampling.generate` (image j of class c uses seed + 1e6 c + j).
         inception: also compute Inception FID / KID (~0.15-0.4 s per image on CPU, 3 × N images the first time).
         ref_size / judge_ref_size: test images in the Inception / judge reference statistics.
+        data_dir: folder with the Fashion-MNIST IDX files (else $FASHION_MNIST_DIR, Debian's package, the Hub).
         out_dir: when given, writes `metrics.json`, `metrics.md` and `samples.png` there.
         command: the command line to record in the report (for reproducibility).
+        **sampling: `sampler`, `num_inference_steps`, `guidance_scale`, `guidance_interval`, `guidance_rescale`
+            (see `generate`; unset ones take the model's defaults).
+
+    Raises:
+        ValueError / FileNotFoundError: bad arguments, or no Fashion-MNIST / Inception weights; raised before any
+            image is generated.
 
     Returns:
         a JSON-serialisable dict (see `metrics.json`); distances are None where a metric was skipped.
     """
-    from .schedulers import use_sampler
-
     if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
         raise ValueError(f"num_per_class must be an int >= 1, got {num_per_class!r}")
     class_names = list(pipe.class_names)
@@ -109,27 +88,28 @@ def evaluate(pipe, num_per_class: int, guidance_scale: float | None = None, samp
     for name, value in (("ref_size", ref_size), ("judge_ref_size", judge_ref_size)):
         if not 2 <= value <= 10000:
             raise ValueError(f"{name} must be in 2..10000 (Fashion-MNIST test images), got {value}")
-    if guidance_scale is None:
-        guidance_scale = inspect.signature(type(pipe).__call__).parameters["guidance_scale"].default
-    steps = steps or pipe.scheduler.config.num_train_timesteps
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     device = pipe.device
+    judge_name = f"judge-{judge_fingerprint(judge_path)}"
+    # Everything the scores need must be at hand before minutes of generation: data (or its cached statistics) and
+    # the Inception weights.
+    needed = [("test", judge_ref_size, judge_name), ("train", num_images, judge_name)]
+    if inception:
+        inception_weights_path()
+        needed += [("test", ref_size, INCEPTION_NAME), ("train", num_images, INCEPTION_NAME)]
+    reference_available(needed, data_dir)
+
+    _log(verbose, f"generating {num_images} images ({num_per_class} per class), seed {seed}, on {device} ...")
+    samples = generate(pipe, None, num_per_class, seed, batch_size, **sampling)
+    images, labels, gen_seconds = samples.images, np.asarray(samples.class_ids), samples.seconds
+    settings = samples.settings
+    _log(verbose, f"  {settings}: {gen_seconds:.1f} s ({gen_seconds / num_images:.3f} s per image)")
 
     judge = FashionJudge.load(judge_path, device=device)
-    judge_name = f"judge-{judge_fingerprint(judge_path)}"
 
     def judge_features(images):
         return judge.predict(images)[1]
-
-    original_scheduler = pipe.scheduler
-    try:
-        if sampler:
-            use_sampler(pipe, sampler)
-        _log(verbose, f"generating {num_images} images ({num_per_class} per class), guidance {guidance_scale}, "
-                      f"{sampler or type(pipe.scheduler).__name__} {steps} steps, seed {seed}, on {device} ...")
-        images, labels, gen_seconds = generate_for_evaluation(pipe, num_per_class, guidance_scale, steps, seed, batch_size)
-    finally:
-        pipe.scheduler = original_scheduler
-    _log(verbose, f"  {gen_seconds:.1f} s ({gen_seconds / num_images:.3f} s per image)")
 
     # ---- judge: accuracy and judge-FID, beside the same numbers for N real training images
     preds, feats = judge.predict(images)
@@ -150,9 +130,11 @@ def evaluate(pipe, num_per_class: int, guidance_scale: float | None = None, samp
         "num_per_class": num_per_class,
         "num_images": num_images,
         "class_names": class_names,
-        "guidance_scale": float(guidance_scale),
-        "sampler": sampler or type(pipe.scheduler).__name__,
-        "steps": int(steps),
+        "guidance_scale": float(settings["guidance_scale"]),
+        "guidance_interval": list(settings["guidance_interval"]) if settings.get("guidance_interval") else None,
+        "guidance_rescale": settings.get("guidance_rescale", 0.0),
+        "sampler": settings["sampler"],
+        "steps": int(settings["num_inference_steps"]),
         "seed": seed,
         "device": str(device),
         "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
@@ -220,7 +202,7 @@ def metrics_markdown(result: dict) -> str:
     lines = [
         f"Measured with `{result['command'] or 'pipeline.evaluate.evaluate(...)'}` on {result['date'][:10]}:",
         f"N = {n:,} generated images ({result['num_per_class']} per class), guidance {result['guidance_scale']:g}, "
-        f"{result['sampler']} with {result['steps']} steps, seeds {result['seed']}..{result['seed'] + n - 1}, "
+        f"{result['sampler']} with {result['steps']} steps, seed {result['seed']} (image j of class c: seed + 1e6 c + j), "
         f"{result['time_per_image_s']:.3f} s per image on {result['device']} ({result['hardware']}).",
         "",
         f"The floor is the same metric for N = {n:,} real Fashion-MNIST *training* images (class-balanced): what a "
@@ -266,7 +248,7 @@ def write_report(result: dict, out_dir: str | Path, images: torch.Tensor | None 
     title = f"# Evaluation of {result['model'] or 'a fashion-ddpm pipeline'}\n\n"
     (out / "metrics.md").write_text(title + metrics_markdown(result) + "\n")
     if images is not None:
-        from .grid import labelled_grid, to_pil
+        from ..images import to_pil
 
         k = result["num_per_class"]
         pil = to_pil(images)
@@ -274,96 +256,3 @@ def write_report(result: dict, out_dir: str | Path, images: torch.Tensor | None 
         labelled_grid(rows, result["class_names"], title=f"guidance {result['guidance_scale']:g}, "
                       f"{result['sampler']} {result['steps']} steps").save(out / "samples.png")
     return out
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-def _check_model_folder(model: str):
-    """A clear error for a local folder that lacks the U-Net weights (load_pipeline checks model_index.json)."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return
-    unet = folder / "unet"
-    names = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-    if (folder / "model_index.json").is_file() and not any((unet / n).is_file() for n in names):
-        raise SystemExit(f"error: {folder} has no U-Net weights: expected {unet / names[0]}")
-
-
-def _command_line(parser, args) -> str:
-    """The command as a reproducible string: model, N, seed and every other option that differs from its default."""
-    parts = ["fashion-ddpm", "evaluate", "--model", str(args.model), "--num-per-class", str(args.num_per_class)]
-    for action in parser._actions:
-        if not action.option_strings or action.dest in ("help", "out", "update_model_card", "model", "num_per_class"):
-            continue
-        value = getattr(args, action.dest, None)
-        if value == action.default and action.dest != "seed":
-            continue
-        if value is None:
-            continue
-        flag = action.option_strings[-1]
-        if isinstance(value, bool):
-            parts += [flag] if value else []
-        else:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
-
-
-def cmd_evaluate(args):
-    from .cli import DEFAULT_MODEL, load_pipeline
-
-    if args.num_per_class < 1:
-        raise SystemExit(f"error: --num-per-class must be >= 1, got {args.num_per_class}")
-    model = str(args.model or DEFAULT_MODEL)
-    args.model = model
-    _check_model_folder(model)
-    card = Path(model) / "README.md"
-    if args.update_model_card and not card.is_file():
-        raise SystemExit(f"error: --update-model-card needs a model card at {card} (write one when training)")
-    pipe = load_pipeline(model)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipe.to(device)
-    command = _command_line(args._parser, args)
-    name = Path(model).name or model
-    out = args.out or os.path.join(
-        "runs", "eval", f"{name}_n{args.num_per_class}_g{args.guidance if args.guidance is not None else 'default'}"
-        f"_{args.scheduler or 'saved'}{args.steps or ''}_seed{args.seed}")
-    try:
-        result = evaluate(pipe, args.num_per_class, args.guidance, args.scheduler, args.steps, args.seed,
-                          inception=not args.no_inception, batch_size=args.batch_size, ref_size=args.ref_size,
-                          judge_ref_size=args.judge_ref_size, data_dir=args.data_dir, out_dir=out, command=command,
-                          model_name=model)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}")
-    print(f"wrote {Path(out) / 'metrics.json'}, {Path(out) / 'metrics.md'} and {Path(out) / 'samples.png'}")
-    if args.update_model_card:
-        from .model_card import fill_metrics
-
-        try:
-            fill_metrics(card, metrics_markdown(result))
-        except ValueError as e:
-            raise SystemExit(f"error: {e}")
-        print(f"filled the metrics section of {card}")
-    return result
-
-
-def register(subparsers):
-    """Adds `fashion-ddpm evaluate` (see the module docstring)."""
-    from .cli import add_sampling_args
-
-    ev = subparsers.add_parser(
-        "evaluate", help="judge accuracy, judge-FID and Inception FID/KID of generated images, beside real-data floors",
-        description=__doc__.split("\n\n")[0])
-    ev.add_argument("--num-per-class", type=int, required=True, help="generated images per class (N = 10 x this)")
-    add_sampling_args(ev)
-    ev.add_argument("--out", default=None, help="output folder for metrics.json / metrics.md / samples.png "
-                                                "(default: runs/eval/<model>_n<N>_g<G>_<sampler><steps>_seed<S>)")
-    ev.add_argument("--no-inception", action="store_true", help="skip Inception FID/KID (the slow part on CPU)")
-    ev.add_argument("--update-model-card", action="store_true",
-                    help="fill the metrics section of the model folder's README.md with the results")
-    ev.add_argument("--ref-size", type=int, default=DEFAULT_REF_SIZE,
-                    help=f"test images in the Inception reference statistics (default {DEFAULT_REF_SIZE}, cached)")
-    ev.add_argument("--judge-ref-size", type=int, default=DEFAULT_JUDGE_REF_SIZE,
-                    help=f"test images in the judge reference statistics (default {DEFAULT_JUDGE_REF_SIZE}: all)")
-    ev.add_argument("--batch-size", type=int, default=100, help="images per pipeline call")
-    ev.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    ev.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: see data.py)")
-    ev.set_defaults(func=cmd_evaluate, _parser=ev)

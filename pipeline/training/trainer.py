@@ -25,13 +25,14 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from ..data import ImageDataset, load_dataset, to_model_range
+from ..pipeline_fashion_ddpm import FashionDDPMPipeline
+from ..schedulers import make_scheduler
+from ..visualize import sample_grid
 from . import checkpoints
-from .data import ImageDataset, load_dataset, to_model_range
-from .grid import labelled_grid
+from .config import TrainConfig
 from .model_card import write_model_card
-from .pipeline_fashion_ddpm import FashionDDPMPipeline
 from .plots import plot_loss_curve
-from .train_config import TrainConfig
 
 logger = logging.getLogger("fashion_ddpm.train")
 EXPORT_IGNORE = ["checkpoints/*", "logs/*", ".tmp*", "samples/step-*"]
@@ -184,17 +185,20 @@ class Trainer:
         if self.ema is not None:
             self.ema.copy_to(unet.parameters())
         unet.to(self.accelerator.device).eval()
-        pipe = FashionDDPMPipeline(unet, DDPMScheduler.from_config(self.noise_scheduler.config), class_names=self.data.class_names)
+        # Exported with the sampler, steps and guidance the config names: they become the model's defaults.
+        config = self.config
+        pipe = FashionDDPMPipeline(unet, make_scheduler(config.sample_sampler, self.noise_scheduler.config),
+                                   class_names=self.data.class_names, default_guidance_scale=config.sample_guidance_scale,
+                                   default_num_inference_steps=config.sample_steps)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
     def sample_grid(self, pipe: FashionDDPMPipeline, path: Path, step: int) -> Path:
-        n = self.config.sample_images_per_class
-        classes = len(pipe.class_names)
-        generators = [torch.Generator().manual_seed(i) for i in range(classes * n)]
-        images = pipe(num_images_per_label=n, guidance_scale=self.config.sample_guidance_scale, generator=generators).images
-        grid = labelled_grid([images[c * n:(c + 1) * n] for c in range(classes)], pipe.class_names,
-                             title=f"step {step}, EMA weights, guidance {self.config.sample_guidance_scale}")
+        """The EMA model's samples with the settings it is exported with (seed 0: the images `generate` makes)."""
+        config = self.config
+        grid = sample_grid(pipe, config.sample_images_per_class, seed=0,
+                           title=f"step {step}, EMA weights, {config.sample_sampler} {config.sample_steps} steps, "
+                                 f"guidance {config.sample_guidance_scale:g}")
         path.parent.mkdir(parents=True, exist_ok=True)
         grid.save(path)
         return path
@@ -231,6 +235,9 @@ class Trainer:
             "steps": step, "images_seen": step * self.images_per_step, "wall_time_s": round(self.elapsed, 1),
             "final_loss": final_loss, "hardware": _hardware(self.accelerator), "data_source": self.data.source,
             "num_train_images": len(self.data), "epochs": round(step * self.images_per_step / len(self.data), 2),
+            "images_per_step": self.images_per_step, "parameters": sum(p.numel() for p in pipe.unet.parameters()),
+            "sampler": self.config.sample_sampler, "steps_default": self.config.sample_steps,
+            "guidance": self.config.sample_guidance_scale,
         }, sample_grid=grid.relative_to(self.output_dir).as_posix(), loss_curve=curve.relative_to(self.output_dir).as_posix(),
             repo_id=self.hub_model_id or self.output_dir.as_posix())
         return self.output_dir

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from ..schedulers import SAMPLER_NAMES, default_steps
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -23,8 +26,13 @@ _Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:t
                                     list("tTfF"))
 
 
-def _yaml(text: str):
-    return yaml.load(text, Loader=_Yaml12Loader)
+def _yaml(text: str, where: str):
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(f"{where} is not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
 
 
 @dataclass
@@ -64,7 +72,10 @@ class TrainConfig:
     checkpoints_total_limit: int = 3  # keep the newest K checkpoints
     sample_every_steps: int = 1000  # sample grid (EMA weights, fixed seed) every N updates; 0 = only at the end
     sample_images_per_class: int = 8
-    sample_guidance_scale: float = 4.0
+    # The sampler, steps and guidance of the sample grids; the exported model keeps them as its defaults.
+    sample_sampler: str = "ddpm"  # a name from pipeline.schedulers.SAMPLERS
+    sample_steps: int | None = None  # None: the sampler's default step count
+    sample_guidance_scale: float = 2.0
     log_every_steps: int = 20  # tracker + metrics.jsonl interval
     report_to: str = "tensorboard"  # accelerate tracker: tensorboard, wandb, ... or "none"
     description: str = ""  # one line for the model card
@@ -87,9 +98,14 @@ def _check_type(name: str, value):
     return value
 
 
+# diffusers.optimization.SchedulerType values, listed here so that config errors need no diffusers import.
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "piecewise_constant")
 CHOICES = {
     "prediction_type": ("epsilon", "v_prediction"),
     "mixed_precision": ("no", "fp16", "bf16"),
+    "lr_scheduler": LR_SCHEDULERS,
+    "sample_sampler": SAMPLER_NAMES,
 }
 
 
@@ -106,15 +122,55 @@ def validate(values: dict) -> TrainConfig:
             raise ValueError(f"config key {key!r} must be one of {list(choices)}, got {getattr(config, key)!r}")
     positive = ["train_batch_size", "gradient_accumulation_steps", "num_epochs", "checkpointing_steps",
                 "checkpoints_total_limit", "sample_images_per_class", "log_every_steps", "num_train_timesteps"]
-    for key in positive + ["max_train_steps", "max_train_images"]:
-        value = getattr(config, key)
-        if value is not None and value < 1:
-            raise ValueError(f"config key {key!r} must be >= 1, got {value}")
-    if not 0 <= config.label_dropout < 1:
-        raise ValueError(f"config key 'label_dropout' must be in [0, 1), got {config.label_dropout}")
-    if config.learning_rate <= 0:
-        raise ValueError(f"config key 'learning_rate' must be > 0, got {config.learning_rate}")
+    for key in positive + ["max_train_steps", "max_train_images", "sample_steps"]:
+        _require(config, key, lambda v: v is None or v >= 1, ">= 1")
+    for key in ("sample_every_steps", "lr_warmup_steps"):
+        _require(config, key, lambda v: v >= 0, ">= 0" + (" (0 = only at the end)" if key == "sample_every_steps" else ""))
+    for key in ("learning_rate", "max_grad_norm", "ema_power"):
+        _require(config, key, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+    _require(config, "weight_decay", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+    _require(config, "sample_guidance_scale", lambda v: math.isfinite(v) and v >= 0,
+             "a finite number >= 0 (1 = no guidance)")
+    _require(config, "label_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    _require(config, "ema_max_decay", lambda v: 0 < v < 1, "in (0, 1)")
+    for key in ("adam_beta1", "adam_beta2"):
+        _require(config, key, lambda v: 0 <= v < 1, "in [0, 1)")
+    if config.sample_steps is not None and config.sample_steps > config.num_train_timesteps:
+        raise ValueError(f"config key 'sample_steps' must be <= num_train_timesteps ({config.num_train_timesteps}), "
+                         f"got {config.sample_steps}")
+    if config.sample_steps is None:
+        config.sample_steps = min(default_steps(config.sample_sampler), config.num_train_timesteps)
+    if config.unet:
+        check_unet_config(config.unet)
     return config
+
+
+def _require(config: TrainConfig, key: str, ok, accepted: str):
+    value = getattr(config, key)
+    if not ok(value):
+        raise ValueError(f"config key {key!r} must be {accepted}, got {value!r}")
+
+
+def check_unet_config(unet: dict):
+    """Builds the U-Net on PyTorch's meta device (no memory, no weights) so that a bad `unet:` entry fails now,
+    before any data is loaded, with the offending keys named."""
+    import inspect
+
+    import torch
+    from diffusers import UNet2DModel
+
+    from ..pipeline_fashion_ddpm import DEFAULT_UNET_CONFIG
+
+    accepted = set(inspect.signature(UNet2DModel.__init__).parameters) - {"self"}
+    unknown = sorted(set(unet) - accepted)
+    if unknown:
+        raise ValueError(f"config key 'unet' has unknown UNet2DModel argument(s) {unknown}; accepted: {sorted(accepted)}")
+    try:
+        with torch.device("meta"):
+            UNet2DModel(**{**DEFAULT_UNET_CONFIG, **unet, "num_class_embeds": 11})
+    except Exception as e:  # diffusers raises ValueError / TypeError / others for inconsistent block lists
+        raise ValueError(f"config key 'unet' does not build a UNet2DModel: {type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -122,7 +178,7 @@ def parse_override(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like key=value")
     key, value = text.split("=", 1)
-    return key.strip(), _yaml(value)
+    return key.strip(), _yaml(value, f"override {text!r}")
 
 
 def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
@@ -130,7 +186,7 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
     if path:
         if not Path(path).is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        values = _yaml(Path(path).read_text()) or {}
+        values = _yaml(Path(path).read_text(), f"config file {path}") or {}
         if not isinstance(values, dict):
             raise ValueError(f"config file {path} must hold a mapping of keys to values")
     values.update(parse_override(o) for o in overrides)

@@ -3,6 +3,10 @@
 A checkpoint is written into `.tmp-checkpoint-<step>` and renamed to `checkpoint-<step>` only once complete (a rename
 is atomic), so a process killed mid-write leaves at worst a temporary folder, which is ignored and cleaned up.
 `training_state.json` is written last inside the temporary folder; a checkpoint without it is incomplete.
+
+Why not Accelerate's `ProjectConfiguration(automatic_checkpoint_naming=True, total_limit=K)`: it saves straight into
+the final `checkpoint_<i>` folder and counts saves rather than optimizer steps, so a process killed mid-save leaves a
+partial checkpoint that a resume would take, and the step a checkpoint holds is not in its name.
 """
 
 from __future__ import annotations

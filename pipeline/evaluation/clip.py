@@ -20,8 +20,7 @@ Use from Python:
 
     >>> scorer = load_clip("openai/clip-vit-base-patch32")          # or a local folder
     >>> scores = scorer.score(images, labels, pipe.class_names)     # ClipScores
-    >>> result = best_of_n(pipe, scorer, pool=15, keep=3)           # BestOfN; result.kept_images[c]
-    >>> result = best_of_n_images(scorer, images, labels, pipe.class_names, keep=3)
+    >>> result = best_of_n(pipe, scorer, pool=15, keep=3)           # pipeline.evaluation.best_of_n
 
 or from the command line: `fashion-ddpm evaluate-clip ...` and `fashion-ddpm best-of-n ...`.
 """
@@ -37,6 +36,9 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
+
+from ..images import labelled_grid, to_rgb_pil
+from ..sampling import generate
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 DEFAULT_TEMPLATES = ("a good photo of a {}", "a clear photo of a {}", "a blurry photo of a {}")
@@ -71,43 +73,6 @@ class ClipModelError(ValueError):
 def prompt_name(class_name: str) -> str:
     """The name used in prompts: a readable form for the Fashion-MNIST classes, else the name in lower case."""
     return PROMPT_NAMES.get(class_name, class_name.lower())
-
-
-# ---------------------------------------------------------------------------------------------------- images
-def to_rgb_pil(images) -> list[Image.Image]:
-    """Converts generated images to 3-channel RGB PIL images (grey is copied to R, G and B).
-
-    Accepts a list of PIL images, a tensor B×C×H×W or an array B×H×W×C with C in {1, 3} (or B×H×W), float in
-    [0, 1] (the pipeline's "pt" / "np" output) or uint8.
-
-    Raises:
-        ValueError: on any other shape, or float values outside [0, 1].
-    """
-    if isinstance(images, Image.Image):
-        images = [images]
-    if isinstance(images, (list, tuple)):
-        if not all(isinstance(im, Image.Image) for im in images):
-            raise ValueError(f"a list of images must hold PIL images only, got {sorted({type(im).__name__ for im in images})}")
-        return [im.convert("RGB") for im in images]
-    array = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
-    shape = tuple(array.shape)
-    expected = "B×1×H×W or B×3×H×W (tensor), B×H×W×1 or B×H×W×3 (array), or B×H×W"
-    if array.ndim == 3:
-        array = array[..., None]
-    elif array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
-        array = array.transpose(0, 2, 3, 1)
-    if array.ndim != 4 or array.shape[-1] not in (1, 3) or min(array.shape[:3]) < 1:
-        raise ValueError(f"images have shape {shape}; expected {expected} with H, W >= 1")
-    if array.dtype != np.uint8:
-        array = array.astype(np.float32)
-        lo, hi = float(array.min()), float(array.max())
-        if lo < -1e-3 or hi > 1 + 1e-3:
-            raise ValueError(
-                f"float images must be in [0, 1] (the pipeline's output range), got values in [{lo:.3g}, {hi:.3g}]; "
-                "map model-range [-1, 1] tensors with x / 2 + 0.5 first"
-            )
-        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
-    return [Image.fromarray(a[..., 0]).convert("RGB") if a.shape[-1] == 1 else Image.fromarray(a) for a in array]
 
 
 def _as_labels(labels, n_images: int, n_classes: int) -> np.ndarray:
@@ -383,8 +348,6 @@ def _write_json(data, path: Path) -> Path:
 
 def ranked_grid(scores: ClipScores, k: int, lowest: bool = False, title: str | None = None) -> Image.Image:
     """One row per class: its `k` highest (or lowest, worst first) quality images, column labels = rank."""
-    from .grid import labelled_grid
-
     rows, names = [], []
     for c, name in enumerate(scores.class_names):
         order = scores.ranking(c)
@@ -417,195 +380,15 @@ def write_evaluation(scores: ClipScores, out_dir: str | Path, top: int = 4, extr
 
 
 # ---------------------------------------------------------------------------------------------------- generation
-def generate(pipe, class_ids: Sequence[int], per_class: int, seed: int = 0, **sampling) -> tuple[list[Image.Image], np.ndarray]:
-    """`per_class` images of each class, label-major; image j of class c uses seed + c * per_class + j."""
-    import torch
-
-    images, labels = [], []
-    for c in class_ids:
-        generators = [torch.Generator().manual_seed(seed + c * per_class + j) for j in range(per_class)]
-        images += pipe(class_labels=[c], num_images_per_label=per_class, generator=generators, output_type="pil", **sampling).images
-        labels += [c] * per_class
-    return images, np.asarray(labels, dtype=np.int64)
-
-
 def evaluate_pipeline(pipe, scorer: ClipScorer, num_per_class: int = 10, class_labels=None, seed: int = 0,
                       out_dir: str | Path | None = None, top: int = 4, extra: dict | None = None, **sampling) -> ClipScores:
-    """Generates `num_per_class` images per class, scores them, and (with `out_dir`) writes the reports."""
-    if num_per_class < 1:
-        raise ValueError(f"num_per_class must be >= 1, got {num_per_class}")
-    class_ids = pipe._resolve_class_ids(class_labels)
-    images, labels = generate(pipe, class_ids, num_per_class, seed, **sampling)
-    scores = scorer.score(images, labels, pipe.class_names)
+    """Generates `num_per_class` images per class with `pipeline.sampling.generate`, scores them, and (with
+    `out_dir`) writes the reports. `sampling`: sampler, num_inference_steps, guidance_scale, ..."""
+    if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
+        raise ValueError(f"num_per_class must be an int >= 1, got {num_per_class!r}")
+    samples = generate(pipe, class_labels, num_per_class, seed, **sampling)
+    scores = scorer.score(samples.images, samples.class_ids, pipe.class_names)
     if out_dir is not None:
-        info = {"num_per_class": num_per_class, "seed": seed, "sampling": sampling, **(extra or {})}
+        info = {"num_per_class": num_per_class, "seed": seed, "sampling": samples.settings, **(extra or {})}
         scores.paths = write_evaluation(scores, out_dir, top, extra=info)
     return scores
-
-
-@dataclass
-class BestOfN:
-    """Result of CLIP-guided best-of-N: `kept[c]` are indices into `scores` (best first) for class c."""
-
-    scores: ClipScores
-    kept: dict[int, list[int]]
-    keep: int
-    paths: dict = field(default_factory=dict, repr=False)  # files written by save()
-
-    @property
-    def kept_images(self) -> dict[int, list[Image.Image]]:
-        return {c: [self.scores.images[i] for i in idx] for c, idx in self.kept.items()}
-
-    @property
-    def kept_index(self) -> np.ndarray:
-        return np.asarray([i for idx in self.kept.values() for i in idx], dtype=np.int64)
-
-    def rows(self) -> list[dict]:
-        rank = {}
-        for c in self.kept:
-            rank.update({int(i): r + 1 for r, i in enumerate(self.scores.ranking(c))})
-        kept = set(self.kept_index.tolist())
-        return [{**row, "rank_in_class": rank[row["index"]], "kept": row["index"] in kept} for row in self.scores.rows()]
-
-    def summary(self) -> dict:
-        classes = []
-        for c, idx in self.kept.items():
-            pool = np.flatnonzero(self.scores.labels == c)
-            classes.append({
-                "class_id": c, "class_name": self.scores.class_names[c], "pool": int(len(pool)),
-                "kept_index": [int(i) for i in idx], "kept_quality": [float(self.scores.quality[i]) for i in idx],
-                "pool_quality_mean": float(self.scores.quality[pool].mean()),
-                "kept_quality_mean": float(self.scores.quality[idx].mean()),
-                "pool_zero_shot_agreement": float(self.scores.zero_shot_correct[pool].mean()),
-                "kept_zero_shot_agreement": float(self.scores.zero_shot_correct[idx].mean()),
-            })
-        return {"clip_model": self.scores.clip_model, "templates": list(self.scores.templates), "keep": self.keep,
-                "quality": "p_good + p_clear - p_blurry", "classes": classes}
-
-    def save(self, out_dir: str | Path, extra: dict | None = None) -> dict[str, Path]:
-        """Writes best_of_n.png (kept, best first), best_of_n_pool.png (whole pool, ranked), best_of_n_scores.csv
-        (every pool image with rank and kept flag) and best_of_n.json."""
-        from .grid import labelled_grid
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        names = [self.scores.class_names[c] for c in self.kept]
-        kept_rows = [self.kept_images[c] for c in self.kept]
-        pool_rows = [[self.scores.images[i] for i in self.scores.ranking(c)] for c in self.kept]
-        paths = {"png": out / "best_of_n.png", "pool_png": out / "best_of_n_pool.png"}
-        labelled_grid(kept_rows, names, [f"best {j + 1}" for j in range(self.keep)], scale=3,
-                      title=f"CLIP best-of-N: top {self.keep} by quality").save(paths["png"])
-        labelled_grid(pool_rows, names, scale=2, title="whole pool ranked by CLIP quality (best left)").save(paths["pool_png"])
-        paths["csv"] = write_csv(self.rows(), out / "best_of_n_scores.csv")
-        paths["json"] = _write_json({**self.summary(), **(extra or {})}, out / "best_of_n.json")
-        self.paths = paths
-        return paths
-
-
-def best_of_n_images(scorer: ClipScorer, images, labels, class_names: Sequence[str], keep: int = 3) -> BestOfN:
-    """Scores a pool of images and keeps the `keep` best (by quality) of every class present in `labels`
-    (`kept` is ordered by first appearance of each class)."""
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"keep must be an int >= 1, got {keep!r}")
-    scores = scorer.score(images, labels, class_names)
-    present = list(dict.fromkeys(scores.labels.tolist()))  # classes in order of first appearance
-    kept = {c: [int(i) for i in scores.ranking(c)[:keep]] for c in present}
-    return BestOfN(scores, kept, keep)
-
-
-def best_of_n(pipe, scorer: ClipScorer, pool: int = 15, keep: int = 3, class_labels=None, seed: int = 0,
-              out_dir: str | Path | None = None, **sampling) -> BestOfN:
-    """Generates `pool` images per class with `pipe`, keeps the top `keep` by CLIP quality (saved with `out_dir`)."""
-    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
-        raise ValueError(f"pool must be an int >= 1, got {pool!r}")
-    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= pool:
-        raise ValueError(f"keep must be an int in 1..pool ({pool}), got {keep!r}")
-    class_ids = pipe._resolve_class_ids(class_labels)
-    images, labels = generate(pipe, class_ids, pool, seed, **sampling)
-    result = best_of_n_images(scorer, images, labels, pipe.class_names, keep)
-    if out_dir is not None:
-        result.save(out_dir, extra={"pool": pool, "seed": seed, "sampling": sampling})
-    return result
-
-
-# ---------------------------------------------------------------------------------------------------- CLI
-def _add_clip_args(parser):
-    parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL,
-                        help=f"CLIPModel Hub id or local folder (default: {DEFAULT_CLIP_MODEL})")
-    parser.add_argument("--templates", nargs=3, metavar=("GOOD", "CLEAR", "BLURRY"), default=list(DEFAULT_TEMPLATES),
-                        help="quality prompt templates with {} for the class name: positive, positive, negative")
-    parser.add_argument("--zero-shot-template", default=ZERO_SHOT_TEMPLATE, help="class prompt template for the zero-shot guess")
-    parser.add_argument("--class", dest="class_labels", action="append", help="class name or id; repeat for more (default: all)")
-    parser.add_argument("--clip-batch-size", type=int, default=64)
-    parser.add_argument("--clip-device", default=None, help="device for CLIP (default: cuda if available, else cpu)")
-
-
-def _setup(args):
-    from .cli import load_pipeline
-
-    pipe = load_pipeline(args.model, args.scheduler)
-    try:
-        labels = None if not args.class_labels else [pipe.class_id(int(x) if x.isdigit() else x) for x in args.class_labels]
-        scorer = load_clip(args.clip_model, args.clip_device, args.templates, args.zero_shot_template, args.clip_batch_size)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}")
-    return pipe, scorer, labels
-
-
-def cmd_evaluate_clip(args):
-    from .cli import sampling_kwargs
-
-    if args.num_per_class < 1 or args.top < 1:
-        raise SystemExit("error: --num-per-class and --top must be >= 1")
-    pipe, scorer, labels = _setup(args)
-    sampling = sampling_kwargs(args)
-    try:
-        scores = evaluate_pipeline(pipe, scorer, args.num_per_class, labels, args.seed, args.out, args.top,
-                                   extra={"model": str(args.model), "scheduler": args.scheduler}, **sampling)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}")
-    paths = scores.paths
-    overall = per_class_table(scores)["overall"]
-    print(table_markdown(per_class_table(scores)))
-    print(f"quality {_fmt(overall['quality_mean'], overall['quality_std'])}, zero-shot agreement "
-          f"{100 * overall['zero_shot_agreement']:.1f}% over {overall['n']} images")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-
-
-def cmd_best_of_n(args):
-    from .cli import sampling_kwargs
-
-    if args.pool < 1 or not 1 <= args.keep <= args.pool:
-        raise SystemExit(f"error: need --pool >= 1 and 1 <= --keep <= --pool, got pool={args.pool} keep={args.keep}")
-    pipe, scorer, labels = _setup(args)
-    sampling = sampling_kwargs(args)
-    try:
-        result = best_of_n(pipe, scorer, args.pool, args.keep, labels, args.seed, **sampling)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}")
-    paths = result.save(args.out, extra={"model": str(args.model), "pool": args.pool, "seed": args.seed,
-                                         "scheduler": args.scheduler, "sampling": sampling})
-    for row in result.summary()["classes"]:
-        print(f"{row['class_name']:>12}: kept quality {row['kept_quality_mean']:+.3f} vs pool {row['pool_quality_mean']:+.3f}")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-
-
-def register(subparsers):
-    """Adds `evaluate-clip` and `best-of-n` to the `fashion-ddpm` command line."""
-    from .cli import add_sampling_args
-
-    ev = subparsers.add_parser("evaluate-clip", help="score generated images with CLIP (quality prompts, zero-shot class)")
-    add_sampling_args(ev)
-    ev.add_argument("--num-per-class", type=int, default=10, help="images generated per class")
-    ev.add_argument("--top", type=int, default=4, help="images per class in the best / worst grids")
-    ev.add_argument("--out", default="clip-eval", help="output folder")
-    _add_clip_args(ev)
-    ev.set_defaults(func=cmd_evaluate_clip)
-
-    bon = subparsers.add_parser("best-of-n", help="generate a pool per class and keep the CLIP-best images")
-    add_sampling_args(bon)
-    bon.add_argument("--pool", type=int, default=15, help="images generated per class")
-    bon.add_argument("--keep", type=int, default=3, help="images kept per class (highest CLIP quality)")
-    bon.add_argument("--out", default="best-of-n", help="output folder")
-    _add_clip_args(bon)
-    bon.set_defaults(func=cmd_best_of_n)

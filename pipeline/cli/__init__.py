@@ -1,0 +1,36 @@
+"""The `fashion-ddpm` command line. Each command is a module of this package with `register(subparsers)`; commands
+import the library, the library never imports them (as diffusers' `commands/`).
+
+Errors a user can fix (a bad value, a missing model or dataset) end as one line, `error: ...`, exit status 2, before
+any image is generated or any file written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import clip, evaluate, generate, visualize
+
+COMMANDS = [generate, evaluate, clip, visualize]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fashion-ddpm", description="A class-conditional DDPM for Fashion-MNIST: "
+                                     "generate, evaluate, score with CLIP, draw, synthesize datasets, demo.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:  # ModelError, bad settings, missing data: the message says it all
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

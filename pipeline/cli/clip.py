@@ -1,0 +1,81 @@
+"""`fashion-ddpm evaluate-clip` (CLIP scores of generated images) and `fashion-ddpm best-of-n` (keep CLIP's best)."""
+
+from __future__ import annotations
+
+from ..evaluation.clip import DEFAULT_CLIP_MODEL, DEFAULT_TEMPLATES, ZERO_SHOT_TEMPLATE
+from .common import add_sampling_args, check_output_folder, class_label, load_pipeline, positive_int, sampling_kwargs
+
+
+def register(sub):
+    ev = sub.add_parser("evaluate-clip", help="score generated images with CLIP (quality prompts, zero-shot class)")
+    add_sampling_args(ev)
+    ev.add_argument("--num-per-class", type=positive_int, default=10, help="images generated per class")
+    ev.add_argument("--top", type=positive_int, default=4, help="images per class in the best / worst grids")
+    ev.add_argument("--out", default="clip-eval", help="output folder")
+    _add_clip_args(ev)
+    ev.set_defaults(func=run_evaluate_clip)
+
+    bon = sub.add_parser("best-of-n", help="generate a pool per class and keep the CLIP-best images")
+    add_sampling_args(bon)
+    bon.add_argument("--pool", type=positive_int, default=15, help="images generated per class")
+    bon.add_argument("--keep", type=positive_int, default=3, help="images kept per class (highest CLIP quality)")
+    bon.add_argument("--out", default="best-of-n", help="output folder")
+    _add_clip_args(bon)
+    bon.set_defaults(func=run_best_of_n)
+
+
+def _add_clip_args(parser):
+    parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL,
+                        help=f"CLIPModel Hub id or local folder (default: {DEFAULT_CLIP_MODEL})")
+    parser.add_argument("--templates", nargs=3, metavar=("GOOD", "CLEAR", "BLURRY"), default=list(DEFAULT_TEMPLATES),
+                        help="quality prompt templates with {} for the class name: positive, positive, negative")
+    parser.add_argument("--zero-shot-template", default=ZERO_SHOT_TEMPLATE,
+                        help="class prompt template for the zero-shot guess")
+    parser.add_argument("--class", dest="class_labels", action="append", type=class_label,
+                        help="class name or id; repeat for more (default: all)")
+    parser.add_argument("--clip-batch-size", type=positive_int, default=64)
+    parser.add_argument("--clip-device", default=None, help="device for CLIP (default: cuda if available, else cpu)")
+
+
+def _setup(args):
+    """Model, CLIP and class ids, all checked before any image is generated."""
+    from ..evaluation.clip import load_clip
+    from ..models import check_device
+
+    check_device(args.clip_device)
+    check_output_folder(args.out)
+    pipe = load_pipeline(args)
+    labels = pipe.resolve_class_ids(args.class_labels)
+    scorer = load_clip(args.clip_model, args.clip_device, args.templates, args.zero_shot_template, args.clip_batch_size)
+    return pipe, scorer, labels
+
+
+def run_evaluate_clip(args):
+    from ..evaluation.clip import evaluate_pipeline, per_class_table, table_markdown
+
+    pipe, scorer, labels = _setup(args)
+    scores = evaluate_pipeline(pipe, scorer, args.num_per_class, labels, args.seed, args.out, args.top,
+                               extra={"model": str(args.model or "shipped")}, **sampling_kwargs(args))
+    table = per_class_table(scores)
+    overall = table["overall"]
+    print(table_markdown(table))
+    print(f"quality {overall['quality_mean']:.3f} ± {overall['quality_std']:.3f}, zero-shot agreement "
+          f"{100 * overall['zero_shot_agreement']:.1f}% over {overall['n']} images")
+    print("wrote " + ", ".join(str(p) for p in scores.paths.values()))
+    return scores
+
+
+def run_best_of_n(args):
+    from ..evaluation.best_of_n import best_of_n
+
+    if args.keep > args.pool:
+        raise ValueError(f"--keep {args.keep} is more than --pool {args.pool}; need 1 <= --keep <= --pool")
+    pipe, scorer, labels = _setup(args)
+    sampling = sampling_kwargs(args)
+    result = best_of_n(pipe, scorer, args.pool, args.keep, labels, args.seed, **sampling)
+    paths = result.save(args.out, extra={"model": str(args.model or "shipped"), "pool": args.pool, "seed": args.seed,
+                                         "sampling": sampling})
+    for row in result.summary()["classes"]:
+        print(f"{row['class_name']:>12}: kept quality {row['kept_quality_mean']:+.3f} vs pool {row['pool_quality_mean']:+.3f}")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return result

@@ -1,0 +1,124 @@
+"""Pieces every command shares: argument types, the sampling options, output-path checks, model loading.
+
+Nothing here imports torch or diffusers at module level: `fashion-ddpm --help` and argument errors stay instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from ..schedulers import SAMPLER_NAMES
+
+
+def int_at_least(low: int):
+    """argparse type: an int >= low, with an error naming the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"int >= {low}"
+    return parse
+
+
+positive_int = int_at_least(1)
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def class_label(text: str) -> int | str:
+    """--class value: digits (also negative ones, which the pipeline then rejects as out of range) are ids."""
+    return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else text
+
+
+def add_model_args(parser: argparse.ArgumentParser):
+    parser.add_argument("--model", help="saved pipeline folder or Hub id (default: the shipped model, "
+                                        "or $FASHION_DDPM_MODEL)")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+
+
+def add_sampling_args(parser: argparse.ArgumentParser, seed: bool = True):
+    """--model, --device, --scheduler, --steps, --guidance, --guidance-interval, --guidance-rescale, --seed."""
+    add_model_args(parser)
+    parser.add_argument("--scheduler", choices=SAMPLER_NAMES, default=None,
+                        help="sampler (default: the one saved with the model)")
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="inference steps (default: the model's, or the named sampler's)")
+    parser.add_argument("--guidance", type=non_negative_float, default=None,
+                        help="classifier-free guidance scale w (default: the model's measured best)")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                        help="guide only while the noise level t/T is in [LOW, HIGH] (default: every step)")
+    parser.add_argument("--guidance-rescale", type=float, default=None, help="guidance rescale phi in [0, 1]")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="image j of class c uses seed + 1e6 c + j")
+
+
+def sampling_kwargs(args) -> dict:
+    """The options of `add_sampling_args` as keyword arguments of `pipeline.sampling.generate` (unset ones left out)."""
+    kwargs = {"sampler": args.scheduler, "num_inference_steps": args.steps, "guidance_scale": args.guidance}
+    if args.guidance_interval is not None:
+        kwargs["guidance_interval"] = tuple(args.guidance_interval)
+    if args.guidance_rescale is not None:
+        kwargs["guidance_rescale"] = args.guidance_rescale
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def load_pipeline(args):
+    """The model named by --model / --device (checked; errors are one line)."""
+    from ..models import load_pipeline as load
+
+    return load(args.model, device=args.device)
+
+
+def check_image_path(path: str, flag: str = "--out") -> Path:
+    """An output image file whose format PIL can write; its folder is created. Fails before any work."""
+    from PIL import Image
+
+    out = Path(path)
+    if path.endswith(("/", "\\")) or out.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give an image file name such as samples.png")
+    extensions = Image.registered_extensions()
+    if out.suffix.lower() not in extensions:
+        raise ValueError(f"{flag} {path}: cannot write {out.suffix or 'a file without extension'}; use .png, .jpg, "
+                         ".webp or another image extension")
+    return out
+
+
+def check_output_folder(path: str, flag: str = "--out") -> Path:
+    """An output folder (created later); fails now when the name is taken by a file."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {path} is a file; give a folder")
+    return out
+
+
+def save_image(image, path: Path):
+    """Writes through a temporary file and a rename, so a killed process never leaves half a PNG."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    image.save(tmp, format=_format(path))
+    os.replace(tmp, path)
+    return path
+
+
+def _format(path: Path) -> str:
+    from PIL import Image
+
+    return Image.registered_extensions()[path.suffix.lower()]

@@ -1,0 +1,36 @@
+"""`fashion-ddpm visualize`: forward and reverse diffusion pictures, a sample grid and the loss curve."""
+
+from __future__ import annotations
+
+from .common import add_sampling_args, check_output_folder, load_pipeline, positive_int, sampling_kwargs
+
+
+def register(sub):
+    vis = sub.add_parser("visualize", help="forward/reverse diffusion pictures, a sample grid and the loss curve")
+    add_sampling_args(vis)
+    vis.add_argument("--metrics", default=None, help="a run's metrics.jsonl for the loss curve (skipped when absent)")
+    vis.add_argument("--out", default="figures", help="output folder")
+    vis.add_argument("--num-per-class", type=positive_int, default=8, help="samples per class in samples.png")
+    vis.add_argument("--every", type=positive_int, default=10, help="show x_t every this many steps in reverse_process.png")
+    vis.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: the usual search)")
+    vis.add_argument("--no-forward", action="store_true", help="skip forward_diffusion.png (needs the test set)")
+    vis.set_defaults(func=run)
+
+
+def run(args):
+    from pathlib import Path
+
+    from ..visualize import make_all
+
+    if args.metrics is not None and not Path(args.metrics).is_file():
+        raise FileNotFoundError(f"--metrics {args.metrics} does not exist (expected a run's metrics.jsonl)")
+    check_output_folder(args.out)
+    pipe = load_pipeline(args)
+    if not args.no_forward:
+        from ..data import load_dataset
+
+        load_dataset(args.data_dir, split="test", data_flag="--data-dir DIR (or --no-forward to skip that figure)")
+    paths = make_all(pipe, args.out, args.metrics, args.num_per_class, args.every, args.seed, args.data_dir,
+                     forward=not args.no_forward, **sampling_kwargs(args))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return paths

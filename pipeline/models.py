@@ -1,0 +1,186 @@
+"""Finding and loading a saved pipeline, with one check that turns every broken model into a one-line error.
+
+`load_pipeline(model)` accepts a saved folder or a Hub id; None means the shipped model. Before loading, a local folder
+is checked file by file (model_index.json, unet/, scheduler/, weights, class names against the class embedding), so a
+typo, a half-copied folder or a truncated safetensors file gives `ModelError("...")` naming the path and what is
+expected, never a 50-line traceback. Every command and the demo load through here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHIPPED_MODEL_NAME = "fashion-ddpm-cpu"
+# The shipped model lives in the repository's pretrained/ folder; `pip install .` also copies it into the package
+# (pipeline/pretrained is a symlink to ../pretrained in the source tree), so both layouts find it.
+SHIPPED_MODEL_CANDIDATES = (PACKAGE_DIR / "pretrained" / SHIPPED_MODEL_NAME,
+                            PACKAGE_DIR.parent / "pretrained" / SHIPPED_MODEL_NAME)
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+class ModelError(ValueError):
+    """A model folder or id that cannot be loaded; the message says which and what is expected."""
+
+
+def default_model() -> Path:
+    """The shipped model folder ($FASHION_DDPM_MODEL overrides it)."""
+    if os.environ.get("FASHION_DDPM_MODEL"):
+        return Path(os.environ["FASHION_DDPM_MODEL"])
+    for candidate in SHIPPED_MODEL_CANDIDATES:
+        if (candidate / "model_index.json").is_file():
+            return candidate
+    raise ModelError(f"the shipped model {SHIPPED_MODEL_NAME} was not found (looked in "
+                     f"{', '.join(str(c) for c in SHIPPED_MODEL_CANDIDATES)}); pass --model DIR_OR_HUB_ID or set "
+                     "FASHION_DDPM_MODEL")
+
+
+DEFAULT_MODEL = SHIPPED_MODEL_CANDIDATES[1]  # where the repository keeps it (documentation, benchmarks)
+
+
+def _looks_like_path(model: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if model.startswith((".", "/", "~")) or model.endswith(("/", os.sep)) or os.path.exists(model):
+        return True
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return True
+    return False
+
+
+def check_model_folder(folder: str | os.PathLike) -> dict:
+    """Checks a saved pipeline folder without loading weights; returns its model_index.json.
+
+    Raises:
+        ModelError: naming the missing or broken file and what a saved fashion-ddpm pipeline holds.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError(f"model {folder} is not a folder")
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise ModelError(f"{folder} is not a saved pipeline folder (no model_index.json in it)")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        assert isinstance(index, dict)
+    except (ValueError, AssertionError, UnicodeDecodeError):
+        raise ModelError(f"{index_path} is not a valid JSON object; re-export the model (save_pretrained)") from None
+    for component in ("unet", "scheduler"):
+        if component not in index:
+            raise ModelError(f"{index_path} lists no {component!r} component; is this a fashion-ddpm pipeline?")
+    unet_dir = folder / "unet"
+    try:
+        unet_config = json.loads((unet_dir / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{folder} has no unet/config.json (the U-Net folder is missing or incomplete)") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ModelError(f"{unet_dir / 'config.json'} is not valid JSON") from None
+    weights = next((unet_dir / n for n in WEIGHT_FILES if (unet_dir / n).is_file()), None)
+    if weights is None:
+        raise ModelError(f"{folder} has no U-Net weights: expected {unet_dir / WEIGHT_FILES[0]}")
+    if weights.suffix == ".safetensors":
+        _check_safetensors(weights)
+    if not (folder / "scheduler" / "scheduler_config.json").is_file():
+        raise ModelError(f"{folder} has no scheduler/scheduler_config.json")
+    names = index.get("class_names")
+    embeds = unet_config.get("num_class_embeds")
+    if not isinstance(names, list) or not names:
+        raise ModelError(f"{index_path} has no class_names list")
+    if embeds != len(names) + 1:
+        raise ModelError(f"{folder}: {len(names)} class_names in model_index.json need num_class_embeds = "
+                         f"{len(names) + 1} (one per class + the null class) in unet/config.json, found {embeds}")
+    return index
+
+
+def _check_safetensors(path: Path):
+    """Reads the header and compares the byte size it promises with the file (catches truncated copies)."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            if not 2 <= header_len <= size - 8:
+                raise ValueError
+            header = json.loads(f.read(header_len))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise ModelError(f"{path} is not a valid safetensors file (corrupt header); re-export or re-download it") from None
+    if 8 + header_len + end != size:
+        raise ModelError(f"{path} is truncated or corrupt: its header describes {8 + header_len + end:,} bytes, "
+                         f"the file has {size:,}; re-export or re-download it")
+
+
+def resolve_model(model: str | os.PathLike | None) -> str:
+    """The folder or Hub id to load: checked when local, the shipped model when None."""
+    if model is None:
+        folder = default_model()
+        check_model_folder(folder)
+        return str(folder)
+    model = str(model)
+    if os.path.isdir(model):
+        check_model_folder(model)
+        return model
+    if _looks_like_path(model):
+        raise ModelError(f"model folder {model} does not exist (and it is not a valid Hub id user/name); "
+                         "pass --model DIR or a Hub id")
+    return model  # a Hub id: loading says whether it exists
+
+
+def load_pipeline(model: str | os.PathLike | None = None, sampler: str | None = None, device: str | None = None):
+    """Loads a saved fashion-ddpm pipeline (folder or Hub id; None = the shipped model), optionally with another
+    named sampler and on `device`.
+
+    Raises:
+        ModelError: the model cannot be found or is broken (one line naming it).
+        ValueError: unknown sampler or unavailable device.
+    """
+    if sampler is not None:
+        from .schedulers import _check_name
+
+        _check_name(sampler)
+    device = check_device(device)
+    source = resolve_model(model)
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from .pipeline_fashion_ddpm import FashionDDPMPipeline
+
+    try:
+        pipe = FashionDDPMPipeline.from_pretrained(source)
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, OSError) as e:
+        if os.path.isdir(source):
+            raise ModelError(f"could not load the model in {source}: {_first_line(e)}") from None
+        raise ModelError(f"no folder {source!r} here, and the Hub model {source!r} could not be loaded "
+                         f"({type(e).__name__}: {_first_line(e)}); check the id, the network or HF_HUB_OFFLINE") from None
+    except (ValueError, RuntimeError, TypeError, KeyError) as e:
+        raise ModelError(f"the model {source} is broken: {type(e).__name__}: {_first_line(e)}") from None
+    pipe.set_progress_bar_config(disable=True)
+    if sampler is not None:
+        from .schedulers import use_sampler
+
+        use_sampler(pipe, sampler)
+    return pipe.to(device) if device else pipe
+
+
+def check_device(device: str | None) -> str | None:
+    """None (the default device) or a torch device string that exists on this machine."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a torch device; use cpu, cuda, cuda:1, mps") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    return device
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,89 @@
+"""The model card (the exported folder's README.md): Hub metadata through huggingface_hub's `ModelCard` /
+`ModelCardData` (with `eval_results`, so the Hub shows the measured metrics), text from a Jinja template."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+TEMPLATE = Path(__file__).with_name("model_card_template.md")
+METRICS = re.compile(r"<!-- metrics:start -->.*?<!-- metrics:end -->", re.S)
+TAGS = ["diffusers", "fashion-mnist", "class-conditional", "classifier-free-guidance", "image-generation"]
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
+
+
+def card_data(prediction_type: str):
+    from huggingface_hub import ModelCardData
+
+    tags = TAGS + ["v-prediction" if prediction_type == "v_prediction" else "epsilon-prediction"]
+    # No pipeline_tag: the Hub has none for class-conditional generation, and "unconditional-image-generation" is false.
+    return ModelCardData(library_name="diffusers", license="mit", datasets=["zalando-datasets/fashion_mnist"], tags=tags)
+
+
+def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid: str, loss_curve: str,
+                     repo_id: str) -> Path:
+    """Writes `folder/README.md` from the template; `repo_id` (a Hub id or a folder) is what the usage example loads.
+
+    `stats`: steps, images_seen, epochs, wall_time_s, final_loss, hardware, data_source, num_train_images,
+    parameters, sampler, steps_default, guidance.
+    """
+    from huggingface_hub import ModelCard
+
+    from ..pipeline_fashion_ddpm import FASHION_MNIST_CLASSES
+
+    loss = stats.get("final_loss")
+    target = "the velocity v" if config.get("prediction_type") == "v_prediction" else "the noise ε"
+    card = ModelCard.from_template(
+        card_data(config.get("prediction_type", "epsilon")), template_path=str(TEMPLATE),
+        description=config.get("description") or "Trained with `train_conditional.py` from fashion-ddpm.",
+        repo_id=repo_id, target=target, num_train_timesteps=config.get("num_train_timesteps", 100),
+        parameters=f"{stats.get('parameters', 0) / 1e6:.2f} M", sampler=stats["sampler"], steps=stats["steps_default"],
+        guidance=f"{stats['guidance']:g}", class_names=", ".join(FASHION_MNIST_CLASSES), sample_grid=sample_grid,
+        loss_curve=loss_curve, data_source=stats["data_source"], num_train_images=f"{stats['num_train_images']:,}",
+        steps_trained=f"{stats['steps']:,}", batch=f"{stats.get('images_per_step', 0):,}",
+        images_seen=f"{stats['images_seen']:,}", epochs=stats["epochs"], wall_time=_duration(stats["wall_time_s"]),
+        hardware=stats["hardware"], final_loss="n/a" if loss is None else f"{loss:.4f}",
+        config_yaml=yaml.safe_dump(config, sort_keys=False).strip(),
+    )
+    path = Path(folder) / "README.md"
+    card.save(path)
+    return path
+
+
+def eval_results(result: dict) -> list:
+    """The measured metrics of `pipeline.evaluation.fidelity.evaluate` as Hub `EvalResult`s, floors in the names."""
+    from huggingface_hub import EvalResult
+
+    n = result["num_images"]
+    setting = f"N={n}, {result['sampler']} {result['steps']} steps, w={result['guidance_scale']:g}"
+    rows = [("accuracy", "judge accuracy", result["judge_accuracy"], result["judge_accuracy_floor"]),
+            ("fid", "judge-FID", result["judge_fid"], result["judge_fid_floor"]),
+            ("fid", "Inception FID", result.get("inception_fid"), result.get("inception_fid_floor"))]
+    return [EvalResult(task_type="image-generation", task_name="Class-conditional image generation",
+                       dataset_type="zalando-datasets/fashion_mnist", dataset_name="Fashion-MNIST", dataset_split="test",
+                       metric_type=kind, metric_name=f"{name} ({setting}; real-data floor {floor:.4g})",
+                       metric_value=round(float(value), 4), source_name="fashion-ddpm evaluate")
+            for kind, name, value, floor in rows if value is not None]
+
+
+def fill_metrics(card_path: str | Path, markdown: str, result: dict | None = None) -> Path:
+    """Replaces the metrics section of a written model card with `markdown` and, with `result`, its eval_results."""
+    from huggingface_hub import ModelCard
+
+    card_path = Path(card_path)
+    card = ModelCard.load(card_path)
+    if not METRICS.search(card.text):
+        raise ValueError(f"{card_path} has no <!-- metrics:start --> ... <!-- metrics:end --> section to fill")
+    card.text = METRICS.sub(lambda _: f"<!-- metrics:start -->\n{markdown.strip()}\n<!-- metrics:end -->", card.text)
+    if result is not None:
+        card.data.eval_results = eval_results(result)
+        card.data.model_name = card.data.model_name or "fashion-ddpm"
+    card.save(card_path)
+    return card_path

@@ -1,0 +1,90 @@
+"""The shape of the house: commands above the library, no import circles, a self-contained pipeline file, fast --help."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports() -> dict[str, set[str]]:
+    """module -> the package modules it imports (at any depth in the file, relative imports resolved)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py") if "pretrained" not in p.parts}
+    graph = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = name.split(".") if is_package else name.split(".")[:-1]
+                    base = base[:len(base) - node.level + 1]
+                    prefix = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    prefix = node.module or ""
+                targets = [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+            else:
+                continue
+            found |= {t for t in targets if t in modules}
+        graph[name] = found - {name}
+    return graph
+
+
+def test_only_commands_import_the_cli():
+    offenders = {m: sorted(i for i in deps if i.startswith("pipeline.cli"))
+                 for m, deps in _imports().items() if not m.startswith("pipeline.cli")}
+    assert not {m: d for m, d in offenders.items() if d}, "library modules must not import pipeline.cli"
+
+
+def test_no_import_cycles():
+    graph = _imports()
+    # package __init__ files only re-export lazily (PEP 562) and are not edges of the dependency graph
+    graph = {m: {d for d in deps if d not in ("pipeline",)} for m, deps in graph.items()}
+    state, cycles = {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        for dep in graph.get(node, ()):
+            if state.get(dep) == "open":
+                cycles.append(stack[stack.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = "done"
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_pipeline_file_is_self_contained():
+    assert _imports()["pipeline.pipeline_fashion_ddpm"] == set()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["evaluate", "--num-per-class", "0"]])
+def test_cli_help_and_argument_errors_import_no_torch(argv):
+    code = ("import sys\nfrom pipeline.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'datasets') if m in sys.modules)\n"
+            "print('HEAVY', heavy, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    assert "HEAVY []" in result.stderr, result.stderr[-2000:]
+
+
+def test_train_help_imports_no_torch():
+    code = ("import sys, runpy\nsys.argv = ['train_conditional.py', '--help']\ntry:\n"
+            "    runpy.run_path('train_conditional.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'diffusers') if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=PACKAGE.parent)
+    assert "HEAVY []" in result.stderr and "configs/README.md" in result.stdout, result.stderr[-2000:]
+    assert (PACKAGE.parent / "configs" / "README.md").is_file()
