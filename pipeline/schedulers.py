@@ -1,30 +1,35 @@
 """Named diffusers samplers, each configured to be right by construction for a 100-step cosine schedule.
 
-Every sampler here starts at the top noise level (t = T - 1) and ends on the clean image for any step count 1..T
-(tests/test_schedulers.py checks all samplers and all step counts). What each needs:
+Every sampler here starts at the top noise level (t = T - 1) and ends on the clean image for every step count 1..T
+(tests/test_schedulers.py runs each with an oracle model for all step counts). What that takes, with diffusers 0.42:
 
-* `timestep_spacing="trailing"` for all: "leading" (what a DDPM config carries) starts DPM-Solver++ / UniPC at t = 80
-  for 20 steps and t = 50 for 50 steps, i.e. from an image that is assumed to be a third signal while it is pure noise.
-* DPM-Solver++ and UniPC: `final_sigmas_type="zero"` so the last step returns the denoised image, and
-  `lambda_min_clipped` left at -inf (the cosine schedule's last log-SNR, -15.2, is a real training level).
-* DDIM: `set_alpha_to_one=True` so its last step lands on alpha_bar = 1 (the clean image).
+* "trailing" timesteps (Lin et al. 2023): "leading", what a DDPM config carries, starts DPM-Solver++ / UniPC at
+  t = 80 for 20 steps and at t = 50 for 50 steps. The pipeline computes the trailing timesteps exactly and hands
+  them to schedulers that accept a list (DDPM, DPM-Solver, Euler): diffusers' own float arithmetic gives n + 1 steps
+  ending at t = -1 for n in {29, 31, 58, 62, 97}.
+* UniPC and Euler-ancestral take no timestep list; where their trailing spacing goes wrong, the pipeline uses their
+  "linspace" spacing for that call, which is right for those step counts (`set_timesteps` in the pipeline file).
+* DPM-Solver / UniPC / Euler: `final_sigmas_type="zero"`, so the last step returns the denoised image.
+* "ddim" is DDIM (eta = 0) run as DPM-Solver++ of order 1, which is the same update (Lu et al. 2022, DPM-Solver++,
+  section 4): diffusers' DDIMScheduler steps to t - T // n rather than to its next timestep, which is wrong for the
+  35 step counts that do not divide 100, and it cannot take a timestep list.
 
-Samplers are addressed by name everywhere (`use_sampler`, `--scheduler`, benchmarks); the class names are resolved
-lazily so that the command line can list the choices without importing diffusers.
+Samplers are addressed by name everywhere (`use_sampler`, `--scheduler`, benchmarks); class names are resolved lazily
+so that the command line lists the choices without importing diffusers.
 """
 
 from __future__ import annotations
 
 TRAILING = {"timestep_spacing": "trailing"}
+DPM = {**TRAILING, "algorithm_type": "dpmsolver++", "final_sigmas_type": "zero", "lower_order_final": True}
 
 # name -> (diffusers class name, config overrides, default number of steps)
 SAMPLERS: dict[str, tuple[str, dict, int]] = {
     "ddpm": ("DDPMScheduler", {**TRAILING}, 100),
-    "ddim": ("DDIMScheduler", {**TRAILING, "set_alpha_to_one": True}, 20),
-    "dpm++": ("DPMSolverMultistepScheduler", {**TRAILING, "algorithm_type": "dpmsolver++", "solver_order": 2,
-                                              "final_sigmas_type": "zero"}, 20),
+    "ddim": ("DPMSolverMultistepScheduler", {**DPM, "solver_order": 1}, 20),
+    "dpm++": ("DPMSolverMultistepScheduler", {**DPM, "solver_order": 2}, 20),
     "unipc": ("UniPCMultistepScheduler", {**TRAILING, "final_sigmas_type": "zero"}, 20),
-    "euler": ("EulerDiscreteScheduler", {**TRAILING}, 20),
+    "euler": ("EulerDiscreteScheduler", {**TRAILING, "final_sigmas_type": "zero"}, 20),
     "euler-a": ("EulerAncestralDiscreteScheduler", {**TRAILING}, 20),
 }
 SAMPLER_NAMES = tuple(SAMPLERS)
@@ -52,8 +57,11 @@ def default_steps(name: str) -> int:
 
 def sampler_name(scheduler) -> str:
     """The registry name of a scheduler instance (the class's name when it is not one of ours)."""
-    class_name = type(scheduler).__name__
-    return next((name for name, (cls, _, _) in SAMPLERS.items() if cls == class_name), class_name)
+    class_name, config = type(scheduler).__name__, scheduler.config
+    for name, (cls, overrides, _) in SAMPLERS.items():
+        if cls == class_name and all(config.get(k) == v for k, v in overrides.items()):
+            return name
+    return class_name
 
 
 def use_sampler(pipe, name: str):
