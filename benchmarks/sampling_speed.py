@@ -144,7 +144,7 @@ def main(argv=None):
         timesteps = floor_scheduler.timesteps
         start = time.perf_counter()
         for t in timesteps:
-            unet(x2, t, class_labels=labels2).sample
+            _ = unet(x2, t, class_labels=labels2).sample
         return time.perf_counter() - start, None
 
     variants = {"pipeline": run_pipeline, "reference_two_pass": run_reference, "unet_floor": run_floor}

@@ -246,7 +246,7 @@ def run_worker(variant: str, spec: dict) -> dict:
         env["OMP_NUM_THREADS"] = str(spec["threads"])
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant, "--spec", json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"{variant} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(lines[-1][len(RESULT_PREFIX):])

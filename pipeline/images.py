@@ -6,7 +6,7 @@ Generated images are float in [0, 1] (the pipeline's "pt" / "np" output); the U-
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont

@@ -13,8 +13,9 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
@@ -163,7 +164,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
     @classmethod
     def from_config_dict(
         cls, unet: dict | None = None, scheduler: dict | None = None, class_names: list[str] | None = None
-    ) -> "FashionDDPMPipeline":
+    ) -> FashionDDPMPipeline:
         """Builds a freshly initialised pipeline; training and tests share this one constructor.
 
         Args:
@@ -314,7 +315,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         return_dict: bool = True,
         guidance_interval: tuple[float, float] | None = None,
         guidance_rescale: float = 0.0,
-        callback_on_step_end: Callable[["FashionDDPMPipeline", int, Any, dict], dict] | None = None,
+        callback_on_step_end: Callable[[FashionDDPMPipeline, int, Any, dict], dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         r"""Generates images of the requested classes.

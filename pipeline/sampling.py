@@ -10,8 +10,8 @@ requested, or on the command. `fashion-ddpm generate`, `evaluate`, `evaluate-cli
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 SEED_STRIDE = 1_000_000  # seeds of class c are seed + c * SEED_STRIDE + j: unique while j < SEED_STRIDE
 
@@ -25,7 +25,7 @@ def image_seed(seed: int, class_id: int, index: int) -> int:
 class Samples:
     """Generated images, label-major, with what made each one."""
 
-    images: "torch.Tensor"  # noqa: F821  (N, 1, H, W) float in [0, 1], on the CPU
+    images: torch.Tensor  # noqa: F821  (N, 1, H, W) float in [0, 1], on the CPU
     class_ids: list[int]
     seeds: list[int]
     class_names: list[str]

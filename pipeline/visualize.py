@@ -12,8 +12,8 @@ Samples and the reverse process come from `pipeline.sampling.generate`, so a see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 

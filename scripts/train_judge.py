@@ -22,7 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.data import load_dataset  # noqa: E402
-from pipeline.evaluation.judge import JUDGE_WEIGHTS, DEFAULT_JUDGE_CONFIG, FashionJudge  # noqa: E402
+from pipeline.evaluation.judge import DEFAULT_JUDGE_CONFIG, JUDGE_WEIGHTS, FashionJudge  # noqa: E402
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 1) -> torch.Tensor:

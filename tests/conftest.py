@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import torch
 from pipeline import FashionDDPMPipeline
 from pipeline.data import DEBIAN_DIR, IDX_FILES
 
+CLIP_IMAGE_SIZE = 30  # the tiny CLIP processor's crop size (real CLIP: 224)
 TINY_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
 
 # Real-data tests read the IDX files from $FASHION_MNIST_DIR, else Debian's dataset-fashion-mnist package.
@@ -53,3 +55,42 @@ def tiny_saved(tmp_path_factory):
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------- a tiny random CLIP, saved like real weights
+def _byte_chars() -> list[str]:
+    """The 256 characters byte-level BPE uses for the bytes (GPT-2 / CLIP's bytes_to_unicode)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """Folder with a random 2-layer CLIPModel, a character-level CLIPTokenizer and a 30-pixel CLIPImageProcessor."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    root = tmp_path_factory.mktemp("clip")
+    tok_dir, model_dir = root / "tok", root / "clip"
+    tok_dir.mkdir()
+    # Every byte as a token, alone and word-final; no merges: any prompt tokenises character by character.
+    chars = _byte_chars()
+    vocab = {tok: i for i, tok in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": CLIP_IMAGE_SIZE}, crop_size={"height": CLIP_IMAGE_SIZE, "width": CLIP_IMAGE_SIZE})
+    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=64, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=CLIP_IMAGE_SIZE, patch_size=6)
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(model_dir)
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(model_dir)
+    return model_dir

@@ -1,7 +1,6 @@
 """Fidelity evaluation: Fréchet distance / KID maths, the judge, Inception features, `fashion-ddpm evaluate`."""
 
 import json
-import os
 import shutil
 import warnings
 

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from pipeline import FashionDDPMPipeline
-from pipeline.models import DEFAULT_MODEL
 from pipeline.evaluation.judge import FashionJudge
+from pipeline.models import DEFAULT_MODEL
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model_index.json").is_file(),
-                                reason=f"no shipped model at {DEFAULT_MODEL}")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (DEFAULT_MODEL / "model_index.json").is_file(),
+                                reason=f"no shipped model at {DEFAULT_MODEL}")]
 
 
 def test_judge_recognises_shipped_model_samples():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from diffusers import DiffusionPipeline
 
@@ -34,6 +35,7 @@ def test_saved_folder_layout(tiny_saved):
     assert index["class_names"][7] == "Sneaker"
 
 
+@pytest.mark.slow  # subprocess
 def test_fresh_process_loads_with_trust_remote_code(tiny_saved, tmp_path):
     expected = FashionDDPMPipeline.from_pretrained(tiny_saved)
     expected.set_progress_bar_config(disable=True)

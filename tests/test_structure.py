@@ -71,6 +71,7 @@ def test_pipeline_file_is_self_contained():
     assert _imports()["pipeline.pipeline_fashion_ddpm"] == set()
 
 
+@pytest.mark.slow  # subprocess
 @pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["evaluate", "--num-per-class", "0"]])
 def test_cli_help_and_argument_errors_import_no_torch(argv):
     code = ("import sys\nfrom pipeline.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
@@ -80,6 +81,7 @@ def test_cli_help_and_argument_errors_import_no_torch(argv):
     assert "HEAVY []" in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.slow  # subprocess
 def test_train_help_imports_no_torch():
     code = ("import sys, runpy\nsys.argv = ['train_conditional.py', '--help']\ntry:\n"
             "    runpy.run_path('train_conditional.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"

@@ -16,6 +16,7 @@ from pipeline.training.config import load_config, validate
 
 REPO = Path(__file__).resolve().parent.parent
 needs_data = pytest.mark.needs_data
+pytestmark = pytest.mark.slow  # subprocesses and accelerate launch
 # One thread per process: reproducible arithmetic, and two processes fit the two cores.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

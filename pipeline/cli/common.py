@@ -80,7 +80,11 @@ def sampling_kwargs(args) -> dict:
 
 def load_pipeline(args):
     """The model named by --model / --device (checked; errors are one line)."""
+    from diffusers.utils import logging as diffusers_logging
+
     from ..models import load_pipeline as load
+
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" bars say nothing on a command line
 
     return load(args.model, device=args.device)
 

@@ -30,9 +30,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -117,7 +117,7 @@ class ClipScores:
     def zero_shot_correct(self) -> np.ndarray:
         return self.zero_shot_guess == self.labels
 
-    def subset(self, index) -> "ClipScores":
+    def subset(self, index) -> ClipScores:
         index = np.asarray(index, dtype=np.int64)
         return ClipScores(self.labels[index], self.similarities[index], self.probabilities[index], self.quality[index],
                           self.zero_shot_probs[index], self.class_names, self.templates, self.zero_shot_template,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import time
 from pathlib import Path
 
 import numpy as np

@@ -107,7 +107,7 @@ class FashionJudge(nn.Module):
             f.write("\n")
 
     @classmethod
-    def load(cls, path: str | Path = JUDGE_WEIGHTS, device: str | torch.device = "cpu") -> "FashionJudge":
+    def load(cls, path: str | Path = JUDGE_WEIGHTS, device: str | torch.device = "cpu") -> FashionJudge:
         """Loads weights written by `save` (the shipped judge by default), in eval mode."""
         from safetensors import safe_open
         from safetensors.torch import load_file
