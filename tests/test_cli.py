@@ -36,3 +36,20 @@ def test_missing_model_folder(tmp_path):
         main(["generate", "--model", str(tmp_path / "nope")])
     with pytest.raises(SystemExit, match="not a saved pipeline folder"):
         main(["generate", "--model", str(tmp_path)])
+
+
+def test_main_returns_none_so_the_console_script_exits_zero(tiny_saved, tmp_path):
+    assert main(["generate", "--model", str(tiny_saved), "--num", "1", "--steps", "1", "--class", "0",
+                 "--out", str(tmp_path / "one.png")]) is None
+
+
+def test_missing_shipped_model_says_how_to_point_at_one(monkeypatch, tmp_path):
+    import pipeline.models
+
+    monkeypatch.delenv("FASHION_DDPM_MODEL", raising=False)
+    monkeypatch.setattr(pipeline.models, "SHIPPED_MODEL_CANDIDATES", (tmp_path / "a", tmp_path / "b"))
+    with pytest.raises(SystemExit, match="was not found .* pass --model DIR_OR_HUB_ID or set FASHION_DDPM_MODEL"):
+        main(["generate", "--out", str(tmp_path / "x.png")])
+    monkeypatch.setenv("FASHION_DDPM_MODEL", str(tmp_path / "c"))
+    with pytest.raises(SystemExit, match="is not a folder"):
+        main(["generate", "--out", str(tmp_path / "x.png")])

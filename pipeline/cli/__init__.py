@@ -24,10 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> None:
+    """The console script `fashion-ddpm` (it exits with main()'s return value, so this returns None on success)."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        args.func(args)
     except (ValueError, FileNotFoundError) as e:  # ModelError, bad settings, missing data: the message says it all
         raise SystemExit(f"error: {e}") from None
 
