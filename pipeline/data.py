@@ -58,6 +58,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return array.reshape(shape)
 
 
+def _idx_source(folder: str) -> str:
+    """How a model card names the data: no machine-specific absolute paths, except Debian's standard one."""
+    if os.path.abspath(folder) == DEBIAN_DIR:
+        return f"Fashion-MNIST IDX files ({DEBIAN_DIR}, Debian package dataset-fashion-mnist)"
+    return "Fashion-MNIST IDX files (" + (folder if not os.path.isabs(folder) else "$FASHION_MNIST_DIR / data_dir") + ")"
+
+
 def _from_idx_folder(folder: str, split: str) -> ImageDataset | None:
     image_file, label_file = (Path(folder) / name for name in IDX_FILES[split])
     if not (image_file.is_file() and label_file.is_file()):
@@ -66,7 +73,7 @@ def _from_idx_folder(folder: str, split: str) -> ImageDataset | None:
     if len(images) != len(labels):
         raise ValueError(f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels")
     return ImageDataset(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)),
-                        list(FASHION_MNIST_CLASSES), f"idx:{folder}")
+                        list(FASHION_MNIST_CLASSES), _idx_source(folder))
 
 
 def _from_datasets(name: str, split: str) -> ImageDataset:
