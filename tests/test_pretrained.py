@@ -45,7 +45,7 @@ def test_shipped_model_loads_through_diffusers_remote_code(tmp_path):
 
 def test_shipped_model_card_has_measured_numbers():
     card = (DEFAULT_MODEL / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: diffusers")
+    assert card.startswith("---\n") and "library_name: diffusers" in card.split("---")[1]
     assert "fashion-ddpm evaluate" in card and "floor" in card and "Not measured yet" not in card
     assert (DEFAULT_MODEL / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not list(Path(DEFAULT_MODEL).rglob("*.bin"))

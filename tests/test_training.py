@@ -53,7 +53,11 @@ def test_tiny_training_exports_a_loadable_pipeline(tiny_run, tmp_path):
     assert (out / "samples" / "final.png").is_file() and (out / "samples" / "loss_curve.png").is_file()
     assert (out / "samples" / "step-0000008.png").is_file()  # sample_every_steps: 8
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: diffusers") and "images seen | 512 (2.0 epochs)" in card
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(out / "README.md").data
+    assert data.library_name == "diffusers" and "class-conditional" in data.tags and data.pipeline_tag is None
+    assert "images seen | 512 (2.0 epochs)" in card
     assert "{{" not in card
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-12", "checkpoint-16"]  # keep last 2
     loader = ("import sys, torch; from diffusers import DiffusionPipeline; "
@@ -158,3 +162,20 @@ def test_push_to_hub_fails_before_training(tmp_path):
 def test_cpu_says_fp16_is_ignored(tmp_path):
     result = run(train_cmd(tmp_path / "fp16", "mixed_precision=fp16", "max_train_steps=1", "sample_every_steps=0"))
     assert "mixed_precision=fp16 is ignored on CPU" in result.stderr and "training runs in fp32" in result.stderr
+
+
+@needs_data
+def test_export_checkpoint_reproduces_the_final_export(tiny_run, tmp_path):
+    out, _ = tiny_run
+    exported = tmp_path / "at-16"
+    run([sys.executable, str(REPO / "scripts/export_checkpoint.py"), "--run", str(out), "--step", "16", "--out",
+         str(exported), "sample_sampler=dpm++", "sample_steps=3", "sample_guidance_scale=1.5"])
+    a, b = unet_weights(out), unet_weights(exported)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same EMA weights as the run's export
+    index = json.loads((exported / "model_index.json").read_text())
+    assert index["default_guidance_scale"] == 1.5 and index["default_num_inference_steps"] == 3
+    assert json.loads((exported / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == "DPMSolverMultistepScheduler"
+    assert "optimizer updates | 16 of 32 images" in (exported / "README.md").read_text()
+    result = subprocess.run([sys.executable, str(REPO / "scripts/export_checkpoint.py"), "--run", str(out), "--step", "5",
+                             "--out", str(tmp_path / "x")], capture_output=True, text=True, env=ENV, cwd=REPO)
+    assert result.returncode == 2 and "no checkpoint-5" in result.stderr and "[12, 16]" in result.stderr
