@@ -69,7 +69,7 @@ def eval_results(result: dict) -> list:
     return [EvalResult(task_type="image-generation", task_name="Class-conditional image generation",
                        dataset_type="zalando-datasets/fashion_mnist", dataset_name="Fashion-MNIST", dataset_split="test",
                        metric_type=kind, metric_name=f"{name} ({setting}; real-data floor {floor:.4g})",
-                       metric_value=round(float(value), 4), source_name="fashion-ddpm evaluate")
+                       metric_value=round(float(value), 4))
             for kind, name, value, floor in rows if value is not None]
 
 

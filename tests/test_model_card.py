@@ -1,0 +1,30 @@
+"""The model card: huggingface_hub ModelCard metadata, a filled template, and eval_results from `evaluate`."""
+
+from huggingface_hub import ModelCard
+
+from pipeline.training.model_card import fill_metrics, write_model_card
+
+STATS = {"steps": 1404, "images_seen": 179712, "wall_time_s": 4380.0, "final_loss": 0.0712, "hardware": "CPU",
+         "data_source": "Fashion-MNIST IDX files", "num_train_images": 60000, "epochs": 3.0, "images_per_step": 128,
+         "parameters": 1_600_000, "sampler": "dpm++", "steps_default": 20, "guidance": 2.0}
+RESULT = {"num_images": 1000, "sampler": "dpm++", "steps": 20, "guidance_scale": 2.0, "judge_accuracy": 0.97,
+          "judge_accuracy_floor": 0.94, "judge_fid": 0.6, "judge_fid_floor": 0.3, "inception_fid": 25.0,
+          "inception_fid_floor": 18.3}
+
+
+def test_card_metadata_text_and_eval_results(tmp_path):
+    path = write_model_card(tmp_path, {"prediction_type": "v_prediction", "description": "A test run."}, STATS,
+                            "samples/final.png", "samples/loss_curve.png", "user/fashion-ddpm")
+    card = ModelCard.load(path)
+    assert card.data.library_name == "diffusers" and card.data.pipeline_tag is None
+    assert {"class-conditional", "v-prediction", "fashion-mnist"} <= set(card.data.tags)
+    text = card.text
+    assert "A test run." in text and "the velocity v" in text and "dpm++, 20 steps" in text and "{{" not in text
+    assert 'from_pretrained("user/fashion-ddpm"' in text and "1 h 13 min" in text
+    fill_metrics(path, "| judge-FID | 0.6 | 0.3 |", RESULT)
+    card = ModelCard.load(path)
+    assert "| judge-FID | 0.6 | 0.3 |" in card.text and "Not measured yet" not in card.text
+    values = {r.metric_name.split(" (")[0]: r.metric_value for r in card.data.eval_results}
+    assert values == {"judge accuracy": 0.97, "judge-FID": 0.6, "Inception FID": 25.0}
+    assert all("real-data floor" in r.metric_name and r.dataset_type == "zalando-datasets/fashion_mnist"
+               for r in card.data.eval_results)
