@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import clip, evaluate, generate, visualize
+from . import clip, demo, evaluate, generate, visualize
 
-COMMANDS = [generate, evaluate, clip, visualize]
+COMMANDS = [generate, evaluate, clip, visualize, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,52 @@
+"""`fashion-ddpm demo`: the Gradio web demo on this machine, or (--stage-space DIR) a Hugging Face Space folder."""
+
+from __future__ import annotations
+
+from .common import add_model_args, int_at_least, load_pipeline
+
+
+def port(text: str) -> int:
+    value = int_at_least(1)(text)
+    if value > 65535:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"must be a TCP port 1..65535, got {value}")
+    return value
+
+
+def register(sub):
+    demo = sub.add_parser("demo", help="web demo (Gradio; needs the [demo] extra): generate in the browser, watch the "
+                                       "reverse process; --stage-space writes a Hugging Face Space folder")
+    add_model_args(demo)
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address to serve on (default 127.0.0.1, this machine only; 0.0.0.0 for the network)")
+    demo.add_argument("--port", type=port, default=None, help="port (default: Gradio's, 7860 or the next free one)")
+    demo.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
+    demo.add_argument("--data-dir", default=None,
+                      help="Fashion-MNIST IDX folder for the forward-process figure (default: the usual search; "
+                           "hidden when absent)")
+    demo.add_argument("--stage-space", metavar="DIR", default=None,
+                      help="instead of serving, write a ready-to-upload Hugging Face Space folder (app, requirements, "
+                           "README, the package and the --model) to DIR")
+    demo.add_argument("--hub-model-id", default=None,
+                      help="with --stage-space: the Hub id of the same model, listed under models: in the Space README")
+    demo.set_defaults(func=run)
+
+
+def run(args):
+    from .. import demo
+
+    if args.stage_space is not None:
+        out = demo.stage_space(args.stage_space, args.model, args.hub_model_id, args.data_dir)
+        print(f"wrote the Space folder {out}; upload it with: hf upload USER/SPACE {out} . --repo-type space")
+        return out
+    if args.hub_model_id is not None:
+        raise ValueError("--hub-model-id only goes with --stage-space DIR")
+    try:
+        demo.import_gradio()
+    except ModuleNotFoundError as e:  # before loading the model: the one-line fix is all the user needs
+        raise ValueError(str(e)) from None
+    pipe = load_pipeline(args)
+    app = demo.build_demo(pipe, model_name=args.model, data_dir=args.data_dir)
+    app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    return app
