@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import clip, demo, evaluate, generate, visualize
+from . import clip, demo, evaluate, generate, synthesize, visualize
 
-COMMANDS = [generate, evaluate, clip, visualize, demo]
+COMMANDS = [generate, evaluate, clip, visualize, synthesize, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_dataset, to_model_range
+from ..hub import check_hub_access
 from ..pipeline_fashion_ddpm import FashionDDPMPipeline
 from ..schedulers import make_scheduler
 from ..visualize import sample_grid
@@ -78,20 +79,6 @@ def _warn_about_cpu_precision(accelerator: Accelerator, config: TrainConfig):
         if "avx512_bf16" not in flags and "amx_bf16" not in flags:
             logger.warning("mixed_precision=bf16 on a CPU without AVX-512 BF16/AMX is emulated and about 8x slower "
                            "than fp32 here; use mixed_precision=no on this machine.")
-
-
-def check_hub_access(hub_model_id: str | None, hub_token: str | None):
-    """Fails before any training work when --push_to_hub cannot succeed (no id, no token, no network)."""
-    if not hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id user/name")
-    from huggingface_hub import HfApi
-
-    try:
-        user = HfApi(token=hub_token).whoami()
-    except Exception as e:
-        raise RuntimeError(f"--push_to_hub: cannot reach the Hugging Face Hub as a logged-in user ({type(e).__name__}: {e}). "
-                           "Run `hf auth login` or set HF_TOKEN, check the network, or drop --push_to_hub.") from None
-    logger.info("will push to %s as %s", hub_model_id, user.get("name"))
 
 
 class Trainer:

@@ -1,0 +1,80 @@
+"""`fashion-ddpm synthesize`: a labelled synthetic dataset (arrow / parquet / imagefolder) with a dataset card."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from ..synthesize import DEFAULT_FORMAT, DEFAULT_SHARD_SIZE, FORMATS  # stdlib-only at import time
+from .common import add_sampling_args, check_output_folder, class_label, load_pipeline, positive_int, sampling_kwargs
+
+
+
+def register(sub):
+    syn = sub.add_parser(
+        "synthesize", help="write N generated images per class as a `datasets` dataset with a dataset card",
+        description="Generates N images per class into a `datasets` dataset (image, label and per-image seed, sampler, "
+                    "steps, guidance) with a dataset card. Kill-safe: the same command on the same --out resumes.")
+    syn.add_argument("--per-class", type=positive_int, required=True, help="images per class")
+    syn.add_argument("--out", required=True, help="output folder: new, empty, or an unfinished run of the same settings")
+    syn.add_argument("--classes", nargs="+", type=class_label, default=None, metavar="CLASS",
+                     help="class names or ids (default: every class of the model)")
+    syn.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT,
+                     help="arrow: Dataset.save_to_disk (datasets.load_from_disk); parquet: data/*.parquet; "
+                          "imagefolder: PNG files + metadata.parquet (default arrow)")
+    syn.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
+                     help=f"images per shard, the unit a kill can lose (default {DEFAULT_SHARD_SIZE})")
+    syn.add_argument("--batch-size", type=positive_int, default=100, help="images per pipeline call")
+    syn.add_argument("--push-to-hub", metavar="USER/NAME", default=None,
+                     help="upload the dataset and its card to this Hub dataset repo (checked before any sampling)")
+    syn.add_argument("--hub-token", default=None, help="Hub token (default: the logged-in token or $HF_TOKEN)")
+    syn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_sampling_args(syn)
+    syn.set_defaults(func=run, _parser=syn)
+
+
+def command_line(parser: argparse.ArgumentParser, args) -> str:
+    """The command as a reproducible string (never the token)."""
+    parts = ["fashion-ddpm", "synthesize"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "hub_token", "no_progress", "device"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None or (value is False) or (value == action.default and action.dest not in ("seed", "format")):
+            continue
+        flag = action.option_strings[-1]
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, (list, tuple)):
+            parts += [flag, *map(str, value)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def run(args):
+    from ..models import SHIPPED_MODEL_NAME
+    from ..synthesize import prepare
+
+    out = check_output_folder(args.out)
+    pipe = load_pipeline(args)
+    job = prepare(pipe, out, args.per_class, args.classes, args.seed, fmt=args.format, shard_size=args.shard_size,
+                  batch_size=args.batch_size, model_name=args.model or SHIPPED_MODEL_NAME,
+                  command=command_line(args._parser, args), push_to_hub=args.push_to_hub, hub_token=args.hub_token,
+                  **sampling_kwargs(args))
+    if job.state == "resume":
+        done = sum(s.count for s in job.shards if job.done(s))
+        print(f"resuming {out}: {done} of {job.num_images} images already written")
+    summary = job.run(progress=not args.no_progress)
+    s = job.settings
+    what = (f"{s['per_class']} per class for {len(s['class_ids'])} classes; {s['sampler']} {s['num_inference_steps']} "
+            f"steps, guidance {s['guidance_scale']:g}, seed {s['seed']}")
+    if summary["already_complete"]:
+        print(f"{out} is already complete ({summary['images']} images, {what}); nothing to do")
+    else:
+        rate = summary.get("seconds_per_image")
+        print(f"wrote {out} ({summary['images']} images as {s['format']}: {what}; generated {summary['generated']} now"
+              + (f", {rate:.4f} s/image" if rate else "") + ")")
+    if summary.get("url"):
+        print(f"pushed to {summary['url']}")
+    return summary
