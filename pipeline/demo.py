@@ -327,12 +327,12 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
             with gr.Column(scale=1, min_width=320):
                 classes = gr.CheckboxGroup(start["classes"], value=start["classes"], label="Classes", show_select_all=True,
                                            elem_id="classes")
-                per_class = gr.Slider(1, MAX_IMAGES_PER_CLASS, value=start["per_class"], step=1, label="Images per class",
+                per_class = gr.Slider(1, MAX_IMAGES_PER_CLASS, value=start["per_class"], step=1, precision=0, label="Images per class",
                                       elem_id="per-class")
                 sampler = gr.Dropdown(list(_sampler_names()), value=start["sampler"], label="Sampler",
                                       info="the model's own by default", elem_id="sampler")
                 steps = gr.Slider(1, min(MAX_STEPS, pipe.scheduler.config.num_train_timesteps), value=start["steps"], step=1,
-                                  label="Steps", elem_id="steps")
+                                  precision=0, label="Steps", elem_id="steps")
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=start["guidance"], step=0.5, label="Guidance",
                                      info="1 = none, 0 = unconditional", elem_id="guidance")
                 seed = gr.Number(start["seed"], precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
@@ -340,7 +340,7 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
             with gr.Column(scale=2):
                 grid = gr.Image(label="Samples", type="pil", format="png", interactive=False, elem_id="grid",
                                 buttons=["download", "fullscreen"])
-                info = gr.Markdown(elem_id="info")
+                info = gr.Markdown(label="Info", elem_id="info")
                 files = gr.File(label="Download: the grid (PNG) and every image (zip)", file_count="multiple",
                                 interactive=False, elem_id="downloads")
                 with gr.Row():
