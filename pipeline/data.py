@@ -79,10 +79,10 @@ def _from_idx_folder(folder: str, split: str) -> ImageDataset | None:
 def _from_datasets(name: str, split: str) -> ImageDataset:
     import datasets
 
-    if os.path.isdir(name):
-        ds = datasets.load_from_disk(name)
+    if os.path.isdir(name) and any((Path(name) / f).is_file() for f in ("state.json", "dataset_dict.json")):
+        ds = datasets.load_from_disk(name)  # a save_to_disk folder (`fashion-ddpm synthesize --format arrow`)
         ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-    else:
+    else:  # a Hub id, or a folder of data files (parquet, imagefolder: synthesize's other formats; csv, ...)
         ds = datasets.load_dataset(name, split=split)
     image_col = next((c for c in ("image", "img", "pixel_values") if c in ds.column_names), None)
     label_col = next((c for c in ("label", "labels", "class") if c in ds.column_names), None)

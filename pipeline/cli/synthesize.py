@@ -9,7 +9,6 @@ from ..synthesize import DEFAULT_FORMAT, DEFAULT_SHARD_SIZE, FORMATS  # stdlib-o
 from .common import add_sampling_args, check_output_folder, class_label, load_pipeline, positive_int, sampling_kwargs
 
 
-
 def register(sub):
     syn = sub.add_parser(
         "synthesize", help="write N generated images per class as a `datasets` dataset with a dataset card",

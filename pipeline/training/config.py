@@ -39,9 +39,11 @@ def _yaml(text: str, where: str):
 class TrainConfig:
     # --- data
     data_dir: str | None = None  # folder with the four Fashion-MNIST IDX .gz files (else $FASHION_MNIST_DIR, Debian, Hub)
-    dataset: str | None = None  # any `datasets` Hub id or save_to_disk folder with image + label columns
+    dataset: str | None = None  # any `datasets` Hub id, save_to_disk or data-file folder with image + label columns
     max_train_images: int | None = None  # use only the first N training images (tests, quick runs)
     hflip: bool = False  # random horizontal flip; off: all Fashion-MNIST shoes face left, flips make unseen poses
+    mix_dataset: str | None = None  # a second image + label dataset (e.g. `fashion-ddpm synthesize` output) mixed into every batch
+    mix_ratio: float = 0.0  # fraction of each batch drawn from mix_dataset, in [0, 1): round(mix_ratio * train_batch_size) images
     # --- model (see DEFAULT_UNET_CONFIG in pipeline_fashion_ddpm.py)
     unet: dict = field(default_factory=dict)  # UNet2DModel overrides, e.g. {block_out_channels: [32, 64, 64]}
     num_train_timesteps: int = 100  # diffusion steps T
@@ -132,6 +134,7 @@ def validate(values: dict) -> TrainConfig:
     _require(config, "sample_guidance_scale", lambda v: math.isfinite(v) and v >= 0,
              "a finite number >= 0 (1 = no guidance)")
     _require(config, "label_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    _check_mixing(config)
     _require(config, "ema_max_decay", lambda v: 0 < v < 1, "in (0, 1)")
     for key in ("adam_beta1", "adam_beta2"):
         _require(config, key, lambda v: 0 <= v < 1, "in [0, 1)")
@@ -143,6 +146,26 @@ def validate(values: dict) -> TrainConfig:
     if config.unet:
         check_unet_config(config.unet)
     return config
+
+
+def mix_batch_size(config: TrainConfig) -> int:
+    """Images per batch drawn from mix_dataset (0 without mixing)."""
+    return round(config.mix_ratio * config.train_batch_size) if config.mix_dataset else 0
+
+
+def _check_mixing(config: TrainConfig):
+    _require(config, "mix_ratio", lambda v: math.isfinite(v) and 0 <= v < 1,
+             "in [0, 1) (the fraction of each batch drawn from mix_dataset)")
+    if config.mix_ratio > 0 and not config.mix_dataset:
+        raise ValueError(f"config key 'mix_ratio' is {config.mix_ratio} but 'mix_dataset' is not set; name the dataset "
+                         "to mix in (a folder or `datasets` id) or set mix_ratio=0")
+    if config.mix_dataset and config.mix_ratio == 0:
+        raise ValueError(f"config key 'mix_dataset' is {config.mix_dataset!r} but 'mix_ratio' is 0, so nothing would be "
+                         "drawn from it; set mix_ratio in (0, 1) or mix_dataset=null")
+    mixed, batch = mix_batch_size(config), config.train_batch_size
+    if config.mix_dataset and not 1 <= mixed <= batch - 1:
+        raise ValueError(f"config key 'mix_ratio' {config.mix_ratio} x train_batch_size {batch} rounds to {mixed} mixed "
+                         f"images per batch; it must leave 1..{batch - 1} (some real, some mixed)")
 
 
 def _require(config: TrainConfig, key: str, ok, accepted: str):

@@ -31,7 +31,7 @@ from ..pipeline_fashion_ddpm import FashionDDPMPipeline
 from ..schedulers import make_scheduler
 from ..visualize import sample_grid
 from . import checkpoints
-from .config import TrainConfig
+from .config import TrainConfig, mix_batch_size
 from .model_card import write_model_card
 from .plots import plot_loss_curve
 
@@ -40,29 +40,59 @@ EXPORT_IGNORE = ["checkpoints/*", "logs/*", ".tmp*", "samples/step-*"]
 
 
 class BatchSampler:
-    """Deterministic batches from an in-memory dataset: a fresh permutation per epoch, addressed by position."""
+    """Deterministic batches from in-memory datasets: a fresh permutation per epoch, addressed by position.
 
-    def __init__(self, data: ImageDataset, batch_size: int, seed: int, hflip: bool):
+    With `mix` (config `mix_dataset`), `mix_size` of the `batch_size` images of every batch come from it, taken the
+    same way from its own sequence of permutations (a separate seed stream), and the other images from `data`. Batch
+    `index` depends only on (seed, index), so a resumed run draws exactly the batches an uninterrupted one does.
+    """
+
+    def __init__(self, data: ImageDataset, batch_size: int, seed: int, hflip: bool, mix: ImageDataset | None = None,
+                 mix_size: int = 0):
         self.data, self.batch_size, self.seed, self.hflip = data, batch_size, seed, hflip
-        self._perms: dict[int, torch.Tensor] = {}
+        self.mix, self.mix_size = mix, (mix_size if mix is not None else 0)
+        self._perms: dict[tuple[int, int], torch.Tensor] = {}  # (stream, epoch) -> permutation
 
-    def _perm(self, epoch: int) -> torch.Tensor:
-        if epoch not in self._perms:
-            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
-            self._perms[epoch] = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
-        return self._perms[epoch]
+    def _perm(self, stream: int, epoch: int, n: int) -> torch.Tensor:
+        key = (stream, epoch)
+        if key not in self._perms:
+            self._perms = {k: p for k, p in self._perms.items() if k[0] != stream or k[1] >= epoch - 1}
+            seed = self.seed * 7919 + epoch + stream * 2**40  # stream 0 (the data) as before mixing existed
+            self._perms[key] = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        return self._perms[key]
+
+    def _ids(self, stream: int, n: int, size: int, index: int) -> torch.Tensor:
+        """Positions index * size .. (index + 1) * size - 1 of the endless sequence of epochs of range(n)."""
+        positions = torch.arange(index * size, (index + 1) * size)
+        epochs, offsets = positions // n, positions % n
+        return torch.cat([self._perm(stream, int(e), n)[offsets[epochs == e]] for e in epochs.unique()])
 
     def batch(self, index: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """The `index`-th batch of the endless sequence of epochs (images in [-1, 1], labels)."""
-        n = len(self.data)
-        positions = torch.arange(index * self.batch_size, (index + 1) * self.batch_size)
-        epochs, offsets = positions // n, positions % n
-        ids = torch.cat([self._perm(int(e))[offsets[epochs == e]] for e in epochs.unique()])
-        images = to_model_range(self.data.images[ids])
+        """The `index`-th batch (images in [-1, 1], labels): data images first, then mix images."""
+        ids = self._ids(0, len(self.data), self.batch_size - self.mix_size, index)
+        images, labels = to_model_range(self.data.images[ids]), self.data.labels[ids]
+        if self.mix_size:
+            mix_ids = self._ids(1, len(self.mix), self.mix_size, index)
+            images = torch.cat([images, to_model_range(self.mix.images[mix_ids])])
+            labels = torch.cat([labels, self.mix.labels[mix_ids]])
         if self.hflip:
-            flip = torch.rand(len(ids), generator=generator) < 0.5
+            flip = torch.rand(len(labels), generator=generator) < 0.5
             images[flip] = images[flip].flip(-1)
-        return images, self.data.labels[ids]
+        return images, labels
+
+
+def load_mix_dataset(config: TrainConfig, data: ImageDataset) -> ImageDataset | None:
+    """The dataset named by `mix_dataset`, checked against the training data (same classes, same image size)."""
+    if not config.mix_dataset:
+        return None
+    mix = load_dataset(dataset=config.mix_dataset, split="train", data_flag="mix_dataset=DIR")
+    if mix.class_names != data.class_names:
+        raise ValueError(f"mix_dataset {config.mix_dataset!r} has classes {mix.class_names}, the training data "
+                         f"{data.class_names}; the label ids must mean the same classes")
+    if mix.images.shape[1:] != data.images.shape[1:]:
+        raise ValueError(f"mix_dataset {config.mix_dataset!r} has {tuple(mix.images.shape[1:])} images, the training data "
+                         f"{tuple(data.images.shape[1:])}")
+    return mix
 
 
 def _step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
@@ -104,6 +134,7 @@ class Trainer:
         if config.max_train_images:
             self.data = ImageDataset(self.data.images[:config.max_train_images], self.data.labels[:config.max_train_images],
                                      self.data.class_names, self.data.source)
+        self.mix = load_mix_dataset(config, self.data)
         torch.manual_seed(config.seed)  # weight initialisation
         pipe = FashionDDPMPipeline.from_config_dict(
             unet={**config.unet, "sample_size": self.data.images.shape[-1]},
@@ -127,9 +158,16 @@ class Trainer:
         acc.register_for_checkpointing(self.lr_scheduler)
         if self.ema is not None:
             acc.register_for_checkpointing(self.ema)
-        self.sampler = BatchSampler(self.data, config.train_batch_size, config.seed, config.hflip)
+        self.sampler = BatchSampler(self.data, config.train_batch_size, config.seed, config.hflip, self.mix,
+                                    mix_batch_size(config))
         self.null_id = len(self.data.class_names)
         self.elapsed = 0.0  # training wall time, carried across resumes
+
+    def _data_source(self) -> str:
+        if self.mix is None:
+            return self.data.source
+        return (f"{self.data.source}, mixed with {self.mix.source} ({self.sampler.mix_size} of every "
+                f"{self.config.train_batch_size} images per batch)")
 
     # ------------------------------------------------------------------ one update
     def loss_on(self, step: int, micro: int) -> torch.Tensor:
@@ -220,7 +258,7 @@ class Trainer:
         tmp.rmdir()
         write_model_card(self.output_dir, config=asdict(self.config), stats={
             "steps": step, "images_seen": step * self.images_per_step, "wall_time_s": round(self.elapsed, 1),
-            "final_loss": final_loss, "hardware": _hardware(self.accelerator), "data_source": self.data.source,
+            "final_loss": final_loss, "hardware": _hardware(self.accelerator), "data_source": self._data_source(),
             "num_train_images": len(self.data), "epochs": round(step * self.images_per_step / len(self.data), 2),
             "images_per_step": self.images_per_step, "parameters": sum(p.numel() for p in pipe.unet.parameters()),
             "sampler": self.config.sample_sampler, "steps_default": self.config.sample_steps,
@@ -249,6 +287,9 @@ class Trainer:
         logger.info("training on %s: %d images (%s), %d processes, %d updates of %d images (%.2f epochs)",
                     acc.device, len(self.data), self.data.source, acc.num_processes, self.max_steps, self.images_per_step,
                     self.max_steps * self.images_per_step / len(self.data))
+        if self.mix is not None:
+            logger.info("mixing in %s: %d images, %d of the %d images of every batch", self.mix.source, len(self.mix),
+                        self.sampler.mix_size, config.train_batch_size)
         self.unet.train()
         bar = tqdm(range(start, self.max_steps), initial=start, total=self.max_steps, disable=not acc.is_local_main_process,
                    desc="train", dynamic_ncols=True)
