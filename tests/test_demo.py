@@ -1,0 +1,222 @@
+"""The web demo's library part (pipeline/demo.py), the `fashion-ddpm demo` command and the staged Space folder.
+
+The browser and gradio_client tests against a running server are in test_demo_browser.py.
+"""
+
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import HAVE_DATA
+from pipeline import demo
+from pipeline.cli import main
+from pipeline.models import check_model_folder, load_pipeline
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_saved):
+    return load_pipeline(tiny_saved)
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image.convert("L"), dtype=np.int16)
+
+
+# ------------------------------------------------------------------------------------------- requests
+BAD_REQUESTS = [  # (classes, per_class, sampler, steps, guidance, seed) -> words of the message
+    (([], 1, "ddpm", 10, 2.0, 0), "Choose at least one class."),
+    ((None, 1, "ddpm", 10, 2.0, 0), "Choose at least one class."),
+    ((["spaceship"], 1, "ddpm", 10, 2.0, 0), "unknown class name 'spaceship'"),
+    ((["Bag"], 0, "ddpm", 10, 2.0, 0), "Images per class must be from 1 to 10, got 0"),
+    ((["Bag"], 11, "ddpm", 10, 2.0, 0), "Images per class must be from 1 to 10, got 11"),
+    ((["Bag"], 1.5, "ddpm", 10, 2.0, 0), "Images per class must be a whole number from 1 to 10, got 1.5"),
+    ((["Bag"], "2", "ddpm", 10, 2.0, 0), "Images per class must be a whole number"),
+    ((["Bag"], 1, "plms", 10, 2.0, 0), "Unknown sampler 'plms'; choose one of ddpm, ddim"),
+    ((["Bag"], 1, "ddpm", 0, 2.0, 0), "Steps must be from 1 to 100, got 0"),
+    ((["Bag"], 1, "ddpm", 101, 2.0, 0), "Steps must be from 1 to 100, got 101"),
+    ((["Bag"], 1, "ddpm", 10, -1.0, 0), "Guidance must be a number from 0 to 10, got -1.0"),
+    ((["Bag"], 1, "ddpm", 10, float("nan"), 0), "Guidance must be a number from 0 to 10, got nan"),
+    ((["Bag"], 1, "ddpm", 10, 11, 0), "Guidance must be a number from 0 to 10"),
+    ((["Bag"], 1, "ddpm", 10, 2.0, -1), "Seed must be from 0 to 2147483647, got -1"),
+    ((["Bag"], 1, "ddpm", 10, 2.0, float("inf")), "Seed must be a whole number"),
+]
+
+
+def test_check_request_rejects_bad_input(pipe):
+    for args, words in BAD_REQUESTS:
+        with pytest.raises(demo.DemoInputError) as info:
+            demo.check_request(pipe, *args)
+        assert words in str(info.value), (args, str(info.value))
+
+
+def test_request_limits(pipe):
+    names = pipe.class_names
+    assert demo.MAX_IMAGES_PER_CLASS * len(names) > demo.MAX_IMAGES_PER_REQUEST  # the total limit can bite
+    with pytest.raises(demo.DemoInputError, match=r"10 classes x 5 images = 50 images; at most 40 per request"):
+        demo.check_request(pipe, names, 5, "dpm++", 10, 2.0, 0)
+    with pytest.raises(demo.DemoInputError, match=r"30 images x 100 steps = 3000 image-steps; at most 2000 .*dpm\+\+ with 10"):
+        demo.check_request(pipe, names, 3, "ddpm", 100, 2.0, 0)
+    ok = demo.check_request(pipe, names, 4, "dpm++", 20, 2.0, 0)  # 40 images x 20 steps: allowed
+    assert ok == {"labels": list(range(10)), "per_label": 4, "seed": 0, "sampler": "dpm++", "num_inference_steps": 20,
+                  "guidance_scale": 2.0}
+    # A class chosen twice counts once; numpy / float whole numbers (what Gradio hands over) are taken.
+    again = demo.check_request(pipe, ["Bag", "bag", 8], np.int64(2), "ddpm", 10.0, 1, 5.0)
+    assert again["labels"] == [8] and again["per_label"] == 2 and again["num_inference_steps"] == 10 and again["seed"] == 5
+
+
+def test_defaults_come_from_the_model(pipe):
+    from pipeline.sampling import sampling_settings
+
+    s = sampling_settings(pipe)
+    d = demo.defaults(pipe)
+    assert (d["sampler"], d["steps"], d["guidance"]) == (s["sampler"], s["num_inference_steps"], s["guidance_scale"])
+    assert d["classes"] == pipe.class_names and d["per_class"] == demo.DEFAULT_IMAGES_PER_CLASS
+    assert demo.steps_for(pipe, s["sampler"]) == s["num_inference_steps"]
+    assert demo.steps_for(pipe, "dpm++") == 20
+
+
+# ------------------------------------------------------------------------------------------- images
+def test_grid_equals_fashion_ddpm_generate(pipe, tiny_saved, tmp_path, capsys):
+    """Same settings, same picture: the demo's grid is the PNG `fashion-ddpm generate` writes (12 images, so the demo
+    samples in two batches of DEMO_BATCH_SIZE where the command makes one)."""
+    out = tmp_path / "cli.png"
+    main(["generate", "--model", str(tiny_saved), "--class", "Sneaker", "--class", "Bag", "--num", "6", "--scheduler",
+          "dpm++", "--steps", "4", "--guidance", "3", "--seed", "7", "--out", str(out)])
+    request = demo.check_request(pipe, ["Sneaker", "Bag"], 6, "dpm++", 4, 3, 7)
+    batches = []
+    grid, samples = demo.sample_grid(pipe, request, progress=lambda done, total: batches.append((done, total)))
+    assert batches == [(10, 12), (12, 12)]
+    cli = Image.open(out)
+    assert grid.size == cli.size
+    assert np.abs(pixels(grid) - pixels(cli)).max() <= 1  # batch-size float noise may move a pixel by one level
+    assert demo.cli_command(request, pipe.class_names) == (
+        "fashion-ddpm generate --class Sneaker --class Bag --num 6 --scheduler dpm++ --steps 4 --guidance 3 --seed 7")
+    assert demo.cli_command(demo.check_request(pipe, ["Ankle boot"], 1, "ddpm", 3, 2, 0), pipe.class_names,
+                            "m").startswith("fashion-ddpm generate --model m --class 'Ankle boot' --num 1")
+
+
+def test_downloads(pipe, tmp_path):
+    request = demo.check_request(pipe, ["T-shirt/top", "Bag"], 2, "dpm++", 3, 2, 4)
+    grid, samples = demo.sample_grid(pipe, request)
+    png, archive = demo.write_downloads(grid, samples, tmp_path / "dl")
+    assert (pixels(Image.open(png)) == pixels(grid)).all()
+    with zipfile.ZipFile(archive) as z:
+        names = z.namelist()
+        assert names == ["t-shirt-top_00_seed4.png", "t-shirt-top_01_seed5.png", "bag_00_seed8000004.png",
+                         "bag_01_seed8000005.png"]
+        for name, image in zip(names, samples.pil()):
+            single = Image.open(io.BytesIO(z.read(name)))
+            assert single.size == (28, 28) and (pixels(single) == pixels(image)).all()
+
+
+def test_reverse_process_ends_on_the_grid_image(pipe, tmp_path):
+    request = demo.check_request(pipe, ["Coat", "Bag"], 3, "ddpm", 12, 2, 3)
+    _, samples = demo.sample_grid(pipe, request)
+    gif, strip = demo.reverse_process(pipe, 4, request, tmp_path)
+    animation = Image.open(gif)
+    assert animation.format == "GIF" and animation.n_frames == 13  # x_T and after each of the 12 steps
+    assert animation.size == (28 * demo.GIF_SCALE,) * 2
+    animation.seek(animation.n_frames - 1)
+    last = animation.convert("L").resize((28, 28), Image.NEAREST)
+    assert np.abs(pixels(last) - pixels(samples.pil()[0])).max() <= 1  # image 0 of Coat, the grid's first
+    assert strip.width > 10 * 28 * 3 and strip.height > 28 * 3  # ~10 columns of x_t at 3x
+
+
+def test_forward_examples_round_trip(tmp_path):
+    import torch
+
+    images = torch.randint(0, 256, (10, 28, 28), dtype=torch.uint8)
+    Image.fromarray(images.permute(1, 0, 2).reshape(28, -1).numpy()).save(tmp_path / "f.png")
+    assert torch.equal(demo.read_forward_examples(tmp_path / "f.png", 10), images)
+    with pytest.raises(ValueError, match="must hold 9 square images side by side"):
+        demo.read_forward_examples(tmp_path / "f.png", 9)
+    assert demo.forward_examples(str(tmp_path)) is None  # no IDX files there: the figure is hidden, nothing downloaded
+
+
+# ------------------------------------------------------------------------------------------- command line
+def test_demo_without_gradio_says_which_extra(tiny_saved, monkeypatch, capsys):
+    import pipeline.models
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
+    loads = []
+    monkeypatch.setattr(pipeline.models, "load_pipeline", lambda *a, **k: loads.append(1))
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--model", str(tiny_saved)])
+    message = str(info.value.code)
+    assert message.startswith("error: the demo needs Gradio") and "pip install -e '.[demo]'" in message
+    assert "\n" not in message and not loads
+
+
+def test_demo_arguments(capsys):
+    for argv, words in ((["demo", "--port", "70000"], "must be a TCP port 1..65535, got 70000"),
+                        (["demo", "--port", "0"], "must be >= 1, got 0")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert words in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--hub-model-id only goes with --stage-space"):
+        main(["demo", "--hub-model-id", "me/model"])
+
+
+@pytest.mark.slow  # subprocess
+def test_module_and_help_import_neither_torch_nor_gradio():
+    code = ("import sys\nimport pipeline.demo\nfrom pipeline.cli import main\ntry:\n    main(['demo', '--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'diffusers', 'gradio') if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "HEAVY []" in result.stderr and "--stage-space DIR" in result.stdout, result.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------- the Space
+def test_space_readme_states_the_limits():
+    text = (REPO / "space" / "README.md").read_text()
+    assert (f"{demo.MAX_IMAGES_PER_REQUEST} images, {demo.MAX_STEPS} steps, {demo.MAX_IMAGE_STEPS} images × steps"
+            in text)
+    import gradio
+
+    assert yaml.safe_load(text.split("---")[1])["sdk_version"] == gradio.__version__
+
+
+def test_stage_space(tiny_saved, tmp_path, capsys):
+    out = tmp_path / "space"
+    main(["demo", "--stage-space", str(out), "--model", str(tiny_saved), "--hub-model-id", "someone/fashion-ddpm"])
+    assert f"wrote the Space folder {out}" in capsys.readouterr().out
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert header["sdk"] == "gradio" and header["app_file"] == "app.py" and header["models"] == ["someone/fashion-ddpm"]
+    assert (out / "app.py").read_text() == (REPO / "space" / "app.py").read_text()
+    assert "diffusers" in (out / "requirements.txt").read_text()
+    assert (out / "pipeline" / "demo.py").is_file() and not (out / "pipeline" / "pretrained").exists()
+    assert not list(out.rglob("__pycache__"))
+    check_model_folder(out / "model")
+    assert (out / "forward_examples.png").is_file() == HAVE_DATA
+    assert demo.space_model(out) == str(out / "model")
+    # Staging refuses to mix into a folder that holds something, and a bad Hub id.
+    with pytest.raises(SystemExit, match="exists and is not an empty folder"):
+        main(["demo", "--stage-space", str(out), "--model", str(tiny_saved)])
+    with pytest.raises(SystemExit, match="is not a Hub id of the form user/name"):
+        main(["demo", "--stage-space", str(tmp_path / "other"), "--model", str(tiny_saved), "--hub-model-id", "x y"])
+    assert not (tmp_path / "other").exists()
+    plain = tmp_path / "plain"
+    demo.stage_space(plain, tiny_saved)
+    assert yaml.safe_load((plain / "README.md").read_text().split("---")[1])["models"] == []
+
+
+@pytest.mark.slow  # subprocess
+def test_staged_space_app_runs_its_own_copy(tiny_saved, tmp_path):
+    """The staged app.py imports the staged package (not the installed one), loads model/ and builds the app."""
+    out = demo.stage_space(tmp_path / "space", tiny_saved)
+    code = ("import runpy, sys\nns = runpy.run_path('app.py')\nimport pipeline\n"
+            "print('PACKAGE', pipeline.__file__)\nprint('MODEL', ns['demo'].config['components'] is not None)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"})
+    assert f"PACKAGE {out / 'pipeline' / '__init__.py'}" in result.stdout, result.stderr[-3000:]
+    assert "MODEL True" in result.stdout
