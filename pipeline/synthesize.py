@@ -106,7 +106,9 @@ def model_fingerprint(pipe) -> str:
         digest.update(str(tensor.dtype).encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     for config in (pipe.unet.config, pipe.scheduler.config, {"class_names": pipe.class_names}):
-        digest.update(json.dumps(dict(config), sort_keys=True, default=str).encode())
+        # not the private keys ("_name_or_path", "_diffusers_version", ...): where a model was loaded from does not count
+        public = {k: v for k, v in dict(config).items() if not k.startswith("_")}
+        digest.update(json.dumps(public, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
@@ -407,9 +409,11 @@ class Synthesis:
 
 
 def _describe_difference(old: dict, new: dict) -> str:
+    def show(key, value):
+        return f"{value[:12]}..." if key == "model_sha256" and isinstance(value, str) else repr(value)
+
     keys = sorted(set(old) | set(new))
-    diffs = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)]
-    return "; ".join(diffs)
+    return "; ".join(f"{k}: {show(k, old.get(k))} there, {show(k, new.get(k))} now" for k in keys if old.get(k) != new.get(k))
 
 
 def check_out_dir(out_dir: Path, settings: dict) -> str:
