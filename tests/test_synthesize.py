@@ -397,13 +397,16 @@ def test_synthetic_data_benchmark_smoke(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     r = json.loads((tmp_path / "out" / "synthetic_data.json").read_text())
     assert r["smoke"] and r["classifier"]["updates"] > 0 and len(r["seeds"]) == 3
-    rows = {row["name"]: row for row in r["rows"]}
-    assert {"real 1000/class", "real all", "real 10/class", "real 10/class + synthetic", "real 100/class",
-            "real 100/class + synthetic"} <= set(rows) or len(rows) >= 7
+    assert [row["name"] for row in r["rows"]] == [
+        "synthetic 10/class (w=1)", "synthetic 10/class (w=2)", "synthetic 10/class (w=4)",  # 2 = the model's default
+        "real 10/class", "real all (2,000)", "real 2/class", "real 2/class + synthetic 10/class (w=2)", "real 5/class",
+        "real 5/class + synthetic 10/class (w=2)"]
+    assert [row["train_images"] for row in r["rows"]] == [100, 100, 100, 100, 2000, 20, 120, 50, 150]
     for row in r["rows"]:
         assert len(row["accuracies"]) == 3 and all(0 <= a <= 1 for a in row["accuracies"])
         assert 0 <= row["mean"] <= 1 and row["std"] >= 0
-    assert all(d["seconds_per_image"] > 0 for d in r["synthetic_sets"])
+    assert [d["guidance"] for d in r["synthetic_sets"]] == [1.0, 2.0, 4.0]
+    assert all(d["seconds_per_image"] > 0 and d["images"] == 100 for d in r["synthetic_sets"])
     md = (tmp_path / "out" / "synthetic_data.md").read_text()
     assert md.startswith("#") and "cpu_model" in md and "±" in md
     # a rerun reuses the synthesized sets (they are `synthesize` outputs in --work-dir)

@@ -1,0 +1,336 @@
+"""How useful are the generated images as training data? Classification Accuracy Score and data augmentation.
+
+Classification Accuracy Score (CAS, Ravuri & Vinyals 2019, "Classification Accuracy Score for Conditional Generative
+Models"): train a classifier on generated images only and test it on the real Fashion-MNIST test set (10,000 images).
+Beside it, the same classifier trained the same way on real training images. Rows:
+
+* CAS: N synthetic images per class (the model's default guidance w) vs N real training images per class, and vs all
+  60,000 real training images;
+* augmentation: 10 and 100 real images per class alone vs the same real images plus the N synthetic images per class
+  (the union; batches are drawn uniformly from it);
+* guidance: CAS for w = 1 (no guidance), the model's default w and a high w;
+* time to synthesize one image with the sampler used (from the `synthesize` manifest: sampling time only).
+
+Every synthetic set is a real `fashion-ddpm synthesize` output (pipeline.synthesize, arrow format, seed 0), cached in
+--work-dir under a name holding the model's fingerprint and the settings, so a rerun reuses it (and an interrupted
+synthesis resumes). The real subsets of k images per class are drawn per classifier seed (so their ± includes which
+images were drawn); the synthetic set is the same for all seeds (its ± is the classifier's alone).
+
+The classifier, fixed for every row (deliberately NOT the project's judge in pipeline/evaluation/judge.py):
+a standard two-block CNN, 421,642 parameters:
+  conv 3x3 1->32 (padding 1), ReLU, max-pool 2 -> conv 3x3 32->64 (padding 1), ReLU, max-pool 2 -> flatten (3136)
+  -> linear 3136->128, ReLU -> dropout 0.5 -> linear 128->10.
+Recipe: pixels scaled to [0, 1], no augmentation; Adam (lr 1e-3, betas 0.9/0.999, no weight decay), cosine decay to 0,
+batch 128, a FIXED number of updates per run (default 1,000 = 2.1 epochs of 60,000 images; a run on 100 images sees
+each image 1,280 times), cross-entropy, no early stopping and no model selection: the test set is used once, at the
+end. Batches are drawn from a fresh permutation per pass, seeded by the run's seed (as are the initial weights and
+dropout), so every number is reproducible.
+
+  python benchmarks/synthetic_data.py --model runs/cpu-v10 --threads 2              # the real run (see its estimate)
+  python benchmarks/synthetic_data.py --smoke                                        # tiny random model, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import statistics
+import time
+from pathlib import Path
+
+from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table
+
+SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
+ARCHITECTURE = ("conv3x3(1->32,pad 1)-ReLU-maxpool2 / conv3x3(32->64,pad 1)-ReLU-maxpool2 / flatten 3136 / "
+                "linear(3136->128)-ReLU / dropout 0.5 / linear(128->10)")
+
+
+def build_classifier():
+    import torch.nn as nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10),
+    )
+
+
+def batch_indices(n: int, batch_size: int, updates: int, seed: int):
+    """`updates` index batches over range(n): consecutive slices of fresh permutations, seeded by `seed`."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed * 7919 + 17)
+    stream, position = torch.randperm(n, generator=generator), 0
+    for _ in range(updates):
+        parts, need = [], batch_size
+        while need:
+            if position == n:
+                stream, position = torch.randperm(n, generator=generator), 0
+            take = min(need, n - position)
+            parts.append(stream[position:position + take])
+            position, need = position + take, need - take
+        yield torch.cat(parts)
+
+
+def train_and_test(images, labels, test_images, test_labels, seed: int, updates: int, batch_size: int, lr: float) -> float:
+    """Trains the fixed CNN on uint8 images N x 28 x 28 for `updates` updates; returns its test accuracy."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    net = build_classifier()
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / updates)))
+    x_all = images.unsqueeze(1)
+    net.train()
+    for ids in batch_indices(len(labels), batch_size, updates, seed):
+        loss = F.cross_entropy(net(x_all[ids].float().div(255)), labels[ids])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for lo in range(0, len(test_labels), 1000):
+            logits = net(test_images[lo:lo + 1000].unsqueeze(1).float().div(255))
+            correct += (logits.argmax(1) == test_labels[lo:lo + 1000]).sum().item()
+    return correct / len(test_labels)
+
+
+def per_class_subset(labels, k: int, seed: int):
+    """Indices of k random images of each class (seeded), in class order."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed * 104729 + k)
+    chosen = []
+    for c in range(int(labels.max()) + 1):
+        ids = (labels == c).nonzero().flatten()
+        if len(ids) < k:
+            raise SystemExit(f"error: class {c} has {len(ids)} training images, fewer than {k}")
+        chosen.append(ids[torch.randperm(len(ids), generator=generator)[:k]])
+    return torch.cat(chosen)
+
+
+def calibrate(updates: int, batch_size: int, test_size: int) -> dict:
+    """Seconds per update and per 1,000 test images of the classifier on this machine (random data)."""
+    import torch
+
+    x = torch.randint(0, 256, (512, 28, 28), dtype=torch.uint8)
+    y = torch.randint(0, 10, (512,))
+    train_and_test(x, y, x[:8], y[:8], seed=0, updates=3, batch_size=batch_size, lr=1e-3)  # warm-up
+    start = time.perf_counter()
+    train_and_test(x, y, x[:8], y[:8], seed=0, updates=12, batch_size=batch_size, lr=1e-3)
+    per_update = (time.perf_counter() - start) / 12
+    net = build_classifier().eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        net(x[:500].unsqueeze(1).float())
+    per_test = (time.perf_counter() - start) / 500
+    return {"seconds_per_update": per_update, "seconds_per_run": per_update * updates + per_test * test_size}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")
+
+
+def synthetic_sets(pipe, model_name: str, guidances: list[float], per_class: int, sampler: str, steps: int, work_dir: Path,
+                   smoke: bool) -> list[dict]:
+    """One `synthesize` output per guidance (made, resumed or reused), with its sampling time per image."""
+    from pipeline.sampling import generate
+    from pipeline.synthesize import load_synthetic, model_fingerprint, prepare, read_manifest
+
+    sha = model_fingerprint(pipe)
+    jobs = []
+    for w in guidances:
+        folder = work_dir / f"{slug(Path(model_name).name or model_name)}-{sha[:10]}_{slug(sampler)}{steps}_w{w:g}_n{per_class}_seed0"
+        command = (f"fashion-ddpm synthesize --model {model_name} --per-class {per_class} --scheduler {sampler} "
+                   f"--steps {steps} --guidance {w:g} --seed 0 --out {folder}")
+        jobs.append((w, folder, prepare(pipe, folder, per_class, None, 0, fmt="arrow", sampler=sampler,
+                                        num_inference_steps=steps, guidance_scale=w, model_name=model_name, command=command)))
+    missing = {w: sum(s.count for s in job.shards if not job.done(s)) for w, _, job in jobs if job.state != "complete"}
+    if missing:
+        rates = {}
+        for w in sorted(set(missing)):
+            start = time.perf_counter()
+            generate(pipe, [0], 4, seed=123, sampler=sampler, num_inference_steps=steps, guidance_scale=w)
+            rates[w] = (time.perf_counter() - start) / 4
+        estimate = sum(n * rates[w] for w, n in missing.items())
+        print(f"synthesis: {sum(missing.values()):,} images to generate ({', '.join(f'w={w:g}: {n:,}' for w, n in missing.items())}); "
+              f"estimated {estimate / 60:.1f} min at {', '.join(f'{rates[w]:.3f} s/img (w={w:g})' for w in rates)}", flush=True)
+    sets = []
+    for w, folder, job in jobs:
+        if job.state == "complete":
+            print(f"{folder} is already complete; reusing it", flush=True)
+        else:
+            print(f"synthesizing {folder} ({job.num_images:,} images, w={w:g})", flush=True)
+            job.run(progress=not smoke)
+        stats = read_manifest(folder)["stats"]
+        dataset = load_synthetic(folder)
+        sets.append({"guidance": w, "dir": str(folder), "images": stats["images"], "seconds_per_image": stats["seconds_per_image"],
+                     "sampling_seconds": stats["sampling_seconds"], "torch_threads": stats["torch_threads"],
+                     "reused": job.state == "complete", "dataset": dataset})
+    return sets
+
+
+def to_tensors(dataset):
+    import numpy as np
+    import torch
+
+    images = np.stack([np.asarray(image.convert("L")) for image in dataset["image"]])
+    return torch.from_numpy(images), torch.tensor(list(dataset["label"]), dtype=torch.int64)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None, help="pipeline folder or Hub id (default: the shipped model)")
+    p.add_argument("--per-class", type=int, default=1000, help="synthetic images per class (and real for the CAS row)")
+    p.add_argument("--seeds", default="0,1,2", help="classifier seeds, comma-separated (>= 3 for a mean ± std)")
+    p.add_argument("--guidance", default="1,default,4", help="guidance values for the CAS rows; 'default' = the model's")
+    p.add_argument("--sampler", default="ddim", help="sampler name (pipeline.schedulers.SAMPLERS; default ddim)")
+    p.add_argument("--steps", type=int, default=10, help="sampler steps (default 10)")
+    p.add_argument("--real-sizes", default="10,100", help="real images per class for the augmentation rows")
+    p.add_argument("--updates", type=int, default=1000, help="optimizer updates per classifier run (default 1000)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (synthesis and classifier)")
+    p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: the usual search)")
+    p.add_argument("--work-dir", default=str(REPO / "runs" / "synthetic_data"), help="where the synthetic sets are cached")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for <name>.json / .md")
+    p.add_argument("--name", default="synthetic_data")
+    p.add_argument("--smoke", action="store_true", help="tiny random model, 10 images per class, 2 sampler steps, 10 updates, "
+                                                       "500 test images")
+    args = p.parse_args(argv)
+    ensure_repo_on_path()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    real_sizes = [int(s) for s in args.real_sizes.split(",")]
+    per_class, updates, batch_size = args.per_class, args.updates, args.batch_size
+    if args.smoke:
+        per_class, updates, batch_size, real_sizes, args.steps = 10, 10, 32, [2, 5], 2
+    if len(seeds) < 1 or per_class < 1 or updates < 1 or min(real_sizes) < 1:
+        raise SystemExit("error: --seeds, --per-class, --updates and --real-sizes must be positive")
+
+    import torch
+
+    from pipeline.data import load_dataset
+    from pipeline.models import load_pipeline
+    from pipeline.sampling import sampling_settings
+    from pipeline.synthesize import model_fingerprint
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    machine = machine_info(torch.get_num_threads())
+    train = load_dataset(args.data_dir, split="train", data_flag="--data-dir DIR")
+    test = load_dataset(args.data_dir, split="test", data_flag="--data-dir DIR")
+    test_images, test_labels = test.images, test.labels
+    max_real = None
+    if args.smoke:
+        torch.manual_seed(0)
+        from pipeline import FashionDDPMPipeline
+
+        pipe, model_name = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET), "tiny-random-smoke"
+        pipe.set_progress_bar_config(disable=True)
+        test_images, test_labels, max_real = test_images[:500], test_labels[:500], 2000
+    else:
+        pipe = load_pipeline(args.model)
+        model_name = args.model or "pretrained/fashion-ddpm-cpu"
+    default_w = float(sampling_settings(pipe, args.sampler, num_inference_steps=args.steps)["guidance_scale"])
+    guidances = list(dict.fromkeys(default_w if g.strip() == "default" else float(g) for g in args.guidance.split(",")))
+    if default_w not in guidances:
+        guidances.append(default_w)
+
+    calibration = calibrate(updates, batch_size, len(test_labels))
+    # rows: (name, group, builder(seed) -> (images, labels))
+    n_runs = (len(guidances) + 2 + 2 * len(real_sizes)) * len(seeds)
+    estimate = n_runs * calibration["seconds_per_run"]
+    print(f"classifier: {n_runs} runs x {updates} updates of {batch_size} at {calibration['seconds_per_update']:.3f} s/update "
+          f"on this machine now -> estimated {estimate / 60:.1f} min (plus synthesis of missing sets)", flush=True)
+
+    sets = synthetic_sets(pipe, model_name, guidances, per_class, args.sampler, args.steps, Path(args.work_dir), args.smoke)
+    synthetic = {s["guidance"]: to_tensors(s.pop("dataset")) for s in sets}
+    real_images, real_labels = train.images, train.labels
+    if max_real:
+        real_images, real_labels = real_images[:max_real], real_labels[:max_real]
+
+    def real(k):
+        return lambda seed: (real_images[(ids := per_class_subset(real_labels, k, seed))], real_labels[ids])
+
+    def mixed(k, w):
+        def build(seed):
+            ids = per_class_subset(real_labels, k, seed)
+            return torch.cat([real_images[ids], synthetic[w][0]]), torch.cat([real_labels[ids], synthetic[w][1]])
+        return build
+
+    syn_name = {w: f"synthetic {per_class}/class (w={w:g})" for w in guidances}
+    rows_spec = [(syn_name[w], "guidance", lambda seed, w=w: synthetic[w]) for w in guidances]
+    rows_spec += [(f"real {per_class}/class", "CAS", real(per_class)),
+                  (f"real all ({len(real_labels):,})", "CAS", lambda seed: (real_images, real_labels))]
+    for k in real_sizes:
+        rows_spec += [(f"real {k}/class", "augmentation", real(k)),
+                      (f"real {k}/class + synthetic {per_class}/class (w={default_w:g})", "augmentation", mixed(k, default_w))]
+    rows = []
+    for name, group, build in rows_spec:
+        accuracies, seconds = [], time.perf_counter()
+        for seed in seeds:
+            images, labels = build(seed)
+            accuracies.append(train_and_test(images, labels, test_images, test_labels, seed, updates, batch_size, args.lr))
+        mean = statistics.fmean(accuracies)
+        std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+        rows.append({"name": name, "group": group, "train_images": len(build(seeds[0])[1]), "accuracies": accuracies,
+                     "mean": mean, "std": std, "seconds": round(time.perf_counter() - seconds, 1)})
+        print(f"{name}: {mean:.4f} ± {std:.4f} ({', '.join(f'{a:.4f}' for a in accuracies)})", flush=True)
+    by_name = {r["name"]: r for r in rows}
+    machine["load_average_1m_at_end"] = load_average()
+
+    def acc(name):
+        r = by_name[name]
+        return f"{r['mean'] * 100:.2f} ± {r['std'] * 100:.2f}"
+
+    cas_table = markdown_table(["training data", "images", "test accuracy % (mean ± std)"],
+                               [[n, f"{by_name[n]['train_images']:,}", acc(n)] for n in
+                                (syn_name[default_w], f"real {per_class}/class", f"real all ({len(real_labels):,})")])
+    aug_table = markdown_table(["real per class", "real only", f"real + synthetic {per_class}/class (w={default_w:g})"],
+                               [[k, acc(f"real {k}/class"), acc(f"real {k}/class + synthetic {per_class}/class (w={default_w:g})")]
+                                for k in real_sizes])
+    guidance_table = markdown_table(
+        ["guidance w", "CAS % (mean ± std)", "s / image", "sampler", "threads", "images"],
+        [[f"{s['guidance']:g}" + (" (model default)" if s["guidance"] == default_w else ""), acc(syn_name[s["guidance"]]),
+          s["seconds_per_image"], f"{args.sampler} {args.steps}", ",".join(map(str, s["torch_threads"])), s["images"]]
+         for s in sets])
+    command = ("python benchmarks/synthetic_data.py --smoke" if args.smoke else
+               f"python benchmarks/synthetic_data.py --model {model_name} --per-class {per_class} --seeds {args.seeds} "
+               f"--guidance {args.guidance} --sampler {args.sampler} --steps {args.steps} --real-sizes {args.real_sizes} "
+               f"--updates {updates} --batch-size {batch_size}" + (f" --threads {args.threads}" if args.threads else ""))
+    total = time.perf_counter() - started
+    classifier = {"architecture": ARCHITECTURE, "parameters": sum(p.numel() for p in build_classifier().parameters()),
+                  "optimizer": f"Adam lr {args.lr:g}, betas (0.9, 0.999), no weight decay, cosine decay to 0",
+                  "updates": updates, "batch_size": batch_size, "input": "pixels / 255, no augmentation",
+                  "seconds_per_update_calibrated": round(calibration["seconds_per_update"], 4)}
+    result = {"benchmark": "synthetic_data", "smoke": args.smoke, "model": model_name, "model_sha256": model_fingerprint(pipe),
+              "sampler": args.sampler, "steps": args.steps, "per_class": per_class, "seeds": seeds,
+              "default_guidance": default_w, "test_images": len(test_labels), "classifier": classifier, "rows": rows,
+              "synthetic_sets": sets, "estimated_classifier_seconds": round(estimate, 1), "total_seconds": round(total, 1),
+              "command": command, "machine": machine}
+    markdown = "\n\n".join([
+        f"# {args.name}{' (smoke run: tiny random model, not a real measurement)' if args.smoke else ''}",
+        f"Classification Accuracy Score (Ravuri & Vinyals 2019): a fixed small CNN trained on generated images only, "
+        f"tested on the real Fashion-MNIST test set ({len(test_labels):,} images); beside it the same CNN on real training "
+        f"images. Model `{model_name}`, sampler {args.sampler} {args.steps} steps, synthetic sets from `fashion-ddpm "
+        f"synthesize` (seed 0). {len(seeds)} classifier seeds ({args.seeds}); mean ± sample std.",
+        "## CAS: synthetic vs real training data\n\n" + cas_table,
+        "## Augmentation: few real images, with and without the synthetic set\n\n" + aug_table,
+        "## Guidance: CAS and synthesis time per image\n\n" + guidance_table,
+        f"Classifier: {ARCHITECTURE} ({classifier['parameters']:,} parameters); {classifier['optimizer']}; "
+        f"{updates} updates of {batch_size} per run whatever the training set's size; {classifier['input']}; the test "
+        "set is used once, at the end. Real subsets are drawn per seed; the synthetic sets are fixed.",
+        f"Total time {total / 60:.1f} min (classifier estimate before the runs: {estimate / 60:.1f} min).",
+        f"Reproduce: `{command}`",
+        "Machine:\n" + machine_markdown(machine),
+    ])
+    emit(args.name, result, markdown, args.out)
+
+
+if __name__ == "__main__":
+    main()
