@@ -344,10 +344,10 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
                 info = gr.Markdown(label="Info", elem_id="info")
                 files = gr.File(label="Download: the grid (PNG) and every image (zip)", file_count="multiple",
                                 interactive=False, elem_id="downloads")
-                with gr.Row():
-                    gif = gr.Image(label="Reverse process of image 1 of the first chosen class (every step)", type="filepath",
-                                   interactive=False, elem_id="reverse-gif")
-                    strip = gr.Image(label="x_t from noise to image", type="pil", format="png", interactive=False,
+                with gr.Row(equal_height=True):
+                    gif = gr.Image(label="Reverse process: image 1 of the first chosen class", type="filepath",
+                                   interactive=False, scale=1, min_width=200, elem_id="reverse-gif")
+                    strip = gr.Image(label="x_t from noise to image", type="pil", format="png", interactive=False, scale=3,
                                      elem_id="reverse-strip")
         with gr.Accordion("Forward process: how training noises real test images", open=False, visible=forward is not None):
             gr.Image(forward, type="pil", format="png", interactive=False, show_label=False, elem_id="forward")

@@ -37,7 +37,10 @@ def labelled_grid(
     label_w = 8 + max(int(font.getlength(label)) for label in row_labels)
     top = (18 if column_labels else 0) + (20 if title else 0)
     ncols = max(len(r) for r in rows)
-    canvas = Image.new("L", (label_w + ncols * (cell_w + pad), top + len(rows) * (cell_h + pad)), 255)
+    width = label_w + ncols * (cell_w + pad)
+    if title:  # a grid narrower than its title (one image per class) widens so that the title is not cut off
+        width = max(width, 8 + int(font.getlength(title)))
+    canvas = Image.new("L", (width, top + len(rows) * (cell_h + pad)), 255)
     draw = ImageDraw.Draw(canvas)
     if title:
         draw.text((4, 2), title, fill=0, font=font)

@@ -220,3 +220,12 @@ def test_staged_space_app_runs_its_own_copy(tiny_saved, tmp_path):
                             env={**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"})
     assert f"PACKAGE {out / 'pipeline' / '__init__.py'}" in result.stdout, result.stderr[-3000:]
     assert "MODEL True" in result.stdout
+
+
+def test_narrow_grid_keeps_its_title():
+    """One image per class (the demo's default) made a grid narrower than its title, which was cut off."""
+    from pipeline.images import _font, labelled_grid
+
+    title = "ddpm 100 steps, guidance 2, seed 0"
+    grid = labelled_grid([[Image.new("L", (28, 28))]], ["Bag"], title=title)
+    assert grid.width >= 4 + _font().getlength(title)

@@ -1,0 +1,193 @@
+"""How long the web demo makes a visitor wait: click-to-grid in a real browser, and several users at once.
+
+Starts `python -m pipeline.cli demo --model MODEL` in a subprocess (torch threads: --threads), then
+  browser       headless Chromium (Playwright, /usr/bin/chromium) opens the page and clicks Generate with the page's
+                defaults (every class, the model's sampler, steps and guidance); timed from the click until the grid
+                image has loaded, and until the reverse-process GIF has; --rounds times, median reported.
+  concurrent    N gradio_client users send the default request at the same moment (N = 1 and --users); each
+                request's latency from send to result, and the wall time until all have their images.
+The server queues requests (pipeline.demo.CONCURRENCY_LIMIT at a time), so N users wait about N times one request.
+
+Usage:
+  python benchmarks/demo_latency.py --model pretrained/fashion-ddpm-cpu --screenshot docs/demo.png --out benchmarks/results
+  python benchmarks/demo_latency.py --smoke              # tiny random model, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
+
+NAME = "demo_latency"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(REPO / "pretrained" / "fashion-ddpm-cpu"), help="saved pipeline folder")
+    p.add_argument("--rounds", type=int, default=2, help="browser clicks, median reported (default 2)")
+    p.add_argument("--users", type=int, default=3, help="simultaneous gradio_client users (default 3)")
+    p.add_argument("--threads", type=int, default=1, help="the server's torch threads, OMP_NUM_THREADS (default 1)")
+    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--screenshot", help="save a full-page screenshot after the first round here (e.g. docs/demo.png)")
+    p.add_argument("--smoke", action="store_true", help="a tiny random model: a seconds-long check of the script")
+    p.add_argument("--out", help="write <out>/demo_latency.json and .md")
+    args = p.parse_args(argv)
+    if min(args.rounds, args.users, args.threads) < 1:
+        p.error("--rounds, --users and --threads must be >= 1")
+    return args
+
+
+def start_server(model: str, threads: int, log_path: Path) -> tuple[subprocess.Popen, str, float]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GRADIO_ANALYTICS_ENABLED": "False"}
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "demo", "--model", model, "--port", str(port)],
+                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"the demo server exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return process, url, time.perf_counter() - start
+        except OSError:
+            time.sleep(0.5)
+
+
+def stop_server(process: subprocess.Popen):
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def browser_rounds(url: str, args) -> list[dict]:
+    from playwright.sync_api import sync_playwright
+
+    loaded = "(prev) => { const i = document.querySelector(SEL); return i && i.complete && i.naturalWidth > 0 && i.src !== prev; }"
+    rounds = []
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        browser = p.chromium.launch_persistent_context(profile, executable_path=args.chromium, args=CHROMIUM_ARGS,
+                                                       headless=True, viewport={"width": 1400, "height": 1250})
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="domcontentloaded")
+            page.wait_for_selector("#generate", timeout=120_000)
+            for k in range(args.rounds):
+                page.fill("#seed input", str(k))
+                page.locator("#seed input").blur()
+                grid_before = page.evaluate("() => document.querySelector('#grid img')?.src || ''")
+                gif_before = page.evaluate("() => document.querySelector('#reverse-gif img')?.src || ''")
+                start = time.perf_counter()
+                page.click("#generate")
+                page.wait_for_function(loaded.replace("SEL", "'#grid img'"), arg=grid_before, timeout=600_000, polling=50)
+                grid_s = time.perf_counter() - start
+                page.wait_for_function(loaded.replace("SEL", "'#reverse-gif img'"), arg=gif_before, timeout=600_000,
+                                       polling=50)
+                rounds.append({"seed": k, "click_to_grid_s": round(grid_s, 2),
+                               "click_to_reverse_gif_s": round(time.perf_counter() - start, 2),
+                               "info": page.inner_text("#info").split("\n")[0]})
+                print(f"round {k}: {rounds[-1]}", file=sys.stderr)
+                if k == 0 and args.screenshot:
+                    page.click("text=Forward process")  # open the accordion, if the figure is there
+                    page.wait_for_timeout(1000)
+                    Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=args.screenshot, full_page=True)
+        finally:
+            browser.close()
+    return rounds
+
+
+def concurrent_users(url: str, users: int, defaults: dict) -> dict:
+    from gradio_client import Client
+
+    clients = [Client(url, verbose=False) for _ in range(users)]
+    latencies, errors = [None] * users, []
+    barrier = threading.Barrier(users)
+
+    def user(k):
+        barrier.wait()
+        start = time.perf_counter()
+        try:
+            clients[k].predict(defaults["classes"], defaults["per_class"], defaults["sampler"], defaults["steps"],
+                               defaults["guidance"], 100 + k, api_name="/generate")
+            latencies[k] = round(time.perf_counter() - start, 2)
+        except Exception as e:  # reported in the result
+            errors.append(f"{type(e).__name__}: {e}")
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=user, args=(k,)) for k in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"users": users, "latencies_s": sorted(x for x in latencies if x is not None),
+            "all_done_s": round(time.perf_counter() - start, 2), "errors": errors}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ensure_repo_on_path()
+    from pipeline import demo
+    from pipeline.models import load_pipeline
+
+    work = Path(tempfile.mkdtemp(prefix="demo-latency-"))
+    model = args.model
+    if args.smoke:
+        import torch
+
+        from pipeline import FashionDDPMPipeline
+
+        torch.manual_seed(0)
+        model = str(work / "tiny")
+        FashionDDPMPipeline.from_config_dict(unet={"block_out_channels": (8, 16, 16), "norm_num_groups": 4,
+                                                   "layers_per_block": 1}).save_pretrained(model)
+    defaults = demo.defaults(load_pipeline(model))
+    machine = machine_info(args.threads)
+    process, url, ready_s = start_server(model, args.threads, work / "server.log")
+    try:
+        rounds = browser_rounds(url, args)
+        concurrency = [concurrent_users(url, n, defaults) for n in sorted({1, args.users})]
+    finally:
+        stop_server(process)
+    machine["load_average_1m_at_end"] = load_average()
+    result = {"benchmark": NAME, "model": "smoke (tiny random)" if args.smoke else model,
+              "request": {k: v for k, v in defaults.items() if k != "classes"} | {"classes": len(defaults["classes"])},
+              "server_threads": args.threads, "server_start_to_ready_s": round(ready_s, 1), "browser_rounds": rounds,
+              "median_click_to_grid_s": median([r["click_to_grid_s"] for r in rounds]),
+              "median_click_to_reverse_gif_s": median([r["click_to_reverse_gif_s"] for r in rounds]),
+              "concurrent": concurrency, "machine": machine}
+    request = (f"{len(defaults['classes'])} classes x {defaults['per_class']} image, {defaults['sampler']} "
+               f"{defaults['steps']} steps, guidance {defaults['guidance']:g}")
+    rows = [["browser click -> grid", 1, f"{result['median_click_to_grid_s']:.1f} (median of {len(rounds)})", "-"],
+            ["browser click -> reverse GIF", 1, f"{result['median_click_to_reverse_gif_s']:.1f}", "-"]]
+    rows += [["gradio_client, sent together", c["users"], ", ".join(f"{x:.1f}" for x in c["latencies_s"]),
+              f"{c['all_done_s']:.1f}" + (f" ({len(c['errors'])} errors)" if c["errors"] else "")] for c in concurrency]
+    markdown = (f"## Demo latency: {result['model']}\n\nDefault request ({request}); server torch threads: {args.threads}; "
+                f"server start to first page: {ready_s:.1f} s.\n\n"
+                + markdown_table(["what", "users", "seconds per request", "all done (s)"], rows)
+                + "\n\n" + machine_markdown(machine) + "\n")
+    emit(NAME, result, markdown, args.out)
+
+
+if __name__ == "__main__":
+    main()
