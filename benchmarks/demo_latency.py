@@ -6,6 +6,7 @@ Starts `python -m pipeline.cli demo --model MODEL` in a subprocess (torch thread
                 image has loaded, and until the reverse-process GIF has; --rounds times, median reported.
   concurrent    N gradio_client users send the default request at the same moment (N = 1 and --users); each
                 request's latency from send to result, and the wall time until all have their images.
+  fast          one gradio_client request with a faster sampler (--fast SAMPLER:STEPS, default dpm++:10).
 The server queues requests (pipeline.demo.CONCURRENCY_LIMIT at a time), so N users wait about N times one request.
 
 Usage:
@@ -40,11 +41,16 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=2, help="browser clicks, median reported (default 2)")
     p.add_argument("--users", type=int, default=3, help="simultaneous gradio_client users (default 3)")
     p.add_argument("--threads", type=int, default=1, help="the server's torch threads, OMP_NUM_THREADS (default 1)")
+    p.add_argument("--fast", default="dpm++:10", help="SAMPLER:STEPS of the one faster request (default dpm++:10)")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--screenshot", help="save a full-page screenshot after the first round here (e.g. docs/demo.png)")
     p.add_argument("--smoke", action="store_true", help="a tiny random model: a seconds-long check of the script")
     p.add_argument("--out", help="write <out>/demo_latency.json and .md")
     args = p.parse_args(argv)
+    sampler, _, steps = args.fast.partition(":")
+    if not steps.isdigit():
+        p.error(f"--fast must be SAMPLER:STEPS such as dpm++:10, got {args.fast!r}")
+    args.fast = (sampler, int(steps))
     if min(args.rounds, args.users, args.threads) < 1:
         p.error("--rounds, --users and --threads must be >= 1")
     return args
@@ -117,9 +123,10 @@ def browser_rounds(url: str, args) -> list[dict]:
     return rounds
 
 
-def concurrent_users(url: str, users: int, defaults: dict) -> dict:
+def concurrent_users(url: str, users: int, defaults: dict, sampler: str | None = None, steps: int | None = None) -> dict:
     from gradio_client import Client
 
+    sampler, steps = sampler or defaults["sampler"], steps or defaults["steps"]
     clients = [Client(url, verbose=False) for _ in range(users)]
     latencies, errors = [None] * users, []
     barrier = threading.Barrier(users)
@@ -128,7 +135,7 @@ def concurrent_users(url: str, users: int, defaults: dict) -> dict:
         barrier.wait()
         start = time.perf_counter()
         try:
-            clients[k].predict(defaults["classes"], defaults["per_class"], defaults["sampler"], defaults["steps"],
+            clients[k].predict(defaults["classes"], defaults["per_class"], sampler, steps,
                                defaults["guidance"], 100 + k, api_name="/generate")
             latencies[k] = round(time.perf_counter() - start, 2)
         except Exception as e:  # reported in the result
@@ -140,7 +147,7 @@ def concurrent_users(url: str, users: int, defaults: dict) -> dict:
         t.start()
     for t in threads:
         t.join()
-    return {"users": users, "latencies_s": sorted(x for x in latencies if x is not None),
+    return {"users": users, "sampler": sampler, "steps": steps, "latencies_s": sorted(x for x in latencies if x is not None),
             "all_done_s": round(time.perf_counter() - start, 2), "errors": errors}
 
 
@@ -167,6 +174,7 @@ def main(argv=None):
     try:
         rounds = browser_rounds(url, args)
         concurrency = [concurrent_users(url, n, defaults) for n in sorted({1, args.users})]
+        fast = concurrent_users(url, 1, defaults, *args.fast)
     finally:
         stop_server(process)
     machine["load_average_1m_at_end"] = load_average()
@@ -175,13 +183,15 @@ def main(argv=None):
               "server_threads": args.threads, "server_start_to_ready_s": round(ready_s, 1), "browser_rounds": rounds,
               "median_click_to_grid_s": median([r["click_to_grid_s"] for r in rounds]),
               "median_click_to_reverse_gif_s": median([r["click_to_reverse_gif_s"] for r in rounds]),
-              "concurrent": concurrency, "machine": machine}
+              "concurrent": concurrency, "fast": fast, "machine": machine}
     request = (f"{len(defaults['classes'])} classes x {defaults['per_class']} image, {defaults['sampler']} "
                f"{defaults['steps']} steps, guidance {defaults['guidance']:g}")
     rows = [["browser click -> grid", 1, f"{result['median_click_to_grid_s']:.1f} (median of {len(rounds)})", "-"],
             ["browser click -> reverse GIF", 1, f"{result['median_click_to_reverse_gif_s']:.1f}", "-"]]
     rows += [["gradio_client, sent together", c["users"], ", ".join(f"{x:.1f}" for x in c["latencies_s"]),
               f"{c['all_done_s']:.1f}" + (f" ({len(c['errors'])} errors)" if c["errors"] else "")] for c in concurrency]
+    rows.append([f"gradio_client, {fast['sampler']} {fast['steps']} steps", 1, ", ".join(f"{x:.1f}" for x in fast["latencies_s"]),
+                 f"{fast['all_done_s']:.1f}" + (f" ({len(fast['errors'])} errors)" if fast["errors"] else "")])
     markdown = (f"## Demo latency: {result['model']}\n\nDefault request ({request}); server torch threads: {args.threads}; "
                 f"server start to first page: {ready_s:.1f} s.\n\n"
                 + markdown_table(["what", "users", "seconds per request", "all done (s)"], rows)
