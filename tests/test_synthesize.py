@@ -409,9 +409,9 @@ def test_synthetic_data_benchmark_smoke(tmp_path):
     assert all(d["seconds_per_image"] > 0 and d["images"] == 100 for d in r["synthetic_sets"])
     md = (tmp_path / "out" / "synthetic_data.md").read_text()
     assert md.startswith("#") and "cpu_model" in md and "±" in md
-    # a rerun reuses the synthesized sets (they are `synthesize` outputs in --work-dir)
+    # a rerun reuses the synthesized sets (they are `synthesize` outputs in --work-dir); one seed keeps it short
     again = subprocess.run([sys.executable, str(REPO / "benchmarks" / "synthetic_data.py"), "--smoke", "--threads", "1",
-                            "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out2")], cwd=REPO, env=ENV,
+                            "--seeds", "0", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out2")], cwd=REPO, env=ENV,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "is already complete" in again.stdout + again.stderr, again.stderr[-3000:]
 
