@@ -307,8 +307,9 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
             except ValueError as e:
                 raise gr.Error(str(e), print_exception=False) from None
         png, archive = write_downloads(grid, samples, _request_folder(downloads))
-        info = (f"{len(samples)} images in {samples.seconds:.1f} s ({grid_title(samples.settings, request['seed'])}). "
-                f"The same grid from the command line:\n\n`{cli_command(request, pipe.class_names, model_name)}`")
+        count = f"{len(samples)} image{'s' if len(samples) > 1 else ''}"
+        info = (f"{count} in {samples.seconds:.1f} s ({grid_title(samples.settings, request['seed'])}). The same grid from "
+                f"the command line:\n\n`{cli_command(request, pipe.class_names, model_name)}`")
         return grid, [str(png), str(archive)], info
 
     def run_reverse(classes, per_class, sampler, steps, guidance, seed, progress=tracker):

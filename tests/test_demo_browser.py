@@ -179,6 +179,7 @@ def test_browser_generate_then_no_class(server, pipe, tmp_path):
             toast = page.wait_for_selector("[data-testid='toast-text']", timeout=60_000)
             assert toast.inner_text().strip() == "Choose at least one class."
             assert "Traceback" not in page.inner_text("body")
+            page.wait_for_timeout(1000)  # the toast slides in
             page.screenshot(path=tmp_path / "demo_no_class.png")
             keep_screenshot(tmp_path / "demo_no_class.png")
         finally:
