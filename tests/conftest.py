@@ -32,6 +32,36 @@ def pytest_runtest_setup(item):
         pytest.skip(reason)
 
 
+@pytest.fixture
+def unet_calls(monkeypatch):
+    """Counts U-Net forward passes in this process (bad input must be stopped before the first)."""
+    from diffusers import UNet2DModel
+
+    calls = []
+    original = UNet2DModel.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(UNet2DModel, "forward", counting)
+    return calls
+
+
+def run_cli(argv, capsys) -> tuple[int, str]:
+    """Runs `fashion-ddpm argv` in this process; returns (exit status, everything it printed)."""
+    from pipeline.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    text = captured.out + captured.err + (code if isinstance(code, str) else "")
+    return (2 if isinstance(code, str) else code or 0), text
+
+
 def make_tiny_pipeline(seed: int = 0, **scheduler) -> FashionDDPMPipeline:
     """A randomly initialised pipeline small enough for a few milliseconds per step (diffusers-test style)."""
     torch.manual_seed(seed)

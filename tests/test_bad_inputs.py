@@ -8,35 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import UNet2DModel
 
-from pipeline.cli import main
+from conftest import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def unet_calls(monkeypatch):
-    """Counts U-Net forward passes in this process."""
-    calls = []
-    original = UNet2DModel.forward
-
-    def counting(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(UNet2DModel, "forward", counting)
-    return calls
-
-
-def run_cli(argv, capsys) -> tuple[int, str]:
-    """Runs `fashion-ddpm argv` in this process; returns (exit status, everything it printed)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    code = exit_info.value.code
-    captured = capsys.readouterr()
-    text = captured.out + captured.err + (code if isinstance(code, str) else "")
-    return (2 if isinstance(code, str) else code), text
 
 
 def broken_models(root: Path, good: Path) -> dict[str, tuple[Path, str]]:

@@ -13,11 +13,9 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from diffusers import UNet2DModel
 from huggingface_hub import DatasetCard
 
-from conftest import make_tiny_pipeline
-from pipeline.cli import main
+from conftest import make_tiny_pipeline, run_cli
 from pipeline.data import ImageDataset
 from pipeline.data import load_dataset as load_training_data
 from pipeline.pipeline_fashion_ddpm import FASHION_MNIST_CLASSES
@@ -30,32 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 SAMPLING = {"num_inference_steps": 2, "guidance_scale": 2.0}
 COLUMNS = ["image", "label", "index", "seed", "sampler", "steps", "guidance_scale"]
-
-
-@pytest.fixture
-def unet_calls(monkeypatch):
-    """Counts U-Net forward passes in this process."""
-    calls = []
-    original = UNet2DModel.forward
-
-    def counting(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(UNet2DModel, "forward", counting)
-    return calls
-
-
-def run_cli(argv, capsys) -> tuple[int, str]:
-    """Runs `fashion-ddpm argv` in this process; returns (exit status, everything it printed)."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    text = captured.out + captured.err + (code if isinstance(code, str) else "")
-    return (2 if isinstance(code, str) else code or 0), text
 
 
 def open_as_documented(out: Path, fmt: str) -> datasets.Dataset:

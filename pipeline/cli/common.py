@@ -89,6 +89,39 @@ def load_pipeline(args):
     return load(args.model, device=args.device)
 
 
+def command_line(parser: argparse.ArgumentParser, args, lead: list[str], skip: tuple[str, ...] = (),
+                 always: tuple[str, ...] = ("seed",)) -> str:
+    """The command as a reproducible string for reports: `lead` (e.g. ["fashion-ddpm", "evaluate", "--model", M]),
+    then every option that differs from its default (and those in `always`), never those in `skip`."""
+    import shlex
+
+    parts = list(lead)
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", *skip):
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None or value is False or (value == action.default and action.dest not in always):
+            continue
+        flag = action.option_strings[-1]
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, (list, tuple)):
+            parts += [flag, *map(str, value)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def display_path(path: str) -> str:
+    """A local path relative to the working folder when it lies inside it (reports are committed); else unchanged."""
+    import os
+
+    if not os.path.exists(path):
+        return path  # a Hub id
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def check_image_path(path: str, flag: str = "--out") -> Path:
     """An output image file whose format PIL can write; its folder is created. Fails before any work."""
     from PIL import Image

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
-import shlex
 from pathlib import Path
 
-from .common import add_sampling_args, check_output_folder, int_at_least, load_pipeline, positive_int, sampling_kwargs
+from .common import (
+    add_sampling_args,
+    check_output_folder,
+    command_line,
+    display_path,
+    int_at_least,
+    load_pipeline,
+    positive_int,
+    sampling_kwargs,
+)
 
 DEFAULT_REF_SIZE = 2000  # = pipeline.evaluation.fidelity.DEFAULT_REF_SIZE (not imported: it pulls in torch)
 DEFAULT_JUDGE_REF_SIZE = 10000
@@ -33,30 +40,11 @@ def register(sub):
     ev.set_defaults(func=run, _parser=ev)
 
 
-def command_line(parser: argparse.ArgumentParser, args) -> str:
-    """The command as a reproducible string: model, N, seed and every other option that differs from its default."""
-    parts = ["fashion-ddpm", "evaluate", "--model", str(args.model), "--num-per-class", str(args.num_per_class)]
-    for action in parser._actions:
-        if not action.option_strings or action.dest in ("help", "out", "update_model_card", "model", "num_per_class"):
-            continue
-        value = getattr(args, action.dest, None)
-        if value is None or (value == action.default and action.dest != "seed"):
-            continue
-        flag = action.option_strings[-1]
-        if isinstance(value, bool):
-            parts += [flag] if value else []
-        elif isinstance(value, (list, tuple)):
-            parts += [flag, *map(str, value)]
-        else:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
-
-
 def run(args):
     from ..evaluation.fidelity import evaluate, metrics_markdown
     from ..models import resolve_model
 
-    args.model = resolve_model(args.model)
+    args.model = display_path(resolve_model(args.model))  # reports name no machine-specific absolute path
     card = Path(args.model) / "README.md"
     if args.update_model_card and not card.is_file():
         raise ValueError(f"--update-model-card needs a model card at {card} (training writes one)")
@@ -65,10 +53,11 @@ def run(args):
                                                 f"_{args.scheduler or 'saved'}{args.steps or ''}_seed{args.seed}"))
     check_output_folder(out)
     pipe = load_pipeline(args)
+    command = command_line(args._parser, args, ["fashion-ddpm", "evaluate", "--model", str(args.model), "--num-per-class",
+                                                str(args.num_per_class)], skip=("out", "update_model_card", "model", "num_per_class"))
     result = evaluate(pipe, args.num_per_class, seed=args.seed, inception=not args.no_inception,
                       batch_size=args.batch_size, ref_size=args.ref_size, judge_ref_size=args.judge_ref_size,
-                      data_dir=args.data_dir, out_dir=out, command=command_line(args._parser, args),
-                      model_name=args.model, **sampling_kwargs(args))
+                      data_dir=args.data_dir, out_dir=out, command=command, model_name=args.model, **sampling_kwargs(args))
     print(f"wrote {Path(out) / 'metrics.json'}, {Path(out) / 'metrics.md'} and {Path(out) / 'samples.png'}")
     if args.update_model_card:
         from ..training.model_card import fill_metrics

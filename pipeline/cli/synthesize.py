@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
-import shlex
-
 from ..synthesize import DEFAULT_FORMAT, DEFAULT_SHARD_SIZE, FORMATS  # stdlib-only at import time
-from .common import add_sampling_args, check_output_folder, class_label, load_pipeline, positive_int, sampling_kwargs
+from .common import add_sampling_args, check_output_folder, class_label, command_line, load_pipeline, positive_int, sampling_kwargs
 
 
 def register(sub):
@@ -32,25 +29,6 @@ def register(sub):
     syn.set_defaults(func=run, _parser=syn)
 
 
-def command_line(parser: argparse.ArgumentParser, args) -> str:
-    """The command as a reproducible string (never the token)."""
-    parts = ["fashion-ddpm", "synthesize"]
-    for action in parser._actions:
-        if not action.option_strings or action.dest in ("help", "hub_token", "no_progress", "device"):
-            continue
-        value = getattr(args, action.dest, None)
-        if value is None or (value is False) or (value == action.default and action.dest not in ("seed", "format")):
-            continue
-        flag = action.option_strings[-1]
-        if value is True:
-            parts.append(flag)
-        elif isinstance(value, (list, tuple)):
-            parts += [flag, *map(str, value)]
-        else:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
-
-
 def run(args):
     from ..models import SHIPPED_MODEL_NAME
     from ..synthesize import prepare
@@ -59,7 +37,9 @@ def run(args):
     pipe = load_pipeline(args)
     job = prepare(pipe, out, args.per_class, args.classes, args.seed, fmt=args.format, shard_size=args.shard_size,
                   batch_size=args.batch_size, model_name=args.model or SHIPPED_MODEL_NAME,
-                  command=command_line(args._parser, args), push_to_hub=args.push_to_hub, hub_token=args.hub_token,
+                  command=command_line(args._parser, args, ["fashion-ddpm", "synthesize"],  # never the token
+                                       skip=("hub_token", "no_progress", "device"), always=("seed", "format")),
+                  push_to_hub=args.push_to_hub, hub_token=args.hub_token,
                   **sampling_kwargs(args))
     if job.state == "resume":
         done = sum(s.count for s in job.shards if job.done(s))
