@@ -62,6 +62,24 @@ def run_cli(argv, capsys) -> tuple[int, str]:
     return (2 if isinstance(code, str) else code or 0), text
 
 
+def sigkill_when_exists(cmd: list[str], path: Path, env: dict, cwd: Path, timeout: float = 300):
+    """Starts `cmd`, kills it with SIGKILL as soon as `path` exists (e.g. a checkpoint or a shard), waits for it."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+    deadline = time.time() + timeout
+    try:
+        while not path.exists():
+            assert proc.poll() is None, f"{cmd[1]} ended before {path.name} appeared"
+            assert time.time() < deadline, f"{path} did not appear within {timeout} s"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 def make_tiny_pipeline(seed: int = 0, **scheduler) -> FashionDDPMPipeline:
     """A randomly initialised pipeline small enough for a few milliseconds per step (diffusers-test style)."""
     torch.manual_seed(seed)

@@ -3,10 +3,8 @@ stored seeds, kill-safe resume, bad input stopped before any work; mixing a synt
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import datasets
@@ -15,7 +13,7 @@ import pytest
 import torch
 from huggingface_hub import DatasetCard
 
-from conftest import make_tiny_pipeline, run_cli
+from conftest import make_tiny_pipeline, run_cli, sigkill_when_exists
 from pipeline.data import ImageDataset
 from pipeline.data import load_dataset as load_training_data
 from pipeline.pipeline_fashion_ddpm import FASHION_MNIST_CLASSES
@@ -297,16 +295,8 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tiny_saved, tmp_path, ca
     code, text = run_cli(["synthesize", *args, "--out", str(reference)], capsys)
     assert code == 0, text
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "synthesize", *args, "--out", str(out)], env=ENV,
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out / WORK_DIR / "shards" / "train-00000-of-00020.parquet"
-    deadline = time.time() + 300
-    while not first.exists():
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_when_exists([sys.executable, "-m", "pipeline.cli", "synthesize", *args, "--out", str(out)],
+                        out / WORK_DIR / "shards" / "train-00000-of-00020.parquet", ENV, REPO)
     manifest = json.loads((out / MANIFEST).read_text())
     written = len(list((out / WORK_DIR / "shards").glob("train-*.parquet")))
     assert not manifest["complete"] and 1 <= written < 20, written
@@ -344,14 +334,7 @@ def test_mixed_training_resumes_bit_identically(pipe, tmp_path):
     assert "mixing in datasets:" in result.stderr and "8 of the 32 images of every batch" in result.stderr
     assert "8 of every 32 images per batch" in (reference / "README.md").read_text()
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_train(out, *mixing), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "checkpoint-4").exists():
-        assert proc.poll() is None, "training ended before it could be killed"
-        assert time.time() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_when_exists(_train(out, *mixing), out / "checkpoints" / "checkpoint-4", ENV, REPO)
     assert not (out / "model_index.json").exists()
     result = subprocess.run(_train(out, *mixing, "--resume_from_checkpoint", "latest"), env=ENV, capture_output=True,
                             text=True, timeout=600, cwd=REPO)

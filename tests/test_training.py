@@ -2,16 +2,15 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import sigkill_when_exists
 from pipeline.training.config import load_config, validate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,14 +71,7 @@ def test_sigkill_then_resume_is_bit_identical(tiny_run, tmp_path):
     reference, _ = tiny_run
     out = tmp_path / "killed"
     cmd = train_cmd(out, "max_train_steps=16", "checkpointing_steps=4", "sample_every_steps=0")
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "checkpoint-8").exists():
-        assert proc.poll() is None, "training ended before it could be killed"
-        assert time.time() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_when_exists(cmd, out / "checkpoints" / "checkpoint-8", ENV, REPO)
     assert not (out / "model_index.json").exists()  # killed before the export
     run(cmd + ["--resume_from_checkpoint", "latest"])
     want, got = unet_weights(reference), unet_weights(out)
