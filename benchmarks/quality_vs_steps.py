@@ -128,6 +128,8 @@ def main(argv=None):
     p.add_argument("--name", default="quality_vs_steps", help="result file name")
     p.add_argument("--base-from", default=None, help="an earlier result JSON of this script whose first row (same "
                    "model, N and seed) becomes this table's first row: its baseline, not measured again")
+    p.add_argument("--include", action="append", default=[], help="an earlier result JSON of this script (same N and "
+                   "seed) whose rows are put first, e.g. another model's, for one comparison table")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for <name>.json / .md")
     p.add_argument("--smoke", action="store_true", help="tiny random pipeline, 1 image per class, no Inception")
     args = p.parse_args(argv)
@@ -145,6 +147,13 @@ def main(argv=None):
             ("seed", earlier.get("seed", 0), args.seed)) if a != b]
         if len(models) > 1 or mismatch:
             raise SystemExit(f"error: --base-from {args.base_from} does not match this run ({'; '.join(mismatch) or 'several models'})")
+    included = []
+    for path in args.include:
+        other = json.loads(Path(path).read_text())
+        if (other["num_per_class"], other.get("seed", 0)) != (per_class, args.seed):
+            raise SystemExit(f"error: --include {path} has N = {other['num_per_class']} per class and seed "
+                             f"{other.get('seed', 0)}; this run has {per_class} and {args.seed}")
+        included += [{**row, "from": Path(path).name} for row in other["rows"]]
 
     import torch
 
@@ -153,7 +162,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = machine_info(torch.get_num_threads())
-    rows = [] if earlier is None else [{**earlier["rows"][0], "from": args.base_from}]
+    rows = included + ([] if earlier is None else [{**earlier["rows"][0], "from": args.base_from}])
     for model in models:
         if args.smoke:
             torch.manual_seed(0)
@@ -176,7 +185,8 @@ def main(argv=None):
         [[r["model"], r["setting"], r["time_per_image_s"], f"{r['speedup_vs_base']:.1f}x",
           f"{r['judge_accuracy']:.3f} ({r['judge_accuracy_floor']:.3f})", fid(r["judge_fid"], r["judge_fid_floor"]),
           fid(r["inception_fid"], r["inception_fid_floor"])] for r in rows])
-    command = (f"python benchmarks/quality_vs_steps.py {' '.join('--model ' + repo_relative(m) for m in models)} "
+    command = (f"python benchmarks/quality_vs_steps.py {' '.join('--include ' + repo_relative(i) for i in args.include)} "
+               f"{' '.join('--model ' + repo_relative(m) for m in models)} "
                f"--settings {','.join(setting_label(s) for s in settings)} --num-per-class {per_class} --seed {args.seed}"
                f"{' --no-inception' if args.no_inception else ''} --name {args.name}")
     markdown = "\n\n".join([
