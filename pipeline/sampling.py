@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 SEED_STRIDE = 1_000_000  # seeds of class c are seed + c * SEED_STRIDE + j: unique while j < SEED_STRIDE
+# Keyword options of `generate` besides `sampler`, passed on to the pipeline call.
+SAMPLING_OPTIONS = ("num_inference_steps", "guidance_scale", "guidance_interval", "guidance_rescale")
 
 
 def image_seed(seed: int, class_id: int, index: int) -> int:
@@ -105,6 +107,9 @@ def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: i
     if start_index + per_label > SEED_STRIDE:
         raise ValueError(f"at most {SEED_STRIDE:,} images per class and seed; got start_index + per_label = "
                          f"{start_index + per_label:,}")
+    unknown = sorted(set(sampling) - set(SAMPLING_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown sampling option(s) {', '.join(unknown)}; accepted: sampler, {', '.join(SAMPLING_OPTIONS)}")
     class_ids = pipe.resolve_class_ids(labels)
     settings = sampling_settings(pipe, sampler, **sampling)
     call_kwargs = {k: v for k, v in settings.items() if k != "sampler"}

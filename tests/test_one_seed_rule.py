@@ -25,6 +25,8 @@ def test_an_image_depends_only_on_seed_class_and_index():
     assert plan([8, 8], 2, 0)[1] == [image_seed(0, 8, j) for j in range(4)]  # a class named twice continues
     with pytest.raises(ValueError, match="per_label must be an int >= 1, got 0"):
         generate(pipe, "Bag", 0)
+    with pytest.raises(TypeError, match="unknown sampling option.s. steps; accepted: sampler, num_inference_steps"):
+        generate(pipe, "Bag", 1, steps=2)  # a misspelt option is an error, not silently ignored or a pipeline traceback
 
 
 @pytest.fixture

@@ -13,11 +13,16 @@ import math
 import os
 import re
 import shutil
-from typing import Any, Callable
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
 
 import torch
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
+
+logger = logging.get_logger(__name__)
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -75,6 +80,50 @@ def _normalise_label(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def trailing_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
+    """"trailing" spacing (Lin et al. 2023, table 2): round(T - i·T/n) - 1 for i < n, from T - 1 down, in exact
+    arithmetic. diffusers computes it with a float `np.arange(T, 0, -T/n)`, which for T = 100 and n in
+    {29, 31, 58, 62, 97} yields n + 1 timesteps, the last one -1 (an index that wraps to the noisiest level)."""
+    T, n = num_train_timesteps, num_inference_steps
+    return [T - round(Fraction(i * T, n)) - 1 for i in range(n)]
+
+
+def set_timesteps(scheduler, num_inference_steps: int, device=None):
+    """`scheduler.set_timesteps`, made exact: every step count starts at t = T - 1 and walks down T-1 > ... > 0.
+
+    Schedulers that accept a timestep list (DDPM, DPM-Solver, Euler) get `trailing_timesteps`. The others (UniPC,
+    Euler-ancestral) compute their own; when that goes wrong (diffusers' float "trailing" for n in
+    {29, 31, 58, 62, 97}, its "linspace" repeating a timestep at n = T or starting at t = 0 for n = 1), the other of
+    the two spacings, which is right for those n, is used for this call. Anything still wrong is named in a warning.
+    """
+    T = scheduler.config.num_train_timesteps
+    spacing = scheduler.config.get("timestep_spacing")
+    if spacing == "trailing" and "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
+        scheduler.set_timesteps(timesteps=trailing_timesteps(T, num_inference_steps), device=device)
+        return
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    if not _walks_down(scheduler.timesteps, num_inference_steps, T) and spacing in ("trailing", "linspace"):
+        scheduler.register_to_config(timestep_spacing="linspace" if spacing == "trailing" else "trailing")
+        try:
+            scheduler.set_timesteps(num_inference_steps, device=device)
+        finally:
+            scheduler.register_to_config(timestep_spacing=spacing)
+    name = type(scheduler).__name__
+    if not _walks_down(scheduler.timesteps, num_inference_steps, T):
+        logger.warning(f"{name} made the timesteps {[int(t) for t in scheduler.timesteps][:6]}... for "
+                       f"num_inference_steps={num_inference_steps} (expected {num_inference_steps} strictly decreasing "
+                       f"from {T - 1}); pipeline.schedulers.use_sampler(pipe, name) configures an exact sampler")
+    elif name == "DDIMScheduler" and T % num_inference_steps:
+        logger.warning(f"DDIMScheduler steps to t - {T // num_inference_steps}, not to its next timestep, unless "
+                       f"num_inference_steps divides {T}; got {num_inference_steps}. The sampler named 'ddim' in "
+                       "pipeline.schedulers (DPM-Solver++ of order 1, the same update) is exact for any count")
+
+
+def _walks_down(timesteps, n: int, T: int) -> bool:
+    ts = [float(t) for t in timesteps]
+    return len(ts) == n and ts[0] == T - 1 and all(a > b for a, b in zip(ts, ts[1:]))
+
+
 def _plain(value):
     """numpy scalars (np.int64(3), np.float32(2.0), np.str_) -> the Python int / float / str they hold."""
     return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
@@ -115,7 +164,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
     @classmethod
     def from_config_dict(
         cls, unet: dict | None = None, scheduler: dict | None = None, class_names: list[str] | None = None
-    ) -> "FashionDDPMPipeline":
+    ) -> FashionDDPMPipeline:
         """Builds a freshly initialised pipeline; training and tests share this one constructor.
 
         Args:
@@ -266,7 +315,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         return_dict: bool = True,
         guidance_interval: tuple[float, float] | None = None,
         guidance_rescale: float = 0.0,
-        callback_on_step_end: Callable[["FashionDDPMPipeline", int, Any, dict], dict] | None = None,
+        callback_on_step_end: Callable[[FashionDDPMPipeline, int, Any, dict], dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         r"""Generates images of the requested classes.
@@ -326,7 +375,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
             raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
         labels = torch.tensor(class_ids, device=device).repeat_interleave(num_images_per_label)
 
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        set_timesteps(self.scheduler, num_inference_steps, device)
         latents = latents.to(device) * self.scheduler.init_noise_sigma
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         T = self.scheduler.config.num_train_timesteps
