@@ -72,7 +72,9 @@ def repo_relative(path: str) -> str:
         return str(path)
 
 
-def run_rows(pipe, model: str, settings: list[dict], per_class: int, seed: int, inception: bool, verbose: bool) -> list[dict]:
+def run_rows(pipe, model: str, settings: list[dict], per_class: int, seed: int, inception: bool, verbose: bool,
+             on_row=None) -> list[dict]:
+    """Evaluates each setting; `on_row(rows_so_far)` runs after every row (the report is rewritten each time)."""
     from pipeline.evaluation.fidelity import evaluate
 
     rows = []
@@ -96,6 +98,8 @@ def run_rows(pipe, model: str, settings: list[dict], per_class: int, seed: int, 
         print(f"{model} {rows[-1]['setting']}: acc {r['judge_accuracy']:.3f} judge-FID {r['judge_fid']:.3f} "
               f"(floor {r['judge_fid_floor']:.3f}) Inception FID {r['inception_fid']} "
               f"{r['time_per_image_s']:.4f} s/img", flush=True)
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 
@@ -163,6 +167,44 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     machine = machine_info(torch.get_num_threads())
     rows = included + ([] if earlier is None else [{**earlier["rows"][0], "from": args.base_from}])
+    total = len(rows) + len(settings) * len(models)
+
+    def report(all_rows: list[dict]):
+        """Writes the JSON and Markdown for the rows measured so far: a run killed after k rows keeps k rows."""
+        machine["load_average_1m_at_end"] = load_average()
+        best = compare_to_base(all_rows)
+        partial = len(all_rows) < total
+        result = {"models": list(dict.fromkeys(r["model"] for r in all_rows)), "num_per_class": per_class,
+                  "seed": args.seed, "rows": all_rows,
+                  "fastest_within_10pct": None if best is None else f"{best['model']} {best['setting']}",
+                  "machine": machine, "smoke": args.smoke, "partial": partial}
+
+        def fid(value, floor):
+            return "–" if value is None else f"{value:.2f} ({floor:.2f})"
+
+        table = markdown_table(
+            ["model", "setting", "s / image", "speed-up", "judge acc. (real)", "judge-FID (floor)", "Inception FID (floor)"],
+            [[r["model"], r["setting"], r["time_per_image_s"], f"{r['speedup_vs_base']:.1f}x",
+              f"{r['judge_accuracy']:.3f} ({r['judge_accuracy_floor']:.3f})", fid(r["judge_fid"], r["judge_fid_floor"]),
+              fid(r["inception_fid"], r["inception_fid_floor"])] for r in all_rows])
+        command = (f"python benchmarks/quality_vs_steps.py {' '.join('--include ' + repo_relative(i) for i in args.include)} "
+                   f"{' '.join('--model ' + repo_relative(m) for m in models)} "
+                   f"--settings {','.join(setting_label(s) for s in settings)} --num-per-class {per_class} --seed {args.seed}"
+                   f"{' --no-inception' if args.no_inception else ''} --name {args.name}")
+        markdown = "\n\n".join([
+            f"# {args.name}{' (smoke run: tiny random model, not a real measurement)' if args.smoke else ''}"
+            f"{f' (partial: {len(all_rows)} of {total} rows; the run stopped before the rest)' if partial else ''}",
+            f"N = {per_class} per class ({all_rows[0]['num_images']} images) per row, seed {args.seed}; floors = the same "
+            f"metric for {all_rows[0]['num_images']} real training images vs the test set. Setting = sampler:steps:guidance"
+            "[:i=guidance interval][:r=guidance rescale]; speed-up and ratios against each model's first row.",
+            table,
+            f"Fastest setting at ≥ 5x its model's first row with judge-FID and Inception FID within 10 %: "
+            f"**{result['fastest_within_10pct'] or 'none'}**.",
+            f"Reproduce: `{command}`",
+            "Machine:\n" + machine_markdown(machine),
+        ])
+        emit(args.name, result, markdown, args.out)
+
     for model in models:
         if args.smoke:
             torch.manual_seed(0)
@@ -170,37 +212,9 @@ def main(argv=None):
         else:
             pipe, source = FashionDDPMPipeline.from_pretrained(model), repo_relative(model)
         pipe.set_progress_bar_config(disable=True)
-        rows += run_rows(pipe, source, settings, per_class, args.seed, inception, verbose=not args.smoke)
-    machine["load_average_1m_at_end"] = load_average()
-    best = compare_to_base(rows)
-    result = {"models": list(dict.fromkeys(r["model"] for r in rows)), "num_per_class": per_class, "seed": args.seed,
-              "rows": rows, "fastest_within_10pct": None if best is None else f"{best['model']} {best['setting']}",
-              "machine": machine, "smoke": args.smoke}
-
-    def fid(value, floor):
-        return "–" if value is None else f"{value:.2f} ({floor:.2f})"
-
-    table = markdown_table(
-        ["model", "setting", "s / image", "speed-up", "judge acc. (real)", "judge-FID (floor)", "Inception FID (floor)"],
-        [[r["model"], r["setting"], r["time_per_image_s"], f"{r['speedup_vs_base']:.1f}x",
-          f"{r['judge_accuracy']:.3f} ({r['judge_accuracy_floor']:.3f})", fid(r["judge_fid"], r["judge_fid_floor"]),
-          fid(r["inception_fid"], r["inception_fid_floor"])] for r in rows])
-    command = (f"python benchmarks/quality_vs_steps.py {' '.join('--include ' + repo_relative(i) for i in args.include)} "
-               f"{' '.join('--model ' + repo_relative(m) for m in models)} "
-               f"--settings {','.join(setting_label(s) for s in settings)} --num-per-class {per_class} --seed {args.seed}"
-               f"{' --no-inception' if args.no_inception else ''} --name {args.name}")
-    markdown = "\n\n".join([
-        f"# {args.name}{' (smoke run: tiny random model, not a real measurement)' if args.smoke else ''}",
-        f"N = {per_class} per class ({rows[0]['num_images']} images) per row, seed {args.seed}; floors = the same metric "
-        f"for {rows[0]['num_images']} real training images vs the test set. Setting = sampler:steps:guidance"
-        "[:i=guidance interval][:r=guidance rescale]; speed-up and ratios against each model's first row.",
-        table,
-        f"Fastest setting at ≥ 5x its model's first row with judge-FID and Inception FID within 10 %: "
-        f"**{result['fastest_within_10pct'] or 'none'}**.",
-        f"Reproduce: `{command}`",
-        "Machine:\n" + machine_markdown(machine),
-    ])
-    emit(args.name, result, markdown, args.out)
+        done = list(rows)
+        rows += run_rows(pipe, source, settings, per_class, args.seed, inception, verbose=not args.smoke,
+                         on_row=lambda new, before=done: report(before + new))
 
 
 if __name__ == "__main__":
