@@ -26,7 +26,7 @@ each image 1,280 times), cross-entropy, no early stopping and no model selection
 end. Batches are drawn from a fresh permutation per pass, seeded by the run's seed (as are the initial weights and
 dropout), so every number is reproducible.
 
-  python benchmarks/synthetic_data.py --model runs/cpu-v10 --threads 2              # the real run (see its estimate)
+  python benchmarks/synthetic_data.py --threads 2                                    # the real run, shipped model (see its estimate)
   python benchmarks/synthetic_data.py --smoke                                        # tiny random model, seconds
 """
 
@@ -188,8 +188,8 @@ def main(argv=None):
     p.add_argument("--per-class", type=int, default=1000, help="synthetic images per class (and real for the CAS row)")
     p.add_argument("--seeds", default="0,1,2", help="classifier seeds, comma-separated (>= 3 for a mean ± std)")
     p.add_argument("--guidance", default="1,default,4", help="guidance values for the CAS rows; 'default' = the model's")
-    p.add_argument("--sampler", default="ddim", help="sampler name (pipeline.schedulers.SAMPLERS; default ddim)")
-    p.add_argument("--steps", type=int, default=10, help="sampler steps (default 10)")
+    p.add_argument("--sampler", default="dpm++", help="sampler name (pipeline.schedulers.SAMPLERS; default dpm++, the shipped one)")
+    p.add_argument("--steps", type=int, default=20, help="sampler steps (default 20)")
     p.add_argument("--real-sizes", default="10,100", help="real images per class for the augmentation rows")
     p.add_argument("--updates", type=int, default=1000, help="optimizer updates per classifier run (default 1000)")
     p.add_argument("--batch-size", type=int, default=128)
