@@ -65,6 +65,9 @@ def sampling_settings(pipe, sampler: str | None = None, num_inference_steps: int
     """The settings `generate` will use, with the pipeline's and the sampler's defaults filled in."""
     from .schedulers import default_steps, sampler_name
 
+    unknown = sorted(set(extra) - set(SAMPLING_OPTIONS))
+    if unknown:  # here, not in each caller: every path to the pipeline call goes through these settings
+        raise TypeError(f"unknown sampling option(s) {', '.join(unknown)}; accepted: sampler, {', '.join(SAMPLING_OPTIONS)}")
     if num_inference_steps is None:
         num_inference_steps = default_steps(sampler) if sampler else (
             pipe.config.get("default_num_inference_steps") or pipe.scheduler.config.num_train_timesteps)
@@ -107,9 +110,6 @@ def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: i
     if start_index + per_label > SEED_STRIDE:
         raise ValueError(f"at most {SEED_STRIDE:,} images per class and seed; got start_index + per_label = "
                          f"{start_index + per_label:,}")
-    unknown = sorted(set(sampling) - set(SAMPLING_OPTIONS))
-    if unknown:
-        raise TypeError(f"unknown sampling option(s) {', '.join(unknown)}; accepted: sampler, {', '.join(SAMPLING_OPTIONS)}")
     class_ids = pipe.resolve_class_ids(labels)
     settings = sampling_settings(pipe, sampler, **sampling)
     call_kwargs = {k: v for k, v in settings.items() if k != "sampler"}
