@@ -25,7 +25,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from .sampling import sampling_settings
+from .sampling import guidance_text, sampling_settings
 
 # Limits of one request, so that one visitor cannot hold the CPU for long (2000 image-steps of the shipped model are
 # about a minute on 2 CPU cores). The pipeline itself also rejects steps above the model's training steps.
@@ -128,7 +128,7 @@ def steps_for(pipe, sampler: str) -> int:
 
 def grid_title(settings: dict, seed: int) -> str:
     """The grid's title, as `fashion-ddpm generate` writes it (so both pictures are identical)."""
-    return f"{settings['sampler']} {settings['num_inference_steps']} steps, guidance {settings['guidance_scale']:g}, seed {seed}"
+    return f"{settings['sampler']} {settings['num_inference_steps']} steps, {guidance_text(settings)}, seed {seed}"
 
 
 def cli_command(request: dict, class_names: list[str], model: str | None = None) -> str:
@@ -201,7 +201,7 @@ def reverse_process(pipe, class_id: int, request: dict, folder: str | os.PathLik
     every = max(1, round((len(cells) - 1) / REVERSE_STRIP_FRAMES))
     keep = sorted(set(range(0, len(cells) - 1, every)) | {len(cells) - 1})
     s = samples.settings
-    title = (f"Reverse process ({s['sampler']}, {s['num_inference_steps']} steps, guidance {s['guidance_scale']:g}, "
+    title = (f"Reverse process ({s['sampler']}, {s['num_inference_steps']} steps, {guidance_text(s)}, "
              f"seed {request['seed']}), x_t every {every} step{'s' if every > 1 else ''}")
     strip = labelled_grid([[cells[k] for k in keep]], [pipe.class_names[class_id]], [labels[k] for k in keep], scale=3, title=title)
     return gif, strip

@@ -76,6 +76,15 @@ DEFAULT_GUIDANCE_SCALE = 2.0
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
+def check_guidance_interval(interval, name: str = "guidance_interval"):
+    """Raises ValueError unless `interval` is (low, high) with 0 <= low < high <= 1."""
+    ok = isinstance(interval, (list, tuple)) and len(interval) == 2
+    low, high = (interval if ok else (None, None))
+    if not (ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) and 0 <= low < high <= 1):
+        raise ValueError(f"{name} must be (low, high) with 0 <= low < high <= 1 (fractions of the noise schedule, "
+                         f"1 = pure noise; (0, 1) guides every step), got {interval!r}")
+
+
 def _normalise_label(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -146,7 +155,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
     pipeline_file_name = "pipeline_fashion_ddpm"
 
     def __init__(self, unet: UNet2DModel, scheduler, class_names: list[str] | None = None,
-                 default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE, default_num_inference_steps: int | None = None):
+                 default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE, default_num_inference_steps: int | None = None,
+                 default_guidance_interval: list[float] | None = None):
         super().__init__()
         class_names = list(class_names) if class_names is not None else list(FASHION_MNIST_CLASSES)
         num_embeds = unet.config.num_class_embeds
@@ -155,10 +165,15 @@ class FashionDDPMPipeline(DiffusionPipeline):
                 f"unet.config.num_class_embeds={num_embeds} must equal len(class_names) + 1 = {len(class_names) + 1} "
                 "(one row per class plus the null class used for classifier-free guidance)."
             )
+        if default_guidance_interval is not None:
+            check_guidance_interval(default_guidance_interval, "default_guidance_interval")
+            default_guidance_interval = [float(v) for v in default_guidance_interval]
         self.register_modules(unet=unet, scheduler=scheduler)
-        # Stored in model_index.json: each saved model carries the guidance and step count measured best for it.
+        # Stored in model_index.json: each saved model carries the guidance (scale and noise-level interval) and the
+        # step count measured best for it.
         self.register_to_config(class_names=class_names, default_guidance_scale=float(default_guidance_scale),
-                                default_num_inference_steps=default_num_inference_steps)
+                                default_num_inference_steps=default_num_inference_steps,
+                                default_guidance_interval=default_guidance_interval)
 
     # ------------------------------------------------------------------ construction and saving
     @classmethod
@@ -263,11 +278,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= max_steps:
             raise ValueError(f"num_inference_steps must be an int in 1..{max_steps} (the scheduler's training steps), got {num_inference_steps!r}")
         if guidance_interval is not None:
-            ok = isinstance(guidance_interval, (list, tuple)) and len(guidance_interval) == 2
-            low, high = (guidance_interval if ok else (None, None))
-            if not (ok and all(isinstance(v, (int, float)) for v in (low, high)) and 0 <= low < high <= 1):
-                raise ValueError(f"guidance_interval must be (low, high) with 0 <= low < high <= 1 (fractions of the "
-                                 f"noise schedule, 1 = pure noise), got {guidance_interval!r}")
+            check_guidance_interval(guidance_interval)
         if not isinstance(guidance_rescale, (int, float)) or not 0 <= guidance_rescale <= 1:
             raise ValueError(f"guidance_rescale must be a number in [0, 1] (0 = off), got {guidance_rescale!r}")
         if output_type not in OUTPUT_TYPES:
@@ -337,8 +348,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
             output_type (`str`, defaults to "pil"): "pil" (list of `PIL.Image`), "np" (float array B×H×W×1 in
                 [0, 1]) or "pt" (float tensor B×1×H×W in [0, 1]).
             return_dict (`bool`, defaults to True): return an `ImagePipelineOutput` instead of a tuple.
-            guidance_interval (`(float, float)`, *optional*): guide only while the noise level t / T lies in
-                [low, high] (Kynkäänniemi et al. 2024); elsewhere w = 1 (one U-Net pass). None guides every step.
+            guidance_interval (`(float, float)`, *optional*): guide only while the noise level (t + 1) / T lies in
+                [low, high] (Kynkäänniemi et al. 2024); elsewhere w = 1 (one U-Net pass). Defaults to the model's
+                `default_guidance_interval` (model_index.json; None there guides every step); (0, 1) guides every step.
             guidance_rescale (`float`, defaults to 0): guidance rescale φ of Lin et al. 2023, in [0, 1].
             callback_on_step_end (`Callable`, *optional*): called after every step as
                 `callback_on_step_end(pipe, step_index, timestep, {"latents": x_t})`; may return a dict whose
@@ -358,6 +370,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
             guidance_scale = self.config.get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE)
         if num_inference_steps is None:
             num_inference_steps = self.config.get("default_num_inference_steps") or self.scheduler.config.num_train_timesteps
+        if guidance_interval is None:
+            guidance_interval = self.config.get("default_guidance_interval")
         guidance_scale, num_inference_steps = _plain(guidance_scale), _plain(num_inference_steps)
         num_images_per_label = _plain(num_images_per_label)
         self._check_inputs(num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 SEED_STRIDE = 1_000_000  # seeds of class c are seed + c * SEED_STRIDE + j: unique while j < SEED_STRIDE
 # Keyword options of `generate` besides `sampler`, passed on to the pipeline call.
 SAMPLING_OPTIONS = ("num_inference_steps", "guidance_scale", "guidance_interval", "guidance_rescale")
+EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides at every noise level
 
 
 def image_seed(seed: int, class_id: int, index: int) -> int:
@@ -76,8 +77,35 @@ def sampling_settings(pipe, sampler: str | None = None, num_inference_steps: int
 
         guidance_scale = pipe.config.get("default_guidance_scale")
         guidance_scale = DEFAULT_GUIDANCE_SCALE if guidance_scale is None else guidance_scale
-    return {"sampler": sampler or sampler_name(pipe.scheduler), "num_inference_steps": num_inference_steps,
-            "guidance_scale": guidance_scale, **extra}
+    interval = extra.pop("guidance_interval", None)
+    if interval is None:
+        interval = pipe.config.get("default_guidance_interval")
+    settings = {"sampler": sampler or sampler_name(pipe.scheduler), "num_inference_steps": num_inference_steps,
+                "guidance_scale": guidance_scale, **extra}
+    # Resolved settings name the interval whenever there is guidance, (0, 1) for every step, so that replaying them
+    # (`generate(pipe, **settings)`) can never pick up a model's default instead; w = 0 or 1 has nothing to limit.
+    if guidance_scale not in (0, 1):
+        settings["guidance_interval"] = tuple(EVERY_STEP if interval is None else interval)
+    return settings
+
+
+def guidance_text(settings: dict) -> str:
+    """'guidance 2' or 'guidance 2 for t/T in [0.17, 0.88]': how titles, cards and reports name the guidance used."""
+    text = f"guidance {float(settings['guidance_scale']):g}"
+    interval = settings.get("guidance_interval")
+    if interval and tuple(map(float, interval)) != EVERY_STEP:
+        text += f" for t/T in [{float(interval[0]):g}, {float(interval[1]):g}]"
+    if settings.get("guidance_rescale"):
+        text += f", rescale {float(settings['guidance_rescale']):g}"
+    return text
+
+
+def pipeline_call_kwargs(settings: dict) -> dict:
+    """The pipeline `__call__` keywords of resolved settings: every option explicit, so that the model's own
+    defaults cannot fill in something the settings left out (no interval = every step)."""
+    kwargs = {k: v for k, v in settings.items() if k != "sampler"}
+    kwargs["guidance_interval"] = tuple(settings.get("guidance_interval") or EVERY_STEP)
+    return kwargs
 
 
 def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: int = 100, *,
@@ -112,7 +140,7 @@ def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: i
                          f"{start_index + per_label:,}")
     class_ids = pipe.resolve_class_ids(labels)
     settings = sampling_settings(pipe, sampler, **sampling)
-    call_kwargs = {k: v for k, v in settings.items() if k != "sampler"}
+    call_kwargs = pipeline_call_kwargs(settings)
     ids, seeds = plan(class_ids, per_label, seed, start_index)
     original = pipe.scheduler
     if sampler is not None:

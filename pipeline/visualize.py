@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from .images import labelled_grid, model_range_to_unit, to_pil
-from .sampling import generate, initial_noise, plan
+from .sampling import generate, guidance_text, initial_noise, plan
 
 DEFAULT_FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -133,7 +133,7 @@ def reverse_process_figure(pipe, class_labels=None, every: int = 10, seed: int =
     cells = [_pil(f) for f in frames]
     rows = [[col[r] for col in cells] for r in range(len(samples))]
     s = samples.settings
-    title = (f"Reverse process ({s['sampler']}, {s['num_inference_steps']} steps, guidance {s['guidance_scale']:g}), "
+    title = (f"Reverse process ({s['sampler']}, {s['num_inference_steps']} steps, {guidance_text(s)}), "
              f"x_t every {every} steps")
     return labelled_grid(rows, [pipe.class_names[c] for c in samples.class_ids], labels, scale=scale, title=title)
 
@@ -144,7 +144,7 @@ def sample_grid(pipe, num_per_class: int = 8, seed: int = 0, scale: int = 2, cla
     samples = generate(pipe, class_labels, num_per_class, seed, **sampling)
     rows, names = samples.rows()
     s = samples.settings
-    title = title or f"Samples ({s['sampler']}, {s['num_inference_steps']} steps, guidance {s['guidance_scale']:g}, seed {seed})"
+    title = title or f"Samples ({s['sampler']}, {s['num_inference_steps']} steps, {guidance_text(s)}, seed {seed})"
     return labelled_grid(rows, names, scale=scale, title=title)
 
 

@@ -161,11 +161,13 @@ def test_export_checkpoint_reproduces_the_final_export(tiny_run, tmp_path):
     out, _ = tiny_run
     exported = tmp_path / "at-16"
     run([sys.executable, str(REPO / "scripts/export_checkpoint.py"), "--run", str(out), "--step", "16", "--out",
-         str(exported), "sample_sampler=dpm++", "sample_steps=3", "sample_guidance_scale=1.5"])
+         str(exported), "sample_sampler=dpm++", "sample_steps=3", "sample_guidance_scale=1.5",
+         "sample_guidance_interval=[0.2, 0.9]"])
     a, b = unet_weights(out), unet_weights(exported)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same EMA weights as the run's export
     index = json.loads((exported / "model_index.json").read_text())
     assert index["default_guidance_scale"] == 1.5 and index["default_num_inference_steps"] == 3
+    assert index["default_guidance_interval"] == [0.2, 0.9]
     assert json.loads((exported / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == "DPMSolverMultistepScheduler"
     assert "optimizer updates | 16 of 32 images" in (exported / "README.md").read_text()
     result = subprocess.run([sys.executable, str(REPO / "scripts/export_checkpoint.py"), "--run", str(out), "--step", "5",

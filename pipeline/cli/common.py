@@ -62,7 +62,7 @@ def add_sampling_args(parser: argparse.ArgumentParser, seed: bool = True):
     parser.add_argument("--guidance", type=non_negative_float, default=None,
                         help="classifier-free guidance scale w (default: the model's measured best)")
     parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
-                        help="guide only while the noise level t/T is in [LOW, HIGH] (default: every step)")
+                        help="guide only while the noise level t/T is in [LOW, HIGH] (default: the model's; 0 1 = every step)")
     parser.add_argument("--guidance-rescale", type=float, default=None, help="guidance rescale phi in [0, 1]")
     if seed:
         parser.add_argument("--seed", type=int, default=0, help="image j of class c uses seed + 1e6 c + j")

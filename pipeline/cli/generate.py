@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..sampling import guidance_text  # stdlib-only
 from .common import add_sampling_args, check_image_path, class_label, load_pipeline, positive_int, sampling_kwargs, save_image
 
 
@@ -25,7 +26,7 @@ def run(args):
     samples = generate(pipe, args.class_labels, args.num, args.seed, args.batch_size, **sampling_kwargs(args))
     rows, names = samples.rows()
     s = samples.settings
-    title = f"{s['sampler']} {s['num_inference_steps']} steps, guidance {s['guidance_scale']:g}, seed {args.seed}"
+    title = f"{s['sampler']} {s['num_inference_steps']} steps, {guidance_text(s)}, seed {args.seed}"
     save_image(labelled_grid(rows, names, title=title), out)
     print(f"wrote {out} ({len(samples)} images: {args.num} per class for {', '.join(names)}; {title})")
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..sampling import guidance_text  # stdlib-only
 from ..synthesize import DEFAULT_FORMAT, DEFAULT_SHARD_SIZE, FORMATS  # stdlib-only at import time
 from .common import add_sampling_args, check_output_folder, class_label, command_line, load_pipeline, positive_int, sampling_kwargs
 
@@ -47,7 +48,7 @@ def run(args):
     summary = job.run(progress=not args.no_progress)
     s = job.settings
     what = (f"{s['per_class']} per class for {len(s['class_ids'])} classes; {s['sampler']} {s['num_inference_steps']} "
-            f"steps, guidance {s['guidance_scale']:g}, seed {s['seed']}")
+            f"steps, {guidance_text(s)}, seed {s['seed']}")
     if summary["already_complete"]:
         print(f"{out} is already complete ({summary['images']} images, {what}); nothing to do")
     else:

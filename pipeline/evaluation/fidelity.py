@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..images import labelled_grid
-from ..sampling import generate
+from ..sampling import generate, guidance_text
 from .inception import (
     INCEPTION_NAME,
     fid_from_features,
@@ -202,7 +202,7 @@ def metrics_markdown(result: dict) -> str:
     n = result["num_images"]
     lines = [
         f"Measured with `{result['command'] or 'pipeline.evaluate.evaluate(...)'}` on {result['date'][:10]}:",
-        f"N = {n:,} generated images ({result['num_per_class']} per class), guidance {result['guidance_scale']:g}, "
+        f"N = {n:,} generated images ({result['num_per_class']} per class), {guidance_text(result)}, "
         f"{result['sampler']} with {result['steps']} steps, seed {result['seed']} (image j of class c: seed + 1e6 c + j), "
         f"{result['time_per_image_s']:.3f} s per image on {result['device']} ({result['hardware']}).",
         "",
@@ -254,6 +254,6 @@ def write_report(result: dict, out_dir: str | Path, images: torch.Tensor | None 
         k = result["num_per_class"]
         pil = to_pil(images)
         rows = [pil[c * k:c * k + min(k, 8)] for c in range(len(result["class_names"]))]
-        labelled_grid(rows, result["class_names"], title=f"guidance {result['guidance_scale']:g}, "
+        labelled_grid(rows, result["class_names"], title=f"{guidance_text(result)}, "
                       f"{result['sampler']} {result['steps']} steps").save(out / "samples.png")
     return out

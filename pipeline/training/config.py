@@ -78,6 +78,8 @@ class TrainConfig:
     sample_sampler: str = "ddpm"  # a name from pipeline.schedulers.SAMPLERS
     sample_steps: int | None = None  # None: the sampler's default step count
     sample_guidance_scale: float = 2.0
+    # Guide only for noise levels t/T in [low, high] (Kynkäänniemi et al. 2024), e.g. [0.17, 0.88]; null = every step.
+    sample_guidance_interval: list[float] | None = None
     log_every_steps: int = 20  # tracker + metrics.jsonl interval
     report_to: str = "tensorboard"  # accelerate tracker: tensorboard, wandb, ... or "none"
     description: str = ""  # one line for the model card
@@ -133,6 +135,9 @@ def validate(values: dict) -> TrainConfig:
     _require(config, "weight_decay", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
     _require(config, "sample_guidance_scale", lambda v: math.isfinite(v) and v >= 0,
              "a finite number >= 0 (1 = no guidance)")
+    _require(config, "sample_guidance_interval", lambda v: v is None or (
+        len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) and 0 <= v[0] < v[1] <= 1),
+        "null or [low, high] with 0 <= low < high <= 1 (fractions of the noise schedule; [0, 1] = every step)")
     _require(config, "label_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
     _check_mixing(config)
     _require(config, "ema_max_decay", lambda v: 0 < v < 1, "in (0, 1)")

@@ -2,7 +2,7 @@
 updates, or to ship a run with the sampler, steps and guidance chosen by measurement after it finished.
 
     python scripts/export_checkpoint.py --run runs/cpu --step 1404 --out runs/cpu-at-1404 \
-        sample_sampler=dpm++ sample_steps=20 sample_guidance_scale=2
+        sample_sampler=dpm++ sample_steps=20 sample_guidance_scale=2 "sample_guidance_interval=[0.17, 0.88]"
 
 The run folder's train_config.json gives the model; `key=value` overrides change only what the export writes (the
 sampling defaults, description). The card, sample grid and loss curve are those of the checkpoint's step.
@@ -18,7 +18,8 @@ from pathlib import Path
 from . import checkpoints
 from .config import parse_override, validate
 
-EXPORT_ONLY_KEYS = {"sample_sampler", "sample_steps", "sample_guidance_scale", "sample_images_per_class", "description"}
+EXPORT_ONLY_KEYS = {"sample_sampler", "sample_steps", "sample_guidance_scale", "sample_guidance_interval",
+                    "sample_images_per_class", "description"}
 
 
 def export_checkpoint(run_dir: str | Path, step: int | None, out_dir: str | Path, overrides: list[str] = ()) -> Path:

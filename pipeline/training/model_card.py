@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from ..sampling import guidance_text
+
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 METRICS = re.compile(r"<!-- metrics:start -->.*?<!-- metrics:end -->", re.S)
 TAGS = ["diffusers", "fashion-mnist", "class-conditional", "classifier-free-guidance", "image-generation"]
@@ -45,7 +47,8 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
         description=config.get("description") or "Trained with `train_conditional.py` from fashion-ddpm.",
         repo_id=repo_id, target=target, num_train_timesteps=config.get("num_train_timesteps", 100),
         parameters=f"{stats.get('parameters', 0) / 1e6:.2f} M", sampler=stats["sampler"], steps=stats["steps_default"],
-        guidance=f"{stats['guidance']:g}", class_names=", ".join(FASHION_MNIST_CLASSES), sample_grid=sample_grid,
+        guidance=guidance_text({"guidance_scale": stats["guidance"], "guidance_interval": stats.get("guidance_interval")})
+        .removeprefix("guidance "), class_names=", ".join(FASHION_MNIST_CLASSES), sample_grid=sample_grid,
         loss_curve=loss_curve, data_source=stats["data_source"], num_train_images=f"{stats['num_train_images']:,}",
         steps_trained=f"{stats['steps']:,}", batch=f"{stats.get('images_per_step', 0):,}",
         images_seen=f"{stats['images_seen']:,}", epochs=stats["epochs"], wall_time=_duration(stats["wall_time_s"]),
@@ -62,7 +65,7 @@ def eval_results(result: dict) -> list:
     from huggingface_hub import EvalResult
 
     n = result["num_images"]
-    setting = f"N={n}, {result['sampler']} {result['steps']} steps, w={result['guidance_scale']:g}"
+    setting = f"N={n}, {result['sampler']} {result['steps']} steps, {guidance_text(result)}"
     rows = [("accuracy", "judge accuracy", result["judge_accuracy"], result["judge_accuracy_floor"]),
             ("fid", "judge-FID", result["judge_fid"], result["judge_fid_floor"]),
             ("fid", "Inception FID", result.get("inception_fid"), result.get("inception_fid_floor"))]

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..data import ImageDataset, load_dataset, to_model_range
 from ..hub import check_hub_access
 from ..pipeline_fashion_ddpm import FashionDDPMPipeline
+from ..sampling import guidance_text, sampling_settings
 from ..schedulers import make_scheduler
 from ..visualize import sample_grid
 from . import checkpoints
@@ -214,7 +215,8 @@ class Trainer:
         config = self.config
         pipe = FashionDDPMPipeline(unet, make_scheduler(config.sample_sampler, self.noise_scheduler.config),
                                    class_names=self.data.class_names, default_guidance_scale=config.sample_guidance_scale,
-                                   default_num_inference_steps=config.sample_steps)
+                                   default_num_inference_steps=config.sample_steps,
+                                   default_guidance_interval=config.sample_guidance_interval)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -223,7 +225,7 @@ class Trainer:
         config = self.config
         grid = sample_grid(pipe, config.sample_images_per_class, seed=0,
                            title=f"step {step}, EMA weights, {config.sample_sampler} {config.sample_steps} steps, "
-                                 f"guidance {config.sample_guidance_scale:g}")
+                                 f"{guidance_text(sampling_settings(pipe))}")
         path.parent.mkdir(parents=True, exist_ok=True)
         grid.save(path)
         return path
@@ -262,7 +264,7 @@ class Trainer:
             "num_train_images": len(self.data), "epochs": round(step * self.images_per_step / len(self.data), 2),
             "images_per_step": self.images_per_step, "parameters": sum(p.numel() for p in pipe.unet.parameters()),
             "sampler": self.config.sample_sampler, "steps_default": self.config.sample_steps,
-            "guidance": self.config.sample_guidance_scale,
+            "guidance": self.config.sample_guidance_scale, "guidance_interval": self.config.sample_guidance_interval,
         }, sample_grid=grid.relative_to(self.output_dir).as_posix(), loss_curve=curve.relative_to(self.output_dir).as_posix(),
             repo_id=self.hub_model_id or self.output_dir.as_posix())
         return self.output_dir
