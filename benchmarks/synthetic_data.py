@@ -4,11 +4,11 @@ Classification Accuracy Score (CAS, Ravuri & Vinyals 2019, "Classification Accur
 Models"): train a classifier on generated images only and test it on the real Fashion-MNIST test set (10,000 images).
 Beside it, the same classifier trained the same way on real training images. Rows:
 
-* CAS: N synthetic images per class (the model's default guidance w) vs N real training images per class, and vs all
+* CAS: N synthetic images per class (the model's default guidance: w and its noise-level interval) vs N real training images per class, and vs all
   60,000 real training images;
 * augmentation: 10 and 100 real images per class alone vs the same real images plus the N synthetic images per class
   (the union; batches are drawn uniformly from it);
-* guidance: CAS for w = 1 (no guidance), the model's default w and a high w;
+* guidance: CAS for w = 1 (no guidance), the model's default guidance and a high w (guided at every step);
 * time to synthesize one image with the sampler used (from the `synthesize` manifest: sampling time only).
 
 Every synthetic set is a real `fashion-ddpm synthesize` output (pipeline.synthesize, arrow format, seed 0), cached in
@@ -135,42 +135,56 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")
 
 
-def synthetic_sets(pipe, model_name: str, guidances: list[float], per_class: int, sampler: str, steps: int, work_dir: Path,
-                   smoke: bool) -> list[dict]:
-    """One `synthesize` output per guidance (made, resumed or reused), with its sampling time per image."""
+def guidance_label(w: float, interval) -> str:
+    """'w=2' or 'w=2, t/T in [0.17, 0.88]' (no interval or (0, 1): guidance at every step)."""
+    every = interval is None or tuple(map(float, interval)) == (0.0, 1.0)
+    return f"w={w:g}" + ("" if every else f", t/T in [{interval[0]:g}, {interval[1]:g}]")
+
+
+def synthetic_sets(pipe, model_name: str, guidances: list[tuple[float, tuple | None]], per_class: int, sampler: str,
+                   steps: int, work_dir: Path, smoke: bool) -> list[dict]:
+    """One `synthesize` output per (w, guidance interval) (made, resumed or reused), with its sampling time per image.
+    An interval of None means guidance at every step (passed as (0, 1), so a model's default interval does not apply)."""
     from pipeline.sampling import generate
     from pipeline.synthesize import load_synthetic, model_fingerprint, prepare, read_manifest
 
     sha = model_fingerprint(pipe)
     jobs = []
-    for w in guidances:
-        folder = work_dir / f"{slug(Path(model_name).name or model_name)}-{sha[:10]}_{slug(sampler)}{steps}_w{w:g}_n{per_class}_seed0"
-        command = (f"fashion-ddpm synthesize --model {model_name} --per-class {per_class} --scheduler {sampler} "
-                   f"--steps {steps} --guidance {w:g} --seed 0 --out {folder}")
-        jobs.append((w, folder, prepare(pipe, folder, per_class, None, 0, fmt="arrow", sampler=sampler,
-                                        num_inference_steps=steps, guidance_scale=w, model_name=model_name, command=command)))
-    missing = {w: sum(s.count for s in job.shards if not job.done(s)) for w, _, job in jobs if job.state != "complete"}
+    for w, interval in guidances:
+        interval = tuple(interval or (0.0, 1.0))
+        label = guidance_label(w, interval)
+        limited = "" if label == f"w={w:g}" else f"_i{interval[0]:g}-{interval[1]:g}"
+        folder = work_dir / (f"{slug(Path(model_name).name or model_name)}-{sha[:10]}_{slug(sampler)}{steps}_w{w:g}{limited}"
+                             f"_n{per_class}_seed0")
+        command = (f"fashion-ddpm synthesize --model {model_name} --per-class {per_class} --scheduler {sampler} --steps {steps} "
+                   f"--guidance {w:g} --guidance-interval {interval[0]:g} {interval[1]:g} --seed 0 --out {folder}")
+        sampling = {"num_inference_steps": steps, "guidance_scale": w, "guidance_interval": interval}
+        jobs.append((label, sampling, folder, prepare(pipe, folder, per_class, None, 0, fmt="arrow", sampler=sampler,
+                                                      model_name=model_name, command=command, **sampling)))
+    missing = {label: (sampling, sum(s.count for s in job.shards if not job.done(s)))
+               for label, sampling, _, job in jobs if job.state != "complete"}
     if missing:
         rates = {}
-        for w in sorted(set(missing)):
+        for label, (sampling, _) in missing.items():
             start = time.perf_counter()
-            generate(pipe, [0], 4, seed=123, sampler=sampler, num_inference_steps=steps, guidance_scale=w)
-            rates[w] = (time.perf_counter() - start) / 4
-        estimate = sum(n * rates[w] for w, n in missing.items())
-        print(f"synthesis: {sum(missing.values()):,} images to generate ({', '.join(f'w={w:g}: {n:,}' for w, n in missing.items())}); "
-              f"estimated {estimate / 60:.1f} min at {', '.join(f'{rates[w]:.3f} s/img (w={w:g})' for w in rates)}", flush=True)
+            generate(pipe, [0], 4, seed=123, sampler=sampler, **sampling)
+            rates[label] = (time.perf_counter() - start) / 4
+        estimate = sum(n * rates[label] for label, (_, n) in missing.items())
+        print(f"synthesis: {sum(n for _, n in missing.values()):,} images to generate; estimated {estimate / 60:.1f} min at "
+              f"{', '.join(f'{rates[k]:.3f} s/img ({k})' for k in rates)} (batches of 4; full batches are faster)", flush=True)
     sets = []
-    for w, folder, job in jobs:
+    for label, sampling, folder, job in jobs:
         if job.state == "complete":
             print(f"{folder} is already complete; reusing it", flush=True)
         else:
-            print(f"synthesizing {folder} ({job.num_images:,} images, w={w:g})", flush=True)
+            print(f"synthesizing {folder} ({job.num_images:,} images, {label})", flush=True)
             job.run(progress=not smoke)
         stats = read_manifest(folder)["stats"]
         dataset = load_synthetic(folder)
-        sets.append({"guidance": w, "dir": str(folder), "images": stats["images"], "seconds_per_image": stats["seconds_per_image"],
-                     "sampling_seconds": stats["sampling_seconds"], "torch_threads": stats["torch_threads"],
-                     "reused": job.state == "complete", "dataset": dataset})
+        sets.append({"guidance": sampling["guidance_scale"], "guidance_interval": list(sampling["guidance_interval"]),
+                     "label": label, "dir": folder.name, "images": stats["images"],
+                     "seconds_per_image": stats["seconds_per_image"], "sampling_seconds": stats["sampling_seconds"],
+                     "torch_threads": stats["torch_threads"], "reused": job.state == "complete", "dataset": dataset})
     return sets
 
 
@@ -187,7 +201,8 @@ def main(argv=None):
     p.add_argument("--model", default=None, help="pipeline folder or Hub id (default: the shipped model)")
     p.add_argument("--per-class", type=int, default=1000, help="synthetic images per class (and real for the CAS row)")
     p.add_argument("--seeds", default="0,1,2", help="classifier seeds, comma-separated (>= 3 for a mean ± std)")
-    p.add_argument("--guidance", default="1,default,4", help="guidance values for the CAS rows; 'default' = the model's")
+    p.add_argument("--guidance", default="1,default,4", help="guidance values for the CAS rows; 'default' = the model's (w and guidance interval), "
+                   "a number = that w at every step")
     p.add_argument("--sampler", default="dpm++", help="sampler name (pipeline.schedulers.SAMPLERS; default dpm++, the shipped one)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps (default 20)")
     p.add_argument("--real-sizes", default="10,100", help="real images per class for the augmentation rows")
@@ -236,10 +251,14 @@ def main(argv=None):
     else:
         pipe = load_pipeline(args.model)
         model_name = args.model or "pretrained/fashion-ddpm-cpu"
-    default_w = float(sampling_settings(pipe, args.sampler, num_inference_steps=args.steps)["guidance_scale"])
-    guidances = list(dict.fromkeys(default_w if g.strip() == "default" else float(g) for g in args.guidance.split(",")))
-    if default_w not in guidances:
-        guidances.append(default_w)
+    model_default = sampling_settings(pipe, args.sampler, num_inference_steps=args.steps)
+    default_w = float(model_default["guidance_scale"])
+    default_interval = tuple(model_default.get("guidance_interval") or (0.0, 1.0))
+    default_spec = (default_w, default_interval)  # the model's guidance: scale and noise-level interval
+    guidances = list(dict.fromkeys(default_spec if g.strip() == "default" else (float(g), (0.0, 1.0))
+                                   for g in args.guidance.split(",")))
+    if default_spec not in guidances:
+        guidances.append(default_spec)
 
     calibration = calibrate(updates, batch_size, len(test_labels))
     # rows: (name, group, builder(seed) -> (images, labels))
@@ -249,7 +268,8 @@ def main(argv=None):
           f"on this machine now -> estimated {estimate / 60:.1f} min (plus synthesis of missing sets)", flush=True)
 
     sets = synthetic_sets(pipe, model_name, guidances, per_class, args.sampler, args.steps, Path(args.work_dir), args.smoke)
-    synthetic = {s["guidance"]: to_tensors(s.pop("dataset")) for s in sets}
+    synthetic = {s["label"]: to_tensors(s.pop("dataset")) for s in sets}
+    default_label = guidance_label(*default_spec)
     real_images, real_labels = train.images, train.labels
     if max_real:
         real_images, real_labels = real_images[:max_real], real_labels[:max_real]
@@ -257,19 +277,20 @@ def main(argv=None):
     def real(k):
         return lambda seed: (real_images[(ids := per_class_subset(real_labels, k, seed))], real_labels[ids])
 
-    def mixed(k, w):
+    def mixed(k, label):
         def build(seed):
             ids = per_class_subset(real_labels, k, seed)
-            return torch.cat([real_images[ids], synthetic[w][0]]), torch.cat([real_labels[ids], synthetic[w][1]])
+            images, labels = synthetic[label]
+            return torch.cat([real_images[ids], images]), torch.cat([real_labels[ids], labels])
         return build
 
-    syn_name = {w: f"synthetic {per_class}/class (w={w:g})" for w in guidances}
-    rows_spec = [(syn_name[w], "guidance", lambda seed, w=w: synthetic[w]) for w in guidances]
+    syn_name = {label: f"synthetic {per_class}/class ({label})" for label in synthetic}
+    rows_spec = [(syn_name[label], "guidance", lambda seed, label=label: synthetic[label]) for label in synthetic]
     rows_spec += [(f"real {per_class}/class", "CAS", real(per_class)),
                   (f"real all ({len(real_labels):,})", "CAS", lambda seed: (real_images, real_labels))]
     for k in real_sizes:
         rows_spec += [(f"real {k}/class", "augmentation", real(k)),
-                      (f"real {k}/class + synthetic {per_class}/class (w={default_w:g})", "augmentation", mixed(k, default_w))]
+                      (f"real {k}/class + synthetic {per_class}/class ({default_label})", "augmentation", mixed(k, default_label))]
     rows = []
     for name, group, build in rows_spec:
         accuracies, seconds = [], time.perf_counter()
@@ -290,13 +311,13 @@ def main(argv=None):
 
     cas_table = markdown_table(["training data", "images", "test accuracy % (mean ± std)"],
                                [[n, f"{by_name[n]['train_images']:,}", acc(n)] for n in
-                                (syn_name[default_w], f"real {per_class}/class", f"real all ({len(real_labels):,})")])
-    aug_table = markdown_table(["real per class", "real only", f"real + synthetic {per_class}/class (w={default_w:g})"],
-                               [[k, acc(f"real {k}/class"), acc(f"real {k}/class + synthetic {per_class}/class (w={default_w:g})")]
+                                (syn_name[default_label], f"real {per_class}/class", f"real all ({len(real_labels):,})")])
+    aug_table = markdown_table(["real per class", "real only", f"real + synthetic {per_class}/class ({default_label})"],
+                               [[k, acc(f"real {k}/class"), acc(f"real {k}/class + synthetic {per_class}/class ({default_label})")]
                                 for k in real_sizes])
     guidance_table = markdown_table(
-        ["guidance w", "CAS % (mean ± std)", "s / image", "sampler", "threads", "images"],
-        [[f"{s['guidance']:g}" + (" (model default)" if s["guidance"] == default_w else ""), acc(syn_name[s["guidance"]]),
+        ["guidance", "CAS % (mean ± std)", "s / image", "sampler", "threads", "images"],
+        [[s["label"] + (" (model default)" if s["label"] == default_label else ""), acc(syn_name[s["label"]]),
           s["seconds_per_image"], f"{args.sampler} {args.steps}", ",".join(map(str, s["torch_threads"])), s["images"]]
          for s in sets])
     command = ("python benchmarks/synthetic_data.py --smoke" if args.smoke else
@@ -310,7 +331,8 @@ def main(argv=None):
                   "seconds_per_update_calibrated": round(calibration["seconds_per_update"], 4)}
     result = {"benchmark": "synthetic_data", "smoke": args.smoke, "model": model_name, "model_sha256": model_fingerprint(pipe),
               "sampler": args.sampler, "steps": args.steps, "per_class": per_class, "seeds": seeds,
-              "default_guidance": default_w, "test_images": len(test_labels), "classifier": classifier, "rows": rows,
+              "default_guidance": default_w, "default_guidance_interval": list(default_interval),
+              "test_images": len(test_labels), "classifier": classifier, "rows": rows,
               "synthetic_sets": sets, "estimated_classifier_seconds": round(estimate, 1), "total_seconds": round(total, 1),
               "command": command, "machine": machine}
     markdown = "\n\n".join([
