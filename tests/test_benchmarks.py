@@ -108,3 +108,17 @@ def test_quality_base_from_mismatch_fails_before_any_work(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "does not match this run" in result.stderr and "num_per_class 20 vs 5" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_sampler_timing_runs_every_sampler_in_every_round(tiny_saved, tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sampler_timing.py"), "--model", str(tiny_saved),
+                             "--batch", "10", "--rounds", "2", "--threads", "1", "--out", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r = json.loads((tmp_path / "sampler_timing.json").read_text())
+    assert [row["setting"] for row in r["rows"]] == ["ddpm:100", "dpm++:20", "unipc:10", "dpm++:10"]
+    assert all(len(row["rounds"]) == 2 and _positive(row["seconds_per_image"]) for row in r["rows"])
+    assert r["rows"][0]["speedup_vs_ddpm100"] == 1.0
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sampler_timing.py"), "--batch", "15"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "--batch must be a multiple of 10 (got 15)" in bad.stderr
