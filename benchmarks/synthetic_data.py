@@ -21,8 +21,8 @@ a standard two-block CNN, 421,642 parameters:
   conv 3x3 1->32 (padding 1), ReLU, max-pool 2 -> conv 3x3 32->64 (padding 1), ReLU, max-pool 2 -> flatten (3136)
   -> linear 3136->128, ReLU -> dropout 0.5 -> linear 128->10.
 Recipe: pixels scaled to [0, 1], no augmentation; Adam (lr 1e-3, betas 0.9/0.999, no weight decay), cosine decay to 0,
-batch 128, a FIXED number of updates per run (default 1,000 = 2.1 epochs of 60,000 images; a run on 100 images sees
-each image 1,280 times), cross-entropy, no early stopping and no model selection: the test set is used once, at the
+batch 128, a FIXED number of updates per run (default 500 = 1.07 epochs of 60,000 images; a run on 100 images sees
+each image 640 times), cross-entropy, no early stopping and no model selection: the test set is used once, at the
 end. Batches are drawn from a fresh permutation per pass, seeded by the run's seed (as are the initial weights and
 dropout), so every number is reproducible.
 
@@ -203,10 +203,10 @@ def main(argv=None):
     p.add_argument("--seeds", default="0,1,2", help="classifier seeds, comma-separated (>= 3 for a mean ± std)")
     p.add_argument("--guidance", default="1,default,4", help="guidance values for the CAS rows; 'default' = the model's (w and guidance interval), "
                    "a number = that w at every step")
-    p.add_argument("--sampler", default="dpm++", help="sampler name (pipeline.schedulers.SAMPLERS; default dpm++, the shipped one)")
-    p.add_argument("--steps", type=int, default=20, help="sampler steps (default 20)")
+    p.add_argument("--sampler", default=None, help="sampler name (pipeline.schedulers.SAMPLERS; default: the model's own)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's, or the named sampler's)")
     p.add_argument("--real-sizes", default="10,100", help="real images per class for the augmentation rows")
-    p.add_argument("--updates", type=int, default=1000, help="optimizer updates per classifier run (default 1000)")
+    p.add_argument("--updates", type=int, default=500, help="optimizer updates per classifier run (default 500)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (synthesis and classifier)")
@@ -252,6 +252,7 @@ def main(argv=None):
         pipe = load_pipeline(args.model)
         model_name = args.model or "pretrained/fashion-ddpm-cpu"
     model_default = sampling_settings(pipe, args.sampler, num_inference_steps=args.steps)
+    args.sampler, args.steps = model_default["sampler"], model_default["num_inference_steps"]
     default_w = float(model_default["guidance_scale"])
     default_interval = tuple(model_default.get("guidance_interval") or (0.0, 1.0))
     default_spec = (default_w, default_interval)  # the model's guidance: scale and noise-level interval

@@ -1,8 +1,8 @@
 """The trained model shipped in pretrained/: it loads, and the judge recognises what it makes.
 
-The bound: with its defaults (DPM-Solver++ 20 steps, guidance 1.5) the shipped model reached judge accuracy 0.962 on
-1000 samples (benchmarks/results/guidance_sweep.md). Here 2 images per class with fixed seeds must reach >= 0.7
-(14 of 20): chance is 0.1, and at a true rate of 0.95 the probability of 13 or fewer hits out of 20 is below 1e-4,
+The bound: with its defaults (UniPC 10 steps, guidance 2 for t/T in [0.17, 0.88]) the shipped model reached judge
+accuracy 0.960 on 1000 samples (benchmarks/results/evaluate_default/metrics.md). Here 2 images per class with fixed
+seeds must reach >= 0.7 (14 of 20): chance is 0.1, and at a true rate of 0.95 the probability of 13 or fewer hits out of 20 is below 1e-4,
 while a broken export, a shuffled class mapping or a silently changed default (w = 1 gave 0.88) falls far below it.
 """
 
