@@ -18,6 +18,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def repo_relative(path: str) -> str:
+    """A path as committed results name it: relative to the repository when inside it."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def ensure_repo_on_path():
     """Lets `python benchmarks/x.py` import `pipeline` from this checkout even when it is not pip-installed."""
     if str(REPO) not in sys.path:

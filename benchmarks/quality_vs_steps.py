@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table
+from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, repo_relative
 
 DEFAULT_SETTINGS = "ddpm:100,ddim:20,ddim:10,dpm++:20,dpm++:10,dpm++:5,unipc:20,unipc:10,euler:20"
 SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
@@ -61,15 +61,6 @@ def setting_label(row: dict) -> str:
     if row.get("rescale") is not None:
         label += f":r={row['rescale']:g}"
     return label
-
-
-def repo_relative(path: str) -> str:
-    """A model path as committed results name it: relative to the repository when inside it."""
-    resolved = Path(path).resolve()
-    try:
-        return resolved.relative_to(REPO).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def run_rows(pipe, model: str, settings: list[dict], per_class: int, seed: int, inception: bool, verbose: bool,

@@ -33,13 +33,17 @@ dropout), so every number is reproducible.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import statistics
 import time
 from pathlib import Path
 
-from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table
+from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, repo_relative
+
+DEFAULT_MODEL_DIR = REPO / "pretrained" / "fashion-ddpm-cpu"
+
 
 SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
 ARCHITECTURE = ("conv3x3(1->32,pad 1)-ReLU-maxpool2 / conv3x3(32->64,pad 1)-ReLU-maxpool2 / flatten 3136 / "
@@ -188,6 +192,35 @@ def synthetic_sets(pipe, model_name: str, guidances: list[tuple[float, tuple | N
     return sets
 
 
+def card_section(result: dict, result_file: str) -> str:
+    """The model card's "As training data" section: every row of a result of this script, and how it was made."""
+    rows = [[r["name"], f"{r['train_images']:,}", f"{r['mean'] * 100:.2f} ± {r['std'] * 100:.2f}"] for r in result["rows"]]
+    speeds = ", ".join(f"{s['label']}: {s['seconds_per_image']:.3f} s" for s in result["synthetic_sets"])
+    return "\n\n".join([
+        f"Classification Accuracy Score (Ravuri & Vinyals 2019): a fixed small CNN ({result['classifier']['parameters']:,} "
+        f"parameters, {result['classifier']['updates']} updates of {result['classifier']['batch_size']}) trained on the "
+        f"data below and tested on the {result['test_images']:,} real Fashion-MNIST test images; synthetic images from "
+        f"`fashion-ddpm synthesize` with {result['sampler']} {result['steps']} steps; {len(result['seeds'])} classifier "
+        "seeds, mean ± std.",
+        markdown_table(["training data", "images", "test accuracy %"], rows),
+        f"Synthesis time per image ({result['sampler']} {result['steps']} steps, torch threads "
+        f"{result['synthetic_sets'][0]['torch_threads']}): {speeds}.",
+        f"Measured with `{result['command']}` ({result_file}).",
+    ])
+
+
+def update_model_card(result: dict, result_file: str, model_dir: str):
+    from pipeline.training.model_card import fill_section
+
+    if result.get("smoke"):
+        raise SystemExit("error: a smoke run (tiny random model) is not a measurement; it does not go into a model card")
+    card = Path(model_dir) / "README.md"
+    if not card.is_file():
+        raise SystemExit(f"error: filling the model card needs a local model folder with a README.md; {card} is not a file")
+    fill_section(card, "synthetic", "As training data", card_section(result, result_file))
+    print(f"filled the 'As training data' section of {card}")
+
+
 def to_tensors(dataset):
     import numpy as np
     import torch
@@ -214,10 +247,18 @@ def main(argv=None):
     p.add_argument("--work-dir", default=str(REPO / "runs" / "synthetic_data"), help="where the synthetic sets are cached")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for <name>.json / .md")
     p.add_argument("--name", default="synthetic_data")
+    p.add_argument("--update-model-card", action="store_true", help="fill the model card's 'As training data' section "
+                   "(--model must be a local folder)")
+    p.add_argument("--card-from", default=None, help="an earlier result JSON of this script: fill the card of its model "
+                   "(or --model) from it, without running anything")
     p.add_argument("--smoke", action="store_true", help="tiny random model, 10 images per class, 2 sampler steps, 10 updates, "
                                                        "500 test images")
     args = p.parse_args(argv)
     ensure_repo_on_path()
+    if args.card_from:
+        earlier = json.loads(Path(args.card_from).read_text())
+        update_model_card(earlier, repo_relative(args.card_from), args.model or earlier["model"])
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     real_sizes = [int(s) for s in args.real_sizes.split(",")]
     per_class, updates, batch_size = args.per_class, args.updates, args.batch_size
@@ -353,6 +394,8 @@ def main(argv=None):
         "Machine:\n" + machine_markdown(machine),
     ])
     emit(args.name, result, markdown, args.out)
+    if args.update_model_card:
+        update_model_card(result, repo_relative(str(Path(args.out) / f"{args.name}.json")), args.model or str(DEFAULT_MODEL_DIR))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from huggingface_hub import ModelCard
 
-from pipeline.training.model_card import fill_metrics, write_model_card
+from pipeline.training.model_card import fill_metrics, fill_section, write_model_card
 
 STATS = {"steps": 1404, "images_seen": 179712, "wall_time_s": 4380.0, "final_loss": 0.0712, "hardware": "CPU",
          "data_source": "Fashion-MNIST IDX files", "num_train_images": 60000, "epochs": 3.0, "images_per_step": 128,
@@ -28,3 +28,10 @@ def test_card_metadata_text_and_eval_results(tmp_path):
     assert values == {"judge accuracy": 0.97, "judge-FID": 0.6, "Inception FID": 25.0}
     assert all("real-data floor" in r.metric_name and r.dataset_type == "zalando-datasets/fashion_mnist"
                for r in card.data.eval_results)
+    # the "As training data" section: a placeholder in a new card, replaced (not duplicated) when filled
+    assert "No Classification Accuracy Score yet" in card.text
+    for table in ("| synthetic 1000/class | 10,000 | 80.00 ± 1.00 |", "| synthetic 1000/class | 10,000 | 81.00 ± 1.00 |"):
+        fill_section(path, "synthetic", "As training data", table)
+    text = ModelCard.load(path).text
+    assert text.count("## As training data") == 1 and "81.00" in text and "80.00" not in text
+    assert "No Classification Accuracy Score yet" not in text and text.index("As training data") < text.index("## Limitations")

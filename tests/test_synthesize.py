@@ -369,6 +369,23 @@ def test_synthetic_data_benchmark_smoke(tmp_path):
                             "--seeds", "0", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out2")], cwd=REPO, env=ENV,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "is already complete" in again.stdout + again.stderr, again.stderr[-3000:]
+    # a smoke result never goes into a model card; a real one fills (then replaces) the card's section
+    refused = subprocess.run([sys.executable, str(REPO / "benchmarks" / "synthetic_data.py"), "--card-from",
+                              str(tmp_path / "out" / "synthetic_data.json"), "--model", str(tmp_path)], cwd=REPO, env=ENV,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "a smoke run (tiny random model) is not a measurement" in refused.stderr
+    card = tmp_path / "model"
+    card.mkdir()
+    (card / "README.md").write_text("---\nlicense: mit\n---\n\n# m\n\n## Limitations\n\nsome.\n")
+    (tmp_path / "real.json").write_text(json.dumps({**r, "smoke": False}))
+    for _ in range(2):
+        filled = subprocess.run([sys.executable, str(REPO / "benchmarks" / "synthetic_data.py"), "--card-from",
+                                 str(tmp_path / "real.json"), "--model", str(card)], cwd=REPO, env=ENV,
+                                capture_output=True, text=True, timeout=120)
+        assert filled.returncode == 0, filled.stderr[-2000:]
+    text = (card / "README.md").read_text()
+    assert text.count("## As training data") == 1 and text.index("## As training data") < text.index("## Limitations")
+    assert "| real 5/class + synthetic 10/class (w=2) | 150 |" in text and "<!-- synthetic:end -->" in text
 
 
 @pytest.mark.slow  # subprocess

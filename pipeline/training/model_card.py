@@ -76,6 +76,25 @@ def eval_results(result: dict) -> list:
             for kind, name, value, floor in rows if value is not None]
 
 
+def fill_section(card_path: str | Path, name: str, title: str, markdown: str) -> Path:
+    """Writes `markdown` between `<!-- name:start -->` and `<!-- name:end -->` of a written model card; a card without
+    that section (written before it existed) gets it, under `## title`, before "## Limitations" (else at the end)."""
+    from huggingface_hub import ModelCard
+
+    card_path = Path(card_path)
+    card = ModelCard.load(card_path)
+    block = f"<!-- {name}:start -->\n{markdown.strip()}\n<!-- {name}:end -->"
+    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    if pattern.search(card.text):
+        card.text = pattern.sub(lambda _: block, card.text)
+    else:
+        section = f"## {title}\n\n{block}\n\n"
+        at = card.text.find("## Limitations")
+        card.text = card.text[:at] + section + card.text[at:] if at >= 0 else card.text.rstrip() + "\n\n" + section
+    card.save(card_path)
+    return card_path
+
+
 def fill_metrics(card_path: str | Path, markdown: str, result: dict | None = None) -> Path:
     """Replaces the metrics section of a written model card with `markdown` and, with `result`, its eval_results."""
     from huggingface_hub import ModelCard
