@@ -141,23 +141,24 @@ def slug(text: str) -> str:
 
 def guidance_label(w: float, interval) -> str:
     """'w=2' or 'w=2, t/T in [0.17, 0.88]' (no interval or (0, 1): guidance at every step)."""
-    every = interval is None or tuple(map(float, interval)) == (0.0, 1.0)
-    return f"w={w:g}" + ("" if every else f", t/T in [{interval[0]:g}, {interval[1]:g}]")
+    from pipeline.sampling import every_step
+
+    return f"w={w:g}" + ("" if every_step(interval) else f", t/T in [{interval[0]:g}, {interval[1]:g}]")
 
 
 def synthetic_sets(pipe, model_name: str, guidances: list[tuple[float, tuple | None]], per_class: int, sampler: str,
                    steps: int, work_dir: Path, smoke: bool) -> list[dict]:
     """One `synthesize` output per (w, guidance interval) (made, resumed or reused), with its sampling time per image.
     An interval of None means guidance at every step (passed as (0, 1), so a model's default interval does not apply)."""
-    from pipeline.sampling import generate
+    from pipeline.sampling import EVERY_STEP, every_step, generate
     from pipeline.synthesize import load_synthetic, model_fingerprint, prepare, read_manifest
 
     sha = model_fingerprint(pipe)
     jobs = []
     for w, interval in guidances:
-        interval = tuple(interval or (0.0, 1.0))
+        interval = tuple(interval or EVERY_STEP)
         label = guidance_label(w, interval)
-        limited = "" if label == f"w={w:g}" else f"_i{interval[0]:g}-{interval[1]:g}"
+        limited = "" if every_step(interval) else f"_i{interval[0]:g}-{interval[1]:g}"
         folder = work_dir / (f"{slug(Path(model_name).name or model_name)}-{sha[:10]}_{slug(sampler)}{steps}_w{w:g}{limited}"
                              f"_n{per_class}_seed0")
         command = (f"fashion-ddpm synthesize --model {model_name} --per-class {per_class} --scheduler {sampler} --steps {steps} "

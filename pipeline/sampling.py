@@ -89,11 +89,16 @@ def sampling_settings(pipe, sampler: str | None = None, num_inference_steps: int
     return settings
 
 
+def every_step(interval) -> bool:
+    """Whether a guidance interval guides at every noise level: None (no interval) or (0, 1)."""
+    return interval is None or tuple(map(float, interval)) == EVERY_STEP
+
+
 def guidance_text(settings: dict) -> str:
     """'guidance 2' or 'guidance 2 for t/T in [0.17, 0.88]': how titles, cards and reports name the guidance used."""
     text = f"guidance {float(settings['guidance_scale']):g}"
     interval = settings.get("guidance_interval")
-    if interval and tuple(map(float, interval)) != EVERY_STEP:
+    if not every_step(interval):
         text += f" for t/T in [{float(interval[0]):g}, {float(interval[1]):g}]"
     if settings.get("guidance_rescale"):
         text += f", rescale {float(settings['guidance_rescale']):g}"

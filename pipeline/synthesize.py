@@ -174,7 +174,9 @@ def read_manifest(out_dir: str | os.PathLike) -> dict | None:
     settings = manifest["settings"]
     if "guidance_interval" not in settings and settings.get("guidance_scale") not in (0, 1):
         # Written before settings named the interval, when leaving it out meant guidance at every step.
-        settings["guidance_interval"] = [0.0, 1.0]
+        from .sampling import EVERY_STEP
+
+        settings["guidance_interval"] = list(EVERY_STEP)
     return manifest
 
 
@@ -613,8 +615,10 @@ def write_dataset_card(out_dir: Path, manifest: dict) -> Path:
                                 tags=["synthetic", "diffusers", "fashion-ddpm", "fashion-mnist", "image"], **extra)
     guidance_extra, python_extra = "", ""
     if s.get("guidance_interval") is not None:
-        every = tuple(map(float, s["guidance_interval"])) == (0.0, 1.0)
-        guidance_extra += " at every noise level" if every else f", only for noise levels t/T in {s['guidance_interval']}"
+        from .sampling import every_step
+
+        interval = s["guidance_interval"]
+        guidance_extra += " at every noise level" if every_step(interval) else f", only for noise levels t/T in {interval}"
         python_extra += f", guidance_interval={tuple(s['guidance_interval'])}"
     if s.get("guidance_rescale") is not None:
         guidance_extra += f", rescale {s['guidance_rescale']}"

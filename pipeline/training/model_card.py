@@ -11,7 +11,16 @@ import yaml
 from ..sampling import guidance_text
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
-METRICS = re.compile(r"<!-- metrics:start -->.*?<!-- metrics:end -->", re.S)
+def _section(name: str) -> re.Pattern:
+    """The fillable block `<!-- name:start --> ... <!-- name:end -->` of a model card."""
+    return re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+
+
+def _block(name: str, markdown: str) -> str:
+    return f"<!-- {name}:start -->\n{markdown.strip()}\n<!-- {name}:end -->"
+
+
+METRICS = _section("metrics")
 TAGS = ["diffusers", "fashion-mnist", "class-conditional", "classifier-free-guidance", "image-generation"]
 
 
@@ -83,8 +92,7 @@ def fill_section(card_path: str | Path, name: str, title: str, markdown: str) ->
 
     card_path = Path(card_path)
     card = ModelCard.load(card_path)
-    block = f"<!-- {name}:start -->\n{markdown.strip()}\n<!-- {name}:end -->"
-    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    block, pattern = _block(name, markdown), _section(name)
     if pattern.search(card.text):
         card.text = pattern.sub(lambda _: block, card.text)
     else:
@@ -103,7 +111,7 @@ def fill_metrics(card_path: str | Path, markdown: str, result: dict | None = Non
     card = ModelCard.load(card_path)
     if not METRICS.search(card.text):
         raise ValueError(f"{card_path} has no <!-- metrics:start --> ... <!-- metrics:end --> section to fill")
-    card.text = METRICS.sub(lambda _: f"<!-- metrics:start -->\n{markdown.strip()}\n<!-- metrics:end -->", card.text)
+    card.text = METRICS.sub(lambda _: _block("metrics", markdown), card.text)
     if result is not None:
         card.data.eval_results = eval_results(result)
         card.data.model_name = card.data.model_name or "fashion-ddpm"
