@@ -86,7 +86,7 @@ def median(values) -> float:
 
 
 def machine_markdown(machine: dict) -> str:
-    keys = ["cpu_model", "cpu_count", "usable_cores", "torch_version", "torch_threads", "diffusers_version",
+    keys = ["device", "cpu_model", "cpu_count", "usable_cores", "torch_version", "torch_threads", "diffusers_version",
             "accelerate_version", "python_version", "date", "load_average_1m_at_start", "load_average_1m_at_end"]
     return "\n".join(f"- {k}: {machine[k]}" for k in keys if k in machine)
 

@@ -120,6 +120,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-inception", action="store_true")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
     p.add_argument("--name", default="quality_vs_steps", help="result file name")
     p.add_argument("--base-from", default=None, help="an earlier result JSON of this script whose first row (same "
                    "model, N and seed) becomes this table's first row: its baseline, not measured again")
@@ -153,10 +154,13 @@ def main(argv=None):
     import torch
 
     from pipeline import FashionDDPMPipeline
+    from pipeline.models import check_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = check_device(args.device) or "cpu"
     machine = machine_info(torch.get_num_threads())
+    machine["device"] = torch.cuda.get_device_name() if device.startswith("cuda") else device
     rows = included + ([] if earlier is None else [{**earlier["rows"][0], "from": args.base_from}])
     total = len(rows) + len(settings) * len(models)
 
@@ -181,7 +185,7 @@ def main(argv=None):
         command = (f"python benchmarks/quality_vs_steps.py {' '.join('--include ' + repo_relative(i) for i in args.include)} "
                    f"{' '.join('--model ' + repo_relative(m) for m in models)} "
                    f"--settings {','.join(setting_label(s) for s in settings)} --num-per-class {per_class} --seed {args.seed}"
-                   f"{' --no-inception' if args.no_inception else ''} --name {args.name}")
+                   f"{' --no-inception' if args.no_inception else ''}{f' --device {args.device}' if args.device else ''} --name {args.name}")
         markdown = "\n\n".join([
             f"# {args.name}{' (smoke run: tiny random model, not a real measurement)' if args.smoke else ''}"
             f"{f' (partial: {len(all_rows)} of {total} rows; the run stopped before the rest)' if partial else ''}",
@@ -202,7 +206,7 @@ def main(argv=None):
             pipe, source = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET), "random init (smoke)"
         else:
             pipe, source = FashionDDPMPipeline.from_pretrained(model), repo_relative(model)
-        pipe.set_progress_bar_config(disable=True)
+        pipe.to(device).set_progress_bar_config(disable=True)
         done = list(rows)
         rows += run_rows(pipe, source, settings, per_class, args.seed, inception, verbose=not args.smoke,
                          on_row=lambda new, before=done: report(before + new))

@@ -77,18 +77,23 @@ def batch_indices(n: int, batch_size: int, updates: int, seed: int):
         yield torch.cat(parts)
 
 
-def train_and_test(images, labels, test_images, test_labels, seed: int, updates: int, batch_size: int, lr: float) -> float:
-    """Trains the fixed CNN on uint8 images N x 28 x 28 for `updates` updates; returns its test accuracy."""
+def train_and_test(images, labels, test_images, test_labels, seed: int, updates: int, batch_size: int, lr: float,
+                   device: str = "cpu") -> float:
+    """Trains the fixed CNN on uint8 images N x 28 x 28 for `updates` updates on `device`; returns its test accuracy.
+    The batches are the same on every device (drawn on the CPU); weights and dropout follow the device's RNG."""
     import torch
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    net = build_classifier()
+    net = build_classifier().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / updates)))
-    x_all = images.unsqueeze(1)
+    x_all, labels = images.unsqueeze(1).to(device), labels.to(device)
+    test_images, test_labels = test_images.to(device), test_labels.to(device)
+    # All batches drawn up front and sent once: a per-step host-to-device copy would make every step wait for the GPU.
+    order = torch.cat(list(batch_indices(len(labels), batch_size, updates, seed))).to(device)
     net.train()
-    for ids in batch_indices(len(labels), batch_size, updates, seed):
+    for ids in order.split(batch_size):
         loss = F.cross_entropy(net(x_all[ids].float().div(255)), labels[ids])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -117,20 +122,20 @@ def per_class_subset(labels, k: int, seed: int):
     return torch.cat(chosen)
 
 
-def calibrate(updates: int, batch_size: int, test_size: int) -> dict:
+def calibrate(updates: int, batch_size: int, test_size: int, device: str = "cpu") -> dict:
     """Seconds per update and per 1,000 test images of the classifier on this machine (random data)."""
     import torch
 
     x = torch.randint(0, 256, (512, 28, 28), dtype=torch.uint8)
     y = torch.randint(0, 10, (512,))
-    train_and_test(x, y, x[:8], y[:8], seed=0, updates=3, batch_size=batch_size, lr=1e-3)  # warm-up
+    train_and_test(x, y, x[:8], y[:8], seed=0, updates=3, batch_size=batch_size, lr=1e-3, device=device)  # warm-up
     start = time.perf_counter()
-    train_and_test(x, y, x[:8], y[:8], seed=0, updates=12, batch_size=batch_size, lr=1e-3)
+    train_and_test(x, y, x[:8], y[:8], seed=0, updates=12, batch_size=batch_size, lr=1e-3, device=device)
     per_update = (time.perf_counter() - start) / 12
-    net = build_classifier().eval()
+    net = build_classifier().to(device).eval()
     start = time.perf_counter()
     with torch.no_grad():
-        net(x[:500].unsqueeze(1).float())
+        net(x[:500].unsqueeze(1).float().to(device)).sum().item()  # .item(): wait for the device
     per_test = (time.perf_counter() - start) / 500
     return {"seconds_per_update": per_update, "seconds_per_run": per_update * updates + per_test * test_size}
 
@@ -244,6 +249,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (synthesis and classifier)")
+    p.add_argument("--device", default=None, help="torch device for synthesis and classifier, e.g. cuda (default: cpu)")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: the usual search)")
     p.add_argument("--work-dir", default=str(REPO / "runs" / "synthetic_data"), help="where the synthetic sets are cached")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for <name>.json / .md")
@@ -275,10 +281,14 @@ def main(argv=None):
     from pipeline.sampling import sampling_settings
     from pipeline.synthesize import model_fingerprint
 
+    from pipeline.models import check_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = check_device(args.device) or "cpu"
     started = time.perf_counter()
     machine = machine_info(torch.get_num_threads())
+    machine["device"] = torch.cuda.get_device_name() if device.startswith("cuda") else device
     train = load_dataset(args.data_dir, split="train", data_flag="--data-dir DIR")
     test = load_dataset(args.data_dir, split="test", data_flag="--data-dir DIR")
     test_images, test_labels = test.images, test.labels
@@ -287,11 +297,11 @@ def main(argv=None):
         torch.manual_seed(0)
         from pipeline import FashionDDPMPipeline
 
-        pipe, model_name = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET), "tiny-random-smoke"
+        pipe, model_name = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET).to(device), "tiny-random-smoke"
         pipe.set_progress_bar_config(disable=True)
         test_images, test_labels, max_real = test_images[:500], test_labels[:500], 2000
     else:
-        pipe = load_pipeline(args.model)
+        pipe = load_pipeline(args.model, device=args.device)
         model_name = args.model or "pretrained/fashion-ddpm-cpu"
     model_default = sampling_settings(pipe, args.sampler, num_inference_steps=args.steps)
     args.sampler, args.steps = model_default["sampler"], model_default["num_inference_steps"]
@@ -303,7 +313,7 @@ def main(argv=None):
     if default_spec not in guidances:
         guidances.append(default_spec)
 
-    calibration = calibrate(updates, batch_size, len(test_labels))
+    calibration = calibrate(updates, batch_size, len(test_labels), device)
     # rows: (name, group, builder(seed) -> (images, labels))
     n_runs = (len(guidances) + 2 + 2 * len(real_sizes)) * len(seeds)
     estimate = n_runs * calibration["seconds_per_run"]
@@ -339,7 +349,8 @@ def main(argv=None):
         accuracies, seconds = [], time.perf_counter()
         for seed in seeds:
             images, labels = build(seed)
-            accuracies.append(train_and_test(images, labels, test_images, test_labels, seed, updates, batch_size, args.lr))
+            accuracies.append(train_and_test(images, labels, test_images, test_labels, seed, updates, batch_size, args.lr,
+                                             device))
         mean = statistics.fmean(accuracies)
         std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
         rows.append({"name": name, "group": group, "train_images": len(build(seeds[0])[1]), "accuracies": accuracies,
@@ -366,7 +377,8 @@ def main(argv=None):
     command = ("python benchmarks/synthetic_data.py --smoke" if args.smoke else
                f"python benchmarks/synthetic_data.py --model {model_name} --per-class {per_class} --seeds {args.seeds} "
                f"--guidance {args.guidance} --sampler {args.sampler} --steps {args.steps} --real-sizes {args.real_sizes} "
-               f"--updates {updates} --batch-size {batch_size}" + (f" --threads {args.threads}" if args.threads else ""))
+               f"--updates {updates} --batch-size {batch_size}" + (f" --threads {args.threads}" if args.threads else "")
+               + (f" --device {args.device}" if args.device else ""))
     total = time.perf_counter() - started
     classifier = {"architecture": ARCHITECTURE, "parameters": sum(p.numel() for p in build_classifier().parameters()),
                   "optimizer": f"Adam lr {args.lr:g}, betas (0.9, 0.999), no weight decay, cosine decay to 0",

@@ -144,19 +144,24 @@ def _reference(spec: dict, data, threads):
     config = validate(spec["config"])
     if threads:
         torch.set_num_threads(threads)
+    device = _device()
     torch.manual_seed(config.seed)  # the same initial weights as the Trainer
     pipe = FashionDDPMPipeline.from_config_dict(
         unet={**config.unet, "sample_size": data.images.shape[-1]},
         scheduler={"num_train_timesteps": config.num_train_timesteps, "beta_schedule": config.beta_schedule,
                    "prediction_type": config.prediction_type},
         class_names=data.class_names)
-    model, noise_scheduler = pipe.unet, pipe.scheduler
+    model, noise_scheduler = pipe.unet.to(device), pipe.scheduler
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay)
     lr_scheduler = get_scheduler(config.lr_scheduler, optimizer=optimizer, num_warmup_steps=config.lr_warmup_steps,
                                  num_training_steps=config.max_train_steps)
     ema_model = EMAModel(model.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=config.ema_power,
                          model_cls=UNet2DModel, model_config=model.config) if config.use_ema else None
+    if ema_model is not None:
+        ema_model.to(device)
+    # bf16 autocast on a GPU when the config asks for it (as Accelerate does); on the CPU the config's fp32
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda" and config.mixed_precision == "bf16")
     model.train()
     images_uint8, all_labels, null_id = data.images, data.labels, len(data.class_names)
     bsz = config.train_batch_size
@@ -167,9 +172,11 @@ def _reference(spec: dict, data, threads):
         class_labels = torch.where(torch.rand(bsz) < config.label_dropout, null_id, class_labels)
         noise = torch.randn(clean_images.shape)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,)).long()
+        clean_images, class_labels, noise, timesteps = (x.to(device) for x in (clean_images, class_labels, noise, timesteps))
         noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
         target = noise if config.prediction_type == "epsilon" else noise_scheduler.get_velocity(clean_images, noise, timesteps)
-        model_output = model(noisy_images, timesteps, class_labels=class_labels).sample
+        with autocast:
+            model_output = model(noisy_images, timesteps, class_labels=class_labels).sample
         loss = F.mse_loss(model_output.float(), target.float())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -181,6 +188,13 @@ def _reference(spec: dict, data, threads):
         return loss.detach().item()
 
     return update, f"{sum(p.numel() for p in model.parameters())}"
+
+
+def _device() -> str:
+    """Where both variants train: a GPU when there is one (Accelerate's choice for the project's Trainer), else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def worker(variant: str, spec: dict):
@@ -201,6 +215,7 @@ def worker(variant: str, spec: dict):
         reset = _reset_peak_rss()
         start = time.perf_counter()
         losses += [update(step) for step in range(warmup, warmup + steps)]
+        losses = [float(loss) for loss in losses]  # the project's update returns a device tensor: waits for the device
         elapsed = time.perf_counter() - start
         result = {
             "variant": variant,
@@ -214,6 +229,7 @@ def worker(variant: str, spec: dict):
             "rss_before_timing_mb": rss_before,
             "timed_loop_peak_rss_mb": _rss_mb("VmHWM") if reset else None,  # peak during the timed updates only
             "torch_threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name() if _device() == "cuda" else "cpu",
             "torch_version": torch.__version__,
             "unet_parameters": int(params),
             "data_source": data.source,
@@ -268,6 +284,7 @@ def main(argv=None):
     first = runs["project"][0]
     machine["torch_threads"] = first["torch_threads"]
     machine["torch_version"] = first["torch_version"]
+    machine["device"] = first["device"]
 
     results = {}
     for variant, rs in runs.items():
