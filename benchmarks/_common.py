@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL_DIR = REPO / "pretrained" / "fashion-ddpm-gpu"  # the default model (pipeline.models.SHIPPED_MODEL_NAME)
 
 
 def repo_relative(path: str) -> str:

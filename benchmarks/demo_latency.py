@@ -28,7 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
+from _common import REPO, SHIPPED_MODEL_DIR, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
 
 NAME = "demo_latency"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -37,7 +37,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(REPO / "pretrained" / "fashion-ddpm-cpu"), help="saved pipeline folder")
+    p.add_argument("--model", default=str(SHIPPED_MODEL_DIR), help="saved pipeline folder")
     p.add_argument("--rounds", type=int, default=2, help="browser clicks, median reported (default 2)")
     p.add_argument("--users", type=int, default=3, help="simultaneous gradio_client users (default 3)")
     p.add_argument("--threads", type=int, default=1, help="the server's torch threads, OMP_NUM_THREADS (default 1)")

@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, repo_relative
+from _common import REPO, SHIPPED_MODEL_DIR, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, repo_relative
 
 DEFAULT_SETTINGS = "ddpm:100,ddim:20,ddim:10,dpm++:20,dpm++:10,dpm++:5,unipc:20,unipc:10,euler:20"
 SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
@@ -133,7 +133,7 @@ def main(argv=None):
     settings = parse_settings("ddpm:3:4,dpm++:2:1,dpm++:2:3:i=0.2-0.8:r=0.5" if args.smoke else args.settings)
     per_class = 1 if args.smoke else args.num_per_class
     inception = not (args.smoke or args.no_inception)
-    models = args.model or [str(REPO / "pretrained" / "fashion-ddpm-cpu")]
+    models = args.model or [str(SHIPPED_MODEL_DIR)]
     earlier = None
     if args.base_from:  # checked before any work: a mismatch found after an hour of sampling wastes the hour
         earlier = json.loads(Path(args.base_from).read_text())

@@ -14,7 +14,7 @@ import argparse
 import statistics
 import time
 
-from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table
+from _common import REPO, SHIPPED_MODEL_DIR, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, repo_relative
 
 SETTINGS = {"ddpm:100": ("ddpm", 100), "dpm++:20": ("dpm++", 20), "unipc:10": ("unipc", 10), "dpm++:10": ("dpm++", 10)}
 
@@ -54,7 +54,7 @@ def main(argv=None):
     base = statistics.median(times["ddpm:100"])
     rows = [{"setting": k, "seconds_per_image": round(statistics.median(v), 4), "rounds": [round(t, 4) for t in v],
              "speedup_vs_ddpm100": round(base / statistics.median(v), 2)} for k, v in times.items()]
-    model = args.model or "pretrained/fashion-ddpm-cpu"
+    model = args.model or repo_relative(str(SHIPPED_MODEL_DIR))
     command = f"python benchmarks/sampler_timing.py --batch {args.batch} --rounds {args.rounds}" + (
         f" --threads {args.threads}" if args.threads else "") + (f" --model {args.model}" if args.model else "")
     table = markdown_table(["sampler:steps", "s / image (median)", "rounds", "speed-up vs ddpm:100"],

@@ -25,7 +25,7 @@ import argparse
 import sys
 import time
 
-from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
+from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median, repo_relative
 
 NAME = "sampling_speed"
 SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}  # as tests/conftest.py
@@ -79,7 +79,7 @@ def build_pipeline(args):
             unet=config.unet,
             scheduler={"num_train_timesteps": config.num_train_timesteps, "beta_schedule": config.beta_schedule,
                        "prediction_type": config.prediction_type})
-        source = f"random init, U-Net of {args.config}"
+        source = f"random init, U-Net of {repo_relative(args.config)}"
     pipe.unet.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe, source

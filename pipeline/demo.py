@@ -25,6 +25,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from .models import SHIPPED_MODEL_NAME
 from .sampling import guidance_text, sampling_settings
 
 # Limits of one request, so that one visitor cannot hold the CPU for long (2000 image-steps of the shipped model are
@@ -321,7 +322,7 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
 
     with gr.Blocks(title="fashion-ddpm demo", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {title}\n"
-                    f"Model: `{model_name or 'the shipped fashion-ddpm-cpu'}`, running on the CPU. Choose classes and "
+                    f"Model: `{model_name or 'the shipped ' + SHIPPED_MODEL_NAME}`, running on the CPU. Choose classes and "
                     f"settings, press **Generate**. Image *j* of class *c* uses seed `seed + 1000000 c + j`, exactly as "
                     f"`fashion-ddpm generate` does. Limits per request: {MAX_IMAGES_PER_REQUEST} images, {MAX_STEPS} "
                     f"steps, {MAX_IMAGE_STEPS} images x steps.")

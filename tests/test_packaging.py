@@ -20,7 +20,7 @@ def test_wheel_holds_every_subpackage_and_the_shipped_model(tmp_path):
     for package in ("pipeline", "pipeline/cli", "pipeline/evaluation", "pipeline/training"):
         assert f"{package}/__init__.py" in names, package
     for path in ("pipeline/weights/judge.safetensors", "pipeline/training/model_card_template.md",
-                 "pipeline/pretrained/fashion-ddpm-cpu/model_index.json",
-                 "pipeline/pretrained/fashion-ddpm-cpu/unet/diffusion_pytorch_model.safetensors",
-                 "pipeline/pretrained/fashion-ddpm-cpu/scheduler/scheduler_config.json"):
+                 "pipeline/pretrained/fashion-ddpm-gpu/model_index.json",
+                 "pipeline/pretrained/fashion-ddpm-gpu/unet/diffusion_pytorch_model.safetensors",
+                 "pipeline/pretrained/fashion-ddpm-gpu/scheduler/scheduler_config.json"):
         assert path in names, path

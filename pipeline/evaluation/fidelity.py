@@ -48,6 +48,15 @@ def _log(verbose: bool, message: str):
         print(message, flush=True)
 
 
+def _package_relative(path: str | Path) -> str:
+    """`pipeline/weights/judge.safetensors` rather than a machine's absolute path (reports are committed)."""
+    package_parent = Path(__file__).resolve().parents[2]
+    try:
+        return Path(path).resolve().relative_to(package_parent).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _accuracy(preds: np.ndarray, labels: np.ndarray, class_names: list[str]) -> tuple[float, dict]:
     correct = preds == labels
     per_class = {name: float(correct[labels == c].mean()) for c, name in enumerate(class_names) if (labels == c).any()}
@@ -141,7 +150,7 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
         "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
         "generation_seconds": round(gen_seconds, 3),
         "time_per_image_s": round(gen_seconds / num_images, 4),
-        "judge": {"weights": str(judge_path), "fingerprint": judge_name, "test_accuracy": info.get("test_accuracy")},
+        "judge": {"weights": _package_relative(judge_path), "fingerprint": judge_name, "test_accuracy": info.get("test_accuracy")},
         "judge_accuracy": accuracy,
         "judge_accuracy_per_class": per_class,
         "judge_accuracy_floor": floor_accuracy,

@@ -361,7 +361,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
             [`ImagePipelineOutput`] or `tuple`: the images, as `output_type` says.
 
         Examples:
-            >>> pipe = FashionDDPMPipeline.from_pretrained("pretrained/fashion-ddpm-cpu")
+            >>> pipe = FashionDDPMPipeline.from_pretrained("pretrained/fashion-ddpm-gpu")
             >>> images = pipe(class_labels=["Sneaker", "Bag"]).images
         """
         class_ids = self.resolve_class_ids(class_labels)
