@@ -22,9 +22,10 @@ a standard two-block CNN, 421,642 parameters:
   -> linear 3136->128, ReLU -> dropout 0.5 -> linear 128->10.
 Recipe: pixels scaled to [0, 1], no augmentation; Adam (lr 1e-3, betas 0.9/0.999, no weight decay), cosine decay to 0,
 batch 128, a FIXED number of updates per run (default 3,000 = 6.4 epochs of 60,000 images, where the accuracy on all
-real data levels off at ~90 %; 500 updates capped it at 84.6 %), cross-entropy, no early stopping and no model selection: the test set is used once, at the
-end. Batches are drawn from a fresh permutation per pass, seeded by the run's seed (as are the initial weights and
-dropout), so every number is reproducible (on the CPU; GPU kernels are not bit-reproducible: runs agree to ~0.1 point).
+real data levels off at ~90 %; 500 updates capped it at 84.6 %), cross-entropy, no early stopping and no model
+selection: the test set is used once, at the end. Batches are drawn from a fresh permutation per pass, seeded by the
+run's seed (as are the initial weights and dropout), so every number is reproducible (on the CPU; GPU kernels are not
+bit-reproducible: runs agree to ~0.1 point).
 
   python benchmarks/synthetic_data.py --device cuda                                 # the real run, shipped model (~5 min on an H200)
   python benchmarks/synthetic_data.py --threads 2 --updates 500                     # on 2 CPU cores (hours; see its estimate)
