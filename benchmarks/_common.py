@@ -86,6 +86,15 @@ def median(values) -> float:
     return float(statistics.median(values))
 
 
+def device_label(device: str) -> str:
+    """What a result file names as its device: the GPU's name (e.g. NVIDIA H200) for cuda devices, else the device."""
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    return torch.cuda.get_device_name(device)
+
+
 def machine_markdown(machine: dict) -> str:
     keys = ["device", "cpu_model", "cpu_count", "usable_cores", "torch_version", "torch_threads", "diffusers_version",
             "accelerate_version", "python_version", "date", "load_average_1m_at_start", "load_average_1m_at_end"]

@@ -22,7 +22,18 @@ import argparse
 import json
 from pathlib import Path
 
-from _common import REPO, SHIPPED_MODEL_DIR, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, repo_relative
+from _common import (
+    REPO,
+    SHIPPED_MODEL_DIR,
+    device_label,
+    emit,
+    ensure_repo_on_path,
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    repo_relative,
+)
 
 DEFAULT_SETTINGS = "ddpm:100,ddim:20,ddim:10,dpm++:20,dpm++:10,dpm++:5,unipc:20,unipc:10,euler:20"
 SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
@@ -160,7 +171,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = check_device(args.device) or "cpu"
     machine = machine_info(torch.get_num_threads())
-    machine["device"] = torch.cuda.get_device_name() if device.startswith("cuda") else device
+    machine["device"] = device_label(device)
     rows = included + ([] if earlier is None else [{**earlier["rows"][0], "from": args.base_from}])
     total = len(rows) + len(settings) * len(models)
 

@@ -42,7 +42,18 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import REPO, SHIPPED_MODEL_DIR, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, repo_relative
+from _common import (
+    REPO,
+    SHIPPED_MODEL_DIR,
+    device_label,
+    emit,
+    ensure_repo_on_path,
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    repo_relative,
+)
 
 DEFAULT_MODEL_DIR = SHIPPED_MODEL_DIR
 
@@ -289,7 +300,7 @@ def main(argv=None):
     device = check_device(args.device) or "cpu"
     started = time.perf_counter()
     machine = machine_info(torch.get_num_threads())
-    machine["device"] = torch.cuda.get_device_name() if device.startswith("cuda") else device
+    machine["device"] = device_label(device)
     train = load_dataset(args.data_dir, split="train", data_flag="--data-dir DIR")
     test = load_dataset(args.data_dir, split="test", data_flag="--data-dir DIR")
     test_images, test_labels = test.images, test.labels

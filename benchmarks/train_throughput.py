@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
+from _common import REPO, device_label, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
 
 NAME = "train_throughput"
 VARIANTS = ("project", "reference")
@@ -229,7 +229,7 @@ def worker(variant: str, spec: dict):
             "rss_before_timing_mb": rss_before,
             "timed_loop_peak_rss_mb": _rss_mb("VmHWM") if reset else None,  # peak during the timed updates only
             "torch_threads": torch.get_num_threads(),
-            "device": torch.cuda.get_device_name() if _device() == "cuda" else "cpu",
+            "device": device_label(_device()),
             "torch_version": torch.__version__,
             "unet_parameters": int(params),
             "data_source": data.source,
