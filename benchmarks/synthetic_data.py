@@ -27,7 +27,7 @@ selection: the test set is used once, at the end. Batches are drawn from a fresh
 run's seed (as are the initial weights and dropout), so every number is reproducible (on the CPU; GPU kernels are not
 bit-reproducible: runs agree to ~0.1 point).
 
-  python benchmarks/synthetic_data.py --device cuda                                 # the real run, shipped model (~5 min on an H200)
+  python benchmarks/synthetic_data.py --device cuda --jobs 6                        # the real run, shipped model (minutes on an H200)
   python benchmarks/synthetic_data.py --threads 2 --updates 500                     # on 2 CPU cores (hours; see its estimate)
   python benchmarks/synthetic_data.py --smoke                                        # tiny random model, seconds
 """
@@ -92,11 +92,13 @@ def batch_indices(n: int, batch_size: int, updates: int, seed: int):
 
 def train_and_test(images, labels, test_images, test_labels, seed: int, updates: int, batch_size: int, lr: float,
                    device: str = "cpu") -> float:
-    """Trains the fixed CNN on uint8 images N x 28 x 28 for `updates` updates on `device`; returns its test accuracy.
+    """Trains the fixed CNN on uint8 images N x 28 x 28 (tensors or arrays) for `updates` updates on `device`; returns its
+    test accuracy.
     The batches are the same on every device (drawn on the CPU); weights and dropout follow the device's RNG."""
     import torch
     import torch.nn.functional as F
 
+    images, labels, test_images, test_labels = map(torch.as_tensor, (images, labels, test_images, test_labels))
     torch.manual_seed(seed)
     net = build_classifier().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
@@ -264,6 +266,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (synthesis and classifier)")
     p.add_argument("--device", default=None, help="torch device for synthesis and classifier, e.g. cuda (default: cpu)")
+    p.add_argument("--jobs", type=int, default=1, help="classifier runs trained at once, one process each (a GPU fits "
+                   "several; on a CPU keep 1 and use --threads)")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: the usual search)")
     p.add_argument("--work-dir", default=str(REPO / "runs" / "synthetic_data"), help="where the synthetic sets are cached")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for <name>.json / .md")
@@ -285,8 +289,8 @@ def main(argv=None):
     per_class, updates, batch_size = args.per_class, args.updates, args.batch_size
     if args.smoke:
         per_class, updates, batch_size, real_sizes, args.steps = 10, 10, 32, [2, 5], 2
-    if len(seeds) < 1 or per_class < 1 or updates < 1 or min(real_sizes) < 1:
-        raise SystemExit("error: --seeds, --per-class, --updates and --real-sizes must be positive")
+    if len(seeds) < 1 or per_class < 1 or updates < 1 or min(real_sizes) < 1 or args.jobs < 1:
+        raise SystemExit("error: --seeds, --per-class, --updates, --real-sizes and --jobs must be positive")
 
     import torch
 
@@ -330,7 +334,7 @@ def main(argv=None):
     n_runs = (len(guidances) + 2 + 2 * len(real_sizes)) * len(seeds)
     estimate = n_runs * calibration["seconds_per_run"]
     print(f"classifier: {n_runs} runs x {updates} updates of {batch_size} at {calibration['seconds_per_update']:.3f} s/update "
-          f"on this machine now -> estimated {estimate / 60:.1f} min (plus synthesis of missing sets)", flush=True)
+          f"on this machine now -> estimated {estimate / 60:.1f} min one at a time (plus synthesis of missing sets)", flush=True)
 
     sets = synthetic_sets(pipe, model_name, guidances, per_class, args.sampler, args.steps, Path(args.work_dir), args.smoke)
     synthetic = {s["label"]: to_tensors(s.pop("dataset")) for s in sets}
@@ -360,11 +364,11 @@ def main(argv=None):
                f"python benchmarks/synthetic_data.py --model {model_name} --per-class {per_class} --seeds {args.seeds} "
                f"--guidance {args.guidance} --sampler {args.sampler} --steps {args.steps} --real-sizes {args.real_sizes} "
                f"--updates {updates} --batch-size {batch_size}" + (f" --threads {args.threads}" if args.threads else "")
-               + (f" --device {args.device}" if args.device else ""))
+               + (f" --device {args.device}" if args.device else "") + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
     classifier = {"architecture": ARCHITECTURE, "parameters": sum(p.numel() for p in build_classifier().parameters()),
                   "optimizer": f"Adam lr {args.lr:g}, betas (0.9, 0.999), no weight decay, cosine decay to 0",
                   "updates": updates, "batch_size": batch_size, "input": "pixels / 255, no augmentation",
-                  "seconds_per_update_calibrated": round(calibration["seconds_per_update"], 4)}
+                  "seconds_per_update_calibrated": round(calibration["seconds_per_update"], 4), "parallel_runs": args.jobs}
 
     def report(rows: list[dict]) -> dict:
         """Writes the JSON and Markdown of the rows measured so far: a run stopped after k rows keeps k rows."""
@@ -411,26 +415,41 @@ def main(argv=None):
             f"Classifier: {ARCHITECTURE} ({classifier['parameters']:,} parameters); {classifier['optimizer']}; "
             f"{updates} updates of {batch_size} per run whatever the training set's size; {classifier['input']}; the test "
             "set is used once, at the end. Real subsets are drawn per seed; the synthetic sets are fixed.",
-            f"Total time {total / 60:.1f} min (classifier estimate before the runs: {estimate / 60:.1f} min).",
+            f"Total time {total / 60:.1f} min (classifier estimate before the runs, one at a time: {estimate / 60:.1f} min; "
+            f"{args.jobs} run(s) at once).",
             f"Reproduce: `{command}`",
             "Machine:\n" + machine_markdown(machine),
         ])
         emit(args.name, result, markdown, args.out)
         return result
 
+    def run(build, seed):
+        return train_and_test(*build(seed), test_images, test_labels, seed, updates, batch_size, args.lr, device)
+
+    pending = None
+    if args.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # Several classifiers at once, one per process: this small CNN leaves a GPU waiting on Python and kernel
+        # launches, so processes fill it (threads would share one interpreter lock). 'spawn': CUDA cannot fork.
+        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=torch.set_num_threads, initargs=(args.threads or 1,))
+        # numpy arrays travel through the pipe by value; torch tensors would go through /dev/shm, often tiny in containers
+        pending = [[pool.submit(train_and_test, *(t.numpy() for t in (*build(seed), test_images, test_labels)), seed, updates,
+                                batch_size, args.lr, device) for seed in seeds] for _, _, build in rows_spec]
     rows = []
-    for name, group, build in rows_spec:
-        accuracies, seconds = [], time.perf_counter()
-        for seed in seeds:
-            images, labels = build(seed)
-            accuracies.append(train_and_test(images, labels, test_images, test_labels, seed, updates, batch_size, args.lr,
-                                             device))
+    for i, (name, group, build) in enumerate(rows_spec):
+        seconds = time.perf_counter()
+        accuracies = [job.result() for job in pending[i]] if pending else [run(build, seed) for seed in seeds]
         mean = statistics.fmean(accuracies)
         std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
         rows.append({"name": name, "group": group, "train_images": len(build(seeds[0])[1]), "accuracies": accuracies,
                      "mean": mean, "std": std, "seconds": round(time.perf_counter() - seconds, 1)})
         print(f"{name}: {mean:.4f} ± {std:.4f} ({', '.join(f'{a:.4f}' for a in accuracies)})", flush=True)
         result = report(rows)
+    if pending:
+        pool.shutdown()
     if args.update_model_card:
         update_model_card(result, repo_relative(str(Path(args.out) / f"{args.name}.json")), args.model or str(DEFAULT_MODEL_DIR))
 

@@ -364,11 +364,15 @@ def test_synthetic_data_benchmark_smoke(tmp_path):
     assert all(d["seconds_per_image"] > 0 and d["images"] == 100 for d in r["synthetic_sets"])
     md = (tmp_path / "out" / "synthetic_data.md").read_text()
     assert md.startswith("#") and "cpu_model" in md and "±" in md
-    # a rerun reuses the synthesized sets (they are `synthesize` outputs in --work-dir); one seed keeps it short
+    # a rerun reuses the synthesized sets (they are `synthesize` outputs in --work-dir); one seed keeps it short; with
+    # the classifiers trained in two processes (--jobs 2) each run still gives what it gave alone
     again = subprocess.run([sys.executable, str(REPO / "benchmarks" / "synthetic_data.py"), "--smoke", "--threads", "1",
-                            "--seeds", "0", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out2")], cwd=REPO, env=ENV,
-                           capture_output=True, text=True, timeout=600)
+                            "--seeds", "0", "--jobs", "2", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out2")],
+                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "is already complete" in again.stdout + again.stderr, again.stderr[-3000:]
+    in_parallel = json.loads((tmp_path / "out2" / "synthetic_data.json").read_text())
+    assert in_parallel["classifier"]["parallel_runs"] == 2
+    assert [row["accuracies"] for row in in_parallel["rows"]] == [row["accuracies"][:1] for row in r["rows"]]
     # a smoke result never goes into a model card; a real one fills (then replaces) the card's section
     refused = subprocess.run([sys.executable, str(REPO / "benchmarks" / "synthetic_data.py"), "--card-from",
                               str(tmp_path / "out" / "synthetic_data.json"), "--model", str(tmp_path)], cwd=REPO, env=ENV,
