@@ -445,7 +445,8 @@ def main(argv=None):
         mean = statistics.fmean(accuracies)
         std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
         rows.append({"name": name, "group": group, "train_images": len(build(seeds[0])[1]), "accuracies": accuracies,
-                     "mean": mean, "std": std, "seconds": round(time.perf_counter() - seconds, 1)})
+                     # with --jobs the rows train together: a row's own time is not measured (None), only the total
+                     "mean": mean, "std": std, "seconds": None if pending else round(time.perf_counter() - seconds, 1)})
         print(f"{name}: {mean:.4f} ± {std:.4f} ({', '.join(f'{a:.4f}' for a in accuracies)})", flush=True)
         result = report(rows)
     if pending:

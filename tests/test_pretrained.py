@@ -2,7 +2,7 @@
 loads, and the judge recognises what it makes.
 
 The bound: with their defaults (UniPC 10 steps, guidance for t/T in [0.17, 0.88]: w = 1.5 and w = 2) the models reached
-judge accuracy 0.956 (fashion-ddpm-gpu, benchmarks/results/evaluate_gpu_default/metrics.md) and 0.960
+judge accuracy 0.955 (fashion-ddpm-gpu, benchmarks/results/evaluate_gpu_default/metrics.md) and 0.960
 (fashion-ddpm-cpu, benchmarks/results/evaluate_default/metrics.md) on 1000 samples. Here 2 images per class with fixed
 seeds must reach >= 0.7 (14 of 20): chance is 0.1, and at a true rate of 0.95 the probability of 13 or fewer hits out
 of 20 is below 1e-4, while a broken export, a shuffled class mapping or a silently changed default (w = 1 gave 0.88
