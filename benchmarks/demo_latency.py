@@ -10,7 +10,7 @@ Starts `python -m pipeline.cli demo --model MODEL` in a subprocess (torch thread
 The server queues requests (pipeline.demo.CONCURRENCY_LIMIT at a time), so N users wait about N times one request.
 
 Usage:
-  python benchmarks/demo_latency.py --model pretrained/fashion-ddpm-cpu --screenshot docs/demo.png --out benchmarks/results
+  python benchmarks/demo_latency.py --model pretrained/fashion-ddpm-gpu --screenshot docs/demo.png --out benchmarks/results
   python benchmarks/demo_latency.py --smoke              # tiny random model, seconds
 """
 
@@ -28,7 +28,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import REPO, SHIPPED_MODEL_DIR, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
+from _common import (
+    REPO,
+    SHIPPED_MODEL_DIR,
+    emit,
+    ensure_repo_on_path,
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    median,
+    repo_relative,
+)
 
 NAME = "demo_latency"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -178,7 +189,7 @@ def main(argv=None):
     finally:
         stop_server(process)
     machine["load_average_1m_at_end"] = load_average()
-    result = {"benchmark": NAME, "model": "smoke (tiny random)" if args.smoke else model,
+    result = {"benchmark": NAME, "model": "smoke (tiny random)" if args.smoke else repo_relative(model),
               "request": {k: v for k, v in defaults.items() if k != "classes"} | {"classes": len(defaults["classes"])},
               "server_threads": args.threads, "server_start_to_ready_s": round(ready_s, 1), "browser_rounds": rounds,
               "median_click_to_grid_s": median([r["click_to_grid_s"] for r in rounds]),
