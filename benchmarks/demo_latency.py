@@ -181,7 +181,10 @@ def main(argv=None):
                                                    "layers_per_block": 1}).save_pretrained(model)
     defaults = demo.defaults(load_pipeline(model))
     machine = machine_info(args.threads)
-    process, url, ready_s = start_server(model, args.threads, work / "server.log")
+    # the server runs in the repository: a folder inside it is passed (and shown on the page, and in the result)
+    # repository-relative, one outside it absolute
+    served = repo_relative(str(Path(model).resolve()))
+    process, url, ready_s = start_server(served, args.threads, work / "server.log")
     try:
         rounds = browser_rounds(url, args)
         concurrency = [concurrent_users(url, n, defaults) for n in sorted({1, args.users})]
@@ -189,7 +192,7 @@ def main(argv=None):
     finally:
         stop_server(process)
     machine["load_average_1m_at_end"] = load_average()
-    result = {"benchmark": NAME, "model": "smoke (tiny random)" if args.smoke else repo_relative(model),
+    result = {"benchmark": NAME, "model": "smoke (tiny random)" if args.smoke else served,
               "request": {k: v for k, v in defaults.items() if k != "classes"} | {"classes": len(defaults["classes"])},
               "server_threads": args.threads, "server_start_to_ready_s": round(ready_s, 1), "browser_rounds": rounds,
               "median_click_to_grid_s": median([r["click_to_grid_s"] for r in rounds]),
