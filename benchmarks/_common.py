@@ -19,6 +19,15 @@ REPO = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL_DIR = REPO / "pretrained" / "fashion-ddpm-gpu"  # the default model (pipeline.models.SHIPPED_MODEL_NAME)
 
 
+def _tiny_unet() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())["unet"]
+
+
+TINY_UNET = _tiny_unet()  # the one tiny U-Net of every smoke run (configs/tiny.yaml's, as the tests build)
+
+
 def repo_relative(path: str) -> str:
     """A path as committed results name it: relative to the repository when inside it."""
     resolved = Path(path).resolve()

@@ -31,6 +31,7 @@ from pathlib import Path
 from _common import (
     REPO,
     SHIPPED_MODEL_DIR,
+    TINY_UNET,
     emit,
     ensure_repo_on_path,
     load_average,
@@ -177,8 +178,7 @@ def main(argv=None):
 
         torch.manual_seed(0)
         model = str(work / "tiny")
-        FashionDDPMPipeline.from_config_dict(unet={"block_out_channels": (8, 16, 16), "norm_num_groups": 4,
-                                                   "layers_per_block": 1}).save_pretrained(model)
+        FashionDDPMPipeline.from_config_dict(unet=TINY_UNET).save_pretrained(model)
     defaults = demo.defaults(load_pipeline(model))
     machine = machine_info(args.threads)
     # the server runs in the repository: a folder inside it is passed (and shown on the page, and in the result)

@@ -25,6 +25,7 @@ from pathlib import Path
 from _common import (
     REPO,
     SHIPPED_MODEL_DIR,
+    TINY_UNET,
     device_label,
     emit,
     ensure_repo_on_path,
@@ -36,41 +37,25 @@ from _common import (
 )
 
 DEFAULT_SETTINGS = "ddpm:100,ddim:20,ddim:10,dpm++:20,dpm++:10,dpm++:5,unipc:20,unipc:10,euler:20"
-SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
 
 
 def parse_settings(text: str) -> list[dict]:
-    """'dpm++:20:2:i=0.1-0.7:r=0.5' -> {"sampler", "steps", "guidance", "interval", "rescale"} (None = default)."""
-    from pipeline.schedulers import SAMPLER_NAMES
+    """'dpm++:20:2:i=0.1-0.7:r=0.5,...' -> SamplingSettings.resolve overrides per setting (unset = the model's)."""
+    from pipeline.settings import parse_overrides
 
-    settings = []
-    for item in text.split(","):
-        parts = item.strip().split(":")
-        try:
-            if len(parts) < 2 or parts[0] not in SAMPLER_NAMES:
-                raise ValueError
-            row = {"sampler": parts[0], "steps": int(parts[1]), "guidance": None, "interval": None, "rescale": None}
-            for extra in parts[2:]:
-                if extra.startswith("i="):
-                    low, high = extra[2:].split("-")
-                    row["interval"] = (float(low), float(high))
-                elif extra.startswith("r="):
-                    row["rescale"] = float(extra[2:])
-                else:
-                    row["guidance"] = float(extra)
-        except ValueError:
-            raise SystemExit(f"error: setting {item!r} must be SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI] with "
-                             f"SAMPLER in {list(SAMPLER_NAMES)}") from None
-        settings.append(row)
-    return settings
+    try:
+        return [parse_overrides(item) for item in text.split(",")]
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
-def setting_label(row: dict) -> str:
-    label = f"{row['sampler']}:{row['steps']}" + (f":{row['guidance']:g}" if row.get("guidance") is not None else "")
-    if row.get("interval"):
-        label += f":i={row['interval'][0]:g}-{row['interval'][1]:g}"
-    if row.get("rescale") is not None:
-        label += f":r={row['rescale']:g}"
+def setting_label(overrides: dict) -> str:
+    """The row's name: what the setting names (a guidance left out is filled in by run_rows)."""
+    label = f"{overrides['sampler']}:{overrides['steps']}" + (f":{overrides['guidance']:g}" if "guidance" in overrides else "")
+    if overrides.get("interval"):
+        label += f":i={overrides['interval'][0]:g}-{overrides['interval'][1]:g}"
+    if overrides.get("rescale") is not None:
+        label += f":r={overrides['rescale']:g}"
     return label
 
 
@@ -81,14 +66,7 @@ def run_rows(pipe, model: str, settings: list[dict], per_class: int, seed: int, 
 
     rows = []
     for s in settings:
-        sampling = {"sampler": s["sampler"], "num_inference_steps": s["steps"]}
-        if s["guidance"] is not None:
-            sampling["guidance_scale"] = s["guidance"]
-        if s["interval"]:
-            sampling["guidance_interval"] = s["interval"]
-        if s["rescale"] is not None:
-            sampling["guidance_rescale"] = s["rescale"]
-        r = evaluate(pipe, per_class, seed=seed, inception=inception, verbose=verbose, **sampling)
+        r = evaluate(pipe, per_class, seed=seed, inception=inception, verbose=verbose, **s)
         rows.append({"model": model, "setting": setting_label({**s, "guidance": r["guidance_scale"]}),
                      "sampler": s["sampler"], "steps": s["steps"], "guidance": r["guidance_scale"],
                      "guidance_interval": r["guidance_interval"], "guidance_rescale": r["guidance_rescale"],
@@ -214,7 +192,7 @@ def main(argv=None):
     for model in models:
         if args.smoke:
             torch.manual_seed(0)
-            pipe, source = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET), "random init (smoke)"
+            pipe, source = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET), "random init (smoke)"
         else:
             pipe, source = FashionDDPMPipeline.from_pretrained(model), repo_relative(model)
         pipe.to(device).set_progress_bar_config(disable=True)

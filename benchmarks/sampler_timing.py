@@ -39,15 +39,15 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     machine = machine_info(torch.get_num_threads())
     pipe = load_pipeline(args.model)
-    generate(pipe, [0], 2, sampler="dpm++", num_inference_steps=2, guidance_scale=2.0)  # warm-up
+    generate(pipe, [0], 2, sampler="dpm++", steps=2, guidance=2.0)  # warm-up
     times = {k: [] for k in SETTINGS}
     for r in range(args.rounds):
         order = list(SETTINGS)[r % len(SETTINGS):] + list(SETTINGS)[:r % len(SETTINGS)]
         for key in order:
             sampler, steps = SETTINGS[key]
             start = time.perf_counter()
-            generate(pipe, list(range(10)), args.batch // 10, seed=r, sampler=sampler, num_inference_steps=steps,
-                     guidance_scale=2.0, guidance_interval=(0, 1), batch_size=args.batch)
+            generate(pipe, list(range(10)), args.batch // 10, seed=r, sampler=sampler, steps=steps,
+                     guidance=2.0, interval=(0, 1), batch_size=args.batch)
             times[key].append((time.perf_counter() - start) / args.batch)
             print(key, r, round(times[key][-1], 4), flush=True)
     machine["load_average_1m_at_end"] = load_average()

@@ -25,10 +25,9 @@ import argparse
 import sys
 import time
 
-from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median, repo_relative
+from _common import REPO, TINY_UNET, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median, repo_relative
 
 NAME = "sampling_speed"
-SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}  # as tests/conftest.py
 
 
 def parse_args(argv=None):
@@ -68,8 +67,8 @@ def build_pipeline(args):
             pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     elif args.smoke:
         torch.manual_seed(args.seed)
-        pipe = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET)
-        source = f"random init, smoke U-Net {SMOKE_UNET}"
+        pipe = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET)
+        source = f"random init, smoke U-Net {TINY_UNET}"
     else:
         from pipeline.training.config import load_config
 

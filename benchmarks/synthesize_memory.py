@@ -27,10 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table
+from _common import REPO, TINY_UNET, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table
 
-SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
-SAMPLING = {"num_inference_steps": 1, "guidance_scale": 1.0}  # one U-Net pass per image: the writing dominates
+SAMPLING = {"steps": 1, "guidance": 1.0}  # one U-Net pass per image: the writing dominates
 
 
 def _rss_mb() -> dict:
@@ -56,7 +55,7 @@ def worker(per_class: int, fmt: str, out: str, shard_size: int, threads: int) ->
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    pipe = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET)
+    pipe = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET)
     pipe.set_progress_bar_config(disable=True)
     import datasets  # noqa: F401  (imported here so that "before" includes every library)
 
@@ -115,7 +114,7 @@ def main(argv=None):
                f"python benchmarks/synthesize_memory.py --sizes {','.join(map(str, sizes))} --formats {','.join(formats)} "
                f"--shard-size {shard_size} --threads {args.threads}")
     result = {"benchmark": "synthesize_memory", "smoke": args.smoke, "sampling": SAMPLING, "model": "tiny random U-Net "
-              f"{SMOKE_UNET['block_out_channels']}", "runs": runs, "by_format": by_format, "command": command,
+              f"{TINY_UNET['block_out_channels']}", "runs": runs, "by_format": by_format, "command": command,
               "machine": machine}
     table = markdown_table(
         ["format", "images", "RSS before (MB)", "peak RSS (MB)", "growth (MB)", "all images as float32 (MB)", "seconds"],
@@ -126,7 +125,7 @@ def main(argv=None):
     markdown = "\n\n".join([
         f"# synthesize_memory{' (smoke run)' if args.smoke else ''}",
         f"Peak resident memory of `pipeline.synthesize.synthesize` (one fresh process per row; tiny random U-Net, "
-        f"{SAMPLING['num_inference_steps']} step, guidance {SAMPLING['guidance_scale']:g}, shards of {shard_size}). "
+        f"{SAMPLING['steps']} step, guidance {SAMPLING['guidance']:g}, shards of {shard_size}). "
         "Growth = peak minus the RSS just before synthesizing.",
         table,
         f"Peak change with N: {verdict}.",

@@ -38,6 +38,7 @@ import argparse
 import json
 import math
 import re
+import shlex
 import statistics
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ from pathlib import Path
 from _common import (
     REPO,
     SHIPPED_MODEL_DIR,
+    TINY_UNET,
     device_label,
     emit,
     ensure_repo_on_path,
@@ -58,7 +60,6 @@ from _common import (
 DEFAULT_MODEL_DIR = SHIPPED_MODEL_DIR
 
 
-SMOKE_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
 ARCHITECTURE = ("conv3x3(1->32,pad 1)-ReLU-maxpool2 / conv3x3(32->64,pad 1)-ReLU-maxpool2 / flatten 3136 / "
                 "linear(3136->128)-ReLU / dropout 0.5 / linear(128->10)")
 
@@ -159,46 +160,41 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")
 
 
-def guidance_label(w: float, interval) -> str:
-    """'w=2' or 'w=2, t/T in [0.17, 0.88]' (no interval or (0, 1): guidance at every step)."""
-    from pipeline.sampling import every_step
+def guidance_label(settings) -> str:
+    """'w=2' or 'w=2, t/T in [0.17, 0.88]' (guidance at every step names no interval)."""
+    interval = settings.interval
+    return f"w={settings.guidance:g}" + ("" if settings.every_step else f", t/T in [{interval[0]:g}, {interval[1]:g}]")
 
-    return f"w={w:g}" + ("" if every_step(interval) else f", t/T in [{interval[0]:g}, {interval[1]:g}]")
 
-
-def synthetic_sets(pipe, model_name: str, guidances: list[tuple[float, tuple | None]], per_class: int, sampler: str,
-                   steps: int, work_dir: Path, smoke: bool) -> list[dict]:
-    """One `synthesize` output per (w, guidance interval) (made, resumed or reused), with its sampling time per image.
-    An interval of None means guidance at every step (passed as (0, 1), so a model's default interval does not apply)."""
-    from pipeline.sampling import EVERY_STEP, every_step, generate
+def synthetic_sets(pipe, model_name: str, settings_list: list, per_class: int, work_dir: Path, smoke: bool) -> list[dict]:
+    """One `synthesize` output per `SamplingSettings` (made, resumed or reused), with its sampling time per image."""
+    from pipeline.sampling import generate
     from pipeline.synthesize import load_synthetic, model_fingerprint, prepare, read_manifest
 
     sha = model_fingerprint(pipe)
     jobs = []
-    for w, interval in guidances:
-        interval = tuple(interval or EVERY_STEP)
-        label = guidance_label(w, interval)
-        limited = "" if every_step(interval) else f"_i{interval[0]:g}-{interval[1]:g}"
-        folder = work_dir / (f"{slug(Path(model_name).name or model_name)}-{sha[:10]}_{slug(sampler)}{steps}_w{w:g}{limited}"
-                             f"_n{per_class}_seed0")
-        command = (f"fashion-ddpm synthesize --model {model_name} --per-class {per_class} --scheduler {sampler} --steps {steps} "
-                   f"--guidance {w:g} --guidance-interval {interval[0]:g} {interval[1]:g} --seed 0 --out {folder}")
-        sampling = {"num_inference_steps": steps, "guidance_scale": w, "guidance_interval": interval}
-        jobs.append((label, sampling, folder, prepare(pipe, folder, per_class, None, 0, fmt="arrow", sampler=sampler,
-                                                      model_name=model_name, command=command, **sampling)))
-    missing = {label: (sampling, sum(s.count for s in job.shards if not job.done(s)))
-               for label, sampling, _, job in jobs if job.state != "complete"}
+    for settings in settings_list:
+        label = guidance_label(settings)
+        limited = "" if settings.every_step else f"_i{settings.interval[0]:g}-{settings.interval[1]:g}"
+        folder = work_dir / (f"{slug(Path(model_name).name or model_name)}-{sha[:10]}_{slug(settings.sampler)}{settings.steps}"
+                             f"_w{settings.guidance:g}{limited}_n{per_class}_seed0")
+        command = shlex.join(["fashion-ddpm", "synthesize", "--model", model_name, "--per-class", str(per_class),
+                              *settings.cli_args(), "--seed", "0", "--out", str(folder)])
+        jobs.append((label, settings, folder, prepare(pipe, folder, per_class, None, 0, fmt="arrow", model_name=model_name,
+                                                      command=command, settings=settings)))
+    missing = {label: (settings, sum(s.count for s in job.shards if not job.done(s)))
+               for label, settings, _, job in jobs if job.state != "complete"}
     if missing:
         rates = {}
-        for label, (sampling, _) in missing.items():
+        for label, (settings, _) in missing.items():
             start = time.perf_counter()
-            generate(pipe, [0], 4, seed=123, sampler=sampler, **sampling)
+            generate(pipe, [0], 4, seed=123, settings=settings)
             rates[label] = (time.perf_counter() - start) / 4
         estimate = sum(n * rates[label] for label, (_, n) in missing.items())
         print(f"synthesis: {sum(n for _, n in missing.values()):,} images to generate; estimated {estimate / 60:.1f} min at "
               f"{', '.join(f'{rates[k]:.3f} s/img ({k})' for k in rates)} (batches of 4; full batches are faster)", flush=True)
     sets = []
-    for label, sampling, folder, job in jobs:
+    for label, settings, folder, job in jobs:
         if job.state == "complete":
             print(f"{folder} is already complete; reusing it", flush=True)
         else:
@@ -206,7 +202,7 @@ def synthetic_sets(pipe, model_name: str, guidances: list[tuple[float, tuple | N
             job.run(progress=not smoke)
         stats = read_manifest(folder)["stats"]
         dataset = load_synthetic(folder)
-        sets.append({"guidance": sampling["guidance_scale"], "guidance_interval": list(sampling["guidance_interval"]),
+        sets.append({"guidance": settings.guidance, "guidance_interval": list(settings.interval if settings.guided else (0.0, 1.0)),
                      "label": label, "dir": folder.name, "images": stats["images"],
                      "seconds_per_image": stats["seconds_per_image"], "sampling_seconds": stats["sampling_seconds"],
                      "torch_threads": stats["torch_threads"], "reused": job.state == "complete", "dataset": dataset})
@@ -296,7 +292,7 @@ def main(argv=None):
 
     from pipeline.data import load_dataset
     from pipeline.models import check_device, load_pipeline
-    from pipeline.sampling import sampling_settings
+    from pipeline.settings import EVERY_STEP, SamplingSettings
     from pipeline.synthesize import model_fingerprint
 
     if args.threads:
@@ -313,18 +309,19 @@ def main(argv=None):
         torch.manual_seed(0)
         from pipeline import FashionDDPMPipeline
 
-        pipe, model_name = FashionDDPMPipeline.from_config_dict(unet=SMOKE_UNET).to(device), "tiny-random-smoke"
+        pipe, model_name = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET).to(device), "tiny-random-smoke"
         pipe.set_progress_bar_config(disable=True)
         test_images, test_labels, max_real = test_images[:500], test_labels[:500], 2000
     else:
         pipe = load_pipeline(args.model, device=args.device)
         model_name = args.model or repo_relative(str(SHIPPED_MODEL_DIR))
-    model_default = sampling_settings(pipe, args.sampler, num_inference_steps=args.steps)
-    args.sampler, args.steps = model_default["sampler"], model_default["num_inference_steps"]
-    default_w = float(model_default["guidance_scale"])
-    default_interval = tuple(model_default.get("guidance_interval") or (0.0, 1.0))
-    default_spec = (default_w, default_interval)  # the model's guidance: scale and noise-level interval
-    guidances = list(dict.fromkeys(default_spec if g.strip() == "default" else (float(g), (0.0, 1.0))
+    default_spec = SamplingSettings.resolve(pipe, sampler=args.sampler, steps=args.steps)  # the model's guidance
+    args.sampler, args.steps = default_spec.sampler, default_spec.steps
+    default_w = default_spec.guidance
+    default_interval = default_spec.interval if default_spec.guided else EVERY_STEP
+    # a number = that w at every step
+    guidances = list(dict.fromkeys(default_spec if g.strip() == "default" else
+                                   SamplingSettings(args.sampler, args.steps, float(g), EVERY_STEP)
                                    for g in args.guidance.split(",")))
     if default_spec not in guidances:
         guidances.append(default_spec)
@@ -336,9 +333,9 @@ def main(argv=None):
     print(f"classifier: {n_runs} runs x {updates} updates of {batch_size} at {calibration['seconds_per_update']:.3f} s/update "
           f"on this machine now -> estimated {estimate / 60:.1f} min one at a time (plus synthesis of missing sets)", flush=True)
 
-    sets = synthetic_sets(pipe, model_name, guidances, per_class, args.sampler, args.steps, Path(args.work_dir), args.smoke)
+    sets = synthetic_sets(pipe, model_name, guidances, per_class, Path(args.work_dir), args.smoke)
     synthetic = {s["label"]: to_tensors(s.pop("dataset")) for s in sets}
-    default_label = guidance_label(*default_spec)
+    default_label = guidance_label(default_spec)
     real_images, real_labels = train.images, train.labels
     if max_real:
         real_images, real_labels = real_images[:max_real], real_labels[:max_real]

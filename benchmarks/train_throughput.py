@@ -35,11 +35,10 @@ from pathlib import Path
 
 import yaml
 
-from _common import REPO, device_label, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
+from _common import REPO, TINY_UNET, device_label, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
 
 NAME = "train_throughput"
 VARIANTS = ("project", "reference")
-SMOKE_UNET = {"block_out_channels": [8, 16, 16], "norm_num_groups": 4, "layers_per_block": 1}  # as tests/conftest.py
 SMOKE_IMAGES = 64
 RESULT_PREFIX = "BENCHMARK_RESULT "
 
@@ -242,7 +241,7 @@ def worker(variant: str, spec: dict):
 def build_spec(args) -> dict:
     values = yaml.safe_load(Path(args.config).read_text()) or {}
     if args.smoke:
-        values["unet"] = SMOKE_UNET
+        values["unet"] = TINY_UNET
         values["max_train_images"] = SMOKE_IMAGES
     batch = args.batch or (8 if args.smoke else values.get("train_batch_size", 128))
     values.update({

@@ -3,14 +3,14 @@
 Public names are imported on first use (PEP 562 module `__getattr__`), so `fashion-ddpm --help`, config errors and
 the other argument checks answer without importing torch or diffusers (~6 s on a 2-core CPU).
 
-    from pipeline import FashionDDPMPipeline, generate, load_pipeline
+    from pipeline import FashionDDPMPipeline, SamplingSettings, generate, load_pipeline
 """
 
 from __future__ import annotations
 
 import importlib
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # public name -> module that defines it
 _LAZY = {
@@ -20,6 +20,7 @@ _LAZY = {
     "DEFAULT_SCHEDULER_CONFIG": "pipeline.pipeline_fashion_ddpm",
     "resolve_class_ids": "pipeline.pipeline_fashion_ddpm",
     "generate": "pipeline.sampling",
+    "SamplingSettings": "pipeline.settings",
     "image_seed": "pipeline.sampling",
     "use_sampler": "pipeline.schedulers",
     "SAMPLERS": "pipeline.schedulers",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,17 +45,30 @@ class ImageDataset:
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Reads an IDX file (optionally gzipped), the format of the original MNIST / Fashion-MNIST files."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (header {data[:4]!r})")
+    """Reads an IDX file (optionally gzipped), the format of the original MNIST / Fashion-MNIST files.
+
+    Raises:
+        ValueError: one line naming the file and what was expected, for a file that is not gzip (when named .gz),
+            truncated, or not an unsigned-byte IDX file.
+    """
+    compressed = str(path).endswith(".gz")
+    expected = (f"expected the original {'gzip-compressed ' if compressed else ''}IDX file (re-download it, or "
+                "`apt-get install -y dataset-fashion-mnist`)")
+    try:
+        with (gzip.open if compressed else open)(path, "rb") as f:
+            data = f.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # truncated, corrupt, or not gzip at all
+        raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}); {expected}") from None
+    if len(data) < 4 or data[0] or data[1] or data[2] != 0x08 or not 1 <= data[3] <= 4:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (header {data[:4]!r}); {expected}")
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated inside its header; {expected}")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: header says {shape}, found {array.size} bytes of data")
+        raise ValueError(f"{path} is truncated: its header says {shape}, it holds {array.size:,} of "
+                         f"{int(np.prod(shape)):,} bytes of data; {expected}")
     return array.reshape(shape)
 
 
@@ -82,7 +96,11 @@ def _from_datasets(name: str, split: str) -> ImageDataset:
     if os.path.isdir(name) and any((Path(name) / f).is_file() for f in ("state.json", "dataset_dict.json")):
         ds = datasets.load_from_disk(name)  # a save_to_disk folder (`fashion-ddpm synthesize --format arrow`)
         ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-    else:  # a Hub id, or a folder of data files (parquet, imagefolder: synthesize's other formats; csv, ...)
+    elif os.path.isdir(name):  # a folder of data files (parquet, imagefolder: synthesize's other formats; csv, ...)
+        # read afresh: `datasets` keys its cache on the folder's path, so a folder rewritten in place (a new synthesize
+        # run into a deleted folder) would otherwise load the old images
+        ds = datasets.load_dataset(name, split=split, download_mode="force_redownload")
+    else:  # a Hub id
         ds = datasets.load_dataset(name, split=split)
     image_col = next((c for c in ("image", "img", "pixel_values") if c in ds.column_names), None)
     label_col = next((c for c in ("label", "labels", "class") if c in ds.column_names), None)

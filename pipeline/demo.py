@@ -1,4 +1,4 @@
-"""The web demo: a Gradio app that samples the model on the CPU, and the folder a Hugging Face Space needs.
+"""The web demo: a Gradio app that samples the model (on the CPU, or --device), and the folder a Hugging Face Space needs.
 
 Pick classes, images per class, sampler, steps, guidance and seed; Generate shows the labelled grid (the same picture
 `fashion-ddpm generate` writes for the same settings: images come only from `pipeline.sampling.generate`), a PNG and a
@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 
 from .models import SHIPPED_MODEL_NAME
-from .sampling import guidance_text, sampling_settings
+from .settings import SamplingSettings
 
 # Limits of one request, so that one visitor cannot hold the CPU for long (2000 image-steps of the shipped model are
 # about a minute on 2 CPU cores). The pipeline itself also rejects steps above the model's training steps.
@@ -103,8 +103,8 @@ def check_request(pipe, classes, per_class, sampler, steps, guidance, seed) -> d
     if total * steps > MAX_IMAGE_STEPS:
         raise DemoInputError(f"{total} images x {steps} steps = {total * steps} image-steps; at most {MAX_IMAGE_STEPS} "
                              f"per request. Lower the steps (e.g. {sampler_hint(sampler)}) or the number of images.")
-    return {"labels": class_ids, "per_label": per_class, "seed": seed, "sampler": sampler,
-            "num_inference_steps": steps, "guidance_scale": float(guidance)}
+    settings = SamplingSettings.resolve(pipe, sampler=sampler, steps=steps, guidance=float(guidance))
+    return {"labels": class_ids, "per_label": per_class, "seed": seed, "settings": settings}
 
 
 def sampler_hint(sampler: str) -> str:
@@ -115,30 +115,30 @@ def sampler_hint(sampler: str) -> str:
 
 def defaults(pipe) -> dict:
     """The form's starting values: every class, DEFAULT_IMAGES_PER_CLASS, and the model's own sampling settings."""
-    s = sampling_settings(pipe)
-    return {"classes": list(pipe.class_names), "per_class": DEFAULT_IMAGES_PER_CLASS, "sampler": s["sampler"],
-            "steps": min(int(s["num_inference_steps"]), MAX_STEPS), "guidance": float(s["guidance_scale"]), "seed": 0}
+    s = SamplingSettings.resolve(pipe)
+    return {"classes": list(pipe.class_names), "per_class": DEFAULT_IMAGES_PER_CLASS, "sampler": s.sampler,
+            "steps": min(s.steps, MAX_STEPS), "guidance": s.guidance, "seed": 0}
 
 
 def steps_for(pipe, sampler: str) -> int:
     """The step count the form shows for a sampler: the model's own for its saved sampler, else the sampler's."""
-    model = sampling_settings(pipe)
-    chosen = model if sampler == model["sampler"] else sampling_settings(pipe, sampler)
-    return min(int(chosen["num_inference_steps"]), MAX_STEPS)
+    return min(SamplingSettings.resolve(pipe, sampler=sampler).steps, MAX_STEPS)
 
 
-def grid_title(settings: dict, seed: int) -> str:
+def grid_title(settings: SamplingSettings, seed: int) -> str:
     """The grid's title, as `fashion-ddpm generate` writes it (so both pictures are identical)."""
-    return f"{settings['sampler']} {settings['num_inference_steps']} steps, {guidance_text(settings)}, seed {seed}"
+    return f"{settings.describe()}, seed {seed}"
 
 
 def cli_command(request: dict, class_names: list[str], model: str | None = None) -> str:
     """The `fashion-ddpm generate` command that writes the same grid."""
-    parts = ["fashion-ddpm generate"] + ([f"--model {model}"] if model else [])
-    parts += [f"--class '{class_names[c]}'" if " " in class_names[c] else f"--class {class_names[c]}" for c in request["labels"]]
-    parts += [f"--num {request['per_label']}", f"--scheduler {request['sampler']}", f"--steps {request['num_inference_steps']}",
-              f"--guidance {request['guidance_scale']:g}", f"--seed {request['seed']}"]
-    return " ".join(parts)
+    import shlex
+
+    parts = ["fashion-ddpm", "generate"] + (["--model", model] if model else [])
+    for c in request["labels"]:
+        parts += ["--class", class_names[c]]
+    parts += ["--num", str(request["per_label"]), *request["settings"].cli_args(), "--seed", str(request["seed"])]
+    return shlex.join(parts)
 
 
 def sample_grid(pipe, request: dict, progress=None, step_callback=None):
@@ -189,8 +189,8 @@ def reverse_process(pipe, class_id: int, request: dict, folder: str | os.PathLik
     from .images import labelled_grid, model_range_to_unit, to_pil
     from .visualize import reverse_process_frames
 
-    settings = {k: request[k] for k in ("sampler", "num_inference_steps", "guidance_scale")}
-    frames, labels, samples = reverse_process_frames(pipe, [class_id], every=1, seed=request["seed"], **settings)
+    frames, labels, samples = reverse_process_frames(pipe, [class_id], every=1, seed=request["seed"],
+                                                     settings=request["settings"])
     cells = [to_pil(model_range_to_unit(f.float()))[0] for f in frames]
     size = cells[0].width * GIF_SCALE
     big = [im.resize((size, size), Image.NEAREST) for im in cells]
@@ -201,9 +201,8 @@ def reverse_process(pipe, class_id: int, request: dict, folder: str | os.PathLik
     big[0].save(gif, save_all=True, append_images=big[1:], duration=durations, loop=0)
     every = max(1, round((len(cells) - 1) / REVERSE_STRIP_FRAMES))
     keep = sorted(set(range(0, len(cells) - 1, every)) | {len(cells) - 1})
-    s = samples.settings
-    title = (f"Reverse process ({s['sampler']}, {s['num_inference_steps']} steps, {guidance_text(s)}, "
-             f"seed {request['seed']}), x_t every {every} step{'s' if every > 1 else ''}")
+    title = (f"Reverse process ({samples.settings.describe()}, seed {request['seed']}), "
+             f"x_t every {every} step{'s' if every > 1 else ''}")
     strip = labelled_grid([[cells[k] for k in keep]], [pipe.class_names[class_id]], [labels[k] for k in keep], scale=3, title=title)
     return gif, strip
 
@@ -297,10 +296,10 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
 
     def run_grid(classes, per_class, sampler, steps, guidance, seed, progress=tracker):
         request = checked(classes, per_class, sampler, steps, guidance, seed)
-        if request["guidance_scale"] == 0:
+        if request["settings"].guidance == 0:
             gr.Warning("Guidance 0 samples unconditionally: the classes are ignored.")
         total = request["per_label"] * len(request["labels"])
-        on_batch, on_step = progress_callbacks(progress, total, request["num_inference_steps"])
+        on_batch, on_step = progress_callbacks(progress, total, request["settings"].steps)
         progress(0, desc="waiting for the model")
         with lock:
             try:
@@ -322,7 +321,7 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
 
     with gr.Blocks(title="fashion-ddpm demo", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {title}\n"
-                    f"Model: `{model_name or 'the shipped ' + SHIPPED_MODEL_NAME}`, running on the CPU. Choose classes and "
+                    f"Model: `{model_name or 'the shipped ' + SHIPPED_MODEL_NAME}`, running on {device_text(pipe)}. Choose classes and "
                     f"settings, press **Generate**. Image *j* of class *c* uses seed `seed + 1000000 c + j`, exactly as "
                     f"`fashion-ddpm generate` does. Limits per request: {MAX_IMAGES_PER_REQUEST} images, {MAX_STEPS} "
                     f"steps, {MAX_IMAGE_STEPS} images x steps.")
@@ -361,6 +360,16 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
                      ).success(run_reverse, inputs, [gif, strip], api_name="reverse_process", concurrency_id="sampling")
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=MAX_QUEUE_SIZE)
     return demo
+
+
+def device_text(pipe) -> str:
+    """How the page names where the model runs: "the CPU", or the GPU's name."""
+    device = pipe.device
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    return "the CPU" if device.type == "cpu" else str(device)
 
 
 def _sampler_names():

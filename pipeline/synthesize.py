@@ -116,21 +116,16 @@ def _jsonable(value):
     return json.loads(json.dumps(value))
 
 
-def _check_sampling(pipe, sampler: str | None, sampling: dict) -> dict:
-    """The settings `generate` would use, checked now (bad values raise before anything is written)."""
-    from .sampling import sampling_settings
-    from .schedulers import _check_name
+SAMPLING_KEYS = ("sampler", "num_inference_steps", "guidance_scale", "guidance_interval", "guidance_rescale")
 
-    if sampler is not None:
-        _check_name(sampler)
-    unknown = sorted(set(sampling) - {"num_inference_steps", "guidance_scale", "guidance_interval", "guidance_rescale"})
-    if unknown:
-        raise SynthesisError(f"unknown sampling setting(s) {unknown}")
-    settings = sampling_settings(pipe, sampler, **sampling)
-    steps, guidance = settings["num_inference_steps"], settings["guidance_scale"]
-    pipe._check_inputs(1, float(guidance) if hasattr(guidance, "item") else guidance, steps, "pt", None, 1,
-                       settings.get("guidance_interval"), settings.get("guidance_rescale", 0.0))
-    return settings
+
+def canonical_settings(settings: dict) -> dict:
+    """A manifest's settings with its sampling part read by `SamplingSettings.from_json` and written back: the form
+    today's runs write, for manifests of any age (so an older unfinished run still resumes)."""
+    from .settings import SamplingSettings
+
+    other = {k: v for k, v in settings.items() if k not in SAMPLING_KEYS}
+    return {**other, **SamplingSettings.from_json(settings).to_json()}
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -171,12 +166,10 @@ def read_manifest(out_dir: str | os.PathLike) -> dict | None:
     except (ValueError, AssertionError, UnicodeDecodeError):
         raise SynthesisError(f"{path} is not a synthesize manifest (invalid JSON or no settings); "
                              "give a new or empty folder") from None
-    settings = manifest["settings"]
-    if "guidance_interval" not in settings and settings.get("guidance_scale") not in (0, 1):
-        # Written before settings named the interval, when leaving it out meant guidance at every step.
-        from .sampling import EVERY_STEP
-
-        settings["guidance_interval"] = list(EVERY_STEP)
+    try:
+        manifest["settings"] = canonical_settings(manifest["settings"])
+    except ValueError as e:
+        raise SynthesisError(f"{path}: {e}; give a new or empty folder") from None
     return manifest
 
 
@@ -214,6 +207,13 @@ class Synthesis:
     @property
     def fmt(self) -> str:
         return self.settings["format"]
+
+    @property
+    def sampling(self):
+        """The `SamplingSettings` every image of the run is made with."""
+        from .settings import SamplingSettings
+
+        return SamplingSettings.from_json(self.settings)
 
     @property
     def work(self) -> Path:
@@ -270,16 +270,6 @@ class Synthesis:
 
         from .sampling import generate
 
-        s = self.settings
-        sampling = {k: s[k] for k in ("num_inference_steps", "guidance_scale", "guidance_interval", "guidance_rescale")
-                    if s.get(k) is not None}
-        if "guidance_interval" in sampling:
-            sampling["guidance_interval"] = tuple(sampling["guidance_interval"])
-        from .schedulers import SAMPLER_NAMES
-
-        # A registered sampler is always named, also when it is the model's own scheduler: a run resumed with or
-        # without --scheduler then samples with exactly the same scheduler.
-        sampler = s["sampler"] if s["sampler"] in SAMPLER_NAMES else None
         remaining = sum(shard.count for shard in todo)
         bar = tqdm(total=self.num_images, initial=self.num_images - remaining, unit="img", desc="synthesize",
                    dynamic_ncols=True, disable=not progress)
@@ -293,8 +283,8 @@ class Synthesis:
                     bar.update(done - shown[0])
                     shown[0] = done
 
-                samples = generate(self.pipe, [shard.class_id], shard.count, s["seed"], self.batch_size, sampler=sampler,
-                                   start_index=shard.start, progress=advance, **sampling)
+                samples = generate(self.pipe, [shard.class_id], shard.count, self.settings["seed"], self.batch_size,
+                                   settings=self.sampling, start_index=shard.start, progress=advance)
                 self._write_shard(shard, samples)
                 generated += shard.count
         finally:
@@ -302,11 +292,9 @@ class Synthesis:
         return generated
 
     def _rows(self, shard: Shard, samples) -> dict:
-        s = self.settings
-        n = shard.count
+        s, n = self.sampling, shard.count
         return {"label": samples.class_ids, "index": list(range(shard.start, shard.start + n)), "seed": samples.seeds,
-                "sampler": [s["sampler"]] * n, "steps": [s["num_inference_steps"]] * n,
-                "guidance_scale": [float(s["guidance_scale"])] * n}
+                "sampler": [s.sampler] * n, "steps": [s.steps] * n, "guidance_scale": [s.guidance] * n}
 
     def _write_shard(self, shard: Shard, samples):
         import pyarrow as pa
@@ -444,9 +432,9 @@ def check_out_dir(out_dir: Path, settings: dict) -> str:
 
 
 def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed: int = 0, *, fmt: str = DEFAULT_FORMAT,
-            shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 100, sampler: str | None = None,
+            shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 100,
             model_name: str | None = None, command: str | None = None, push_to_hub: str | None = None,
-            hub_token: str | None = None, **sampling) -> Synthesis:
+            hub_token: str | None = None, settings=None, **overrides) -> Synthesis:
     """Checks a synthesize request without writing anything or running the U-Net.
 
     Args:
@@ -458,7 +446,8 @@ def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed:
         fmt: "arrow" (save_to_disk), "parquet" or "imagefolder".
         shard_size: images per shard (what a kill can lose).
         batch_size: images per pipeline call (does not change the images).
-        sampler / **sampling: as for `pipeline.sampling.generate` (None / unset: the model's defaults).
+        settings / **overrides: how to sample, as for `pipeline.sampling.generate` (`SamplingSettings`, or its fields;
+            unset ones take the model's defaults).
         model_name: how the dataset card names the model (a folder or Hub id).
         command: the command line, for the card and the manifest.
         push_to_hub: user/name of a Hub dataset repo to upload to at the end (checked now).
@@ -478,7 +467,9 @@ def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed:
     class_ids = pipe.resolve_class_ids(labels)
     if len(set(class_ids)) != len(class_ids):
         raise SynthesisError(f"classes {labels!r} name a class twice; name each class once")
-    resolved = _check_sampling(pipe, sampler, sampling)
+    from .sampling import resolve_settings
+
+    sampling = resolve_settings(pipe, settings, overrides).check(pipe)
     settings = _jsonable({
         "format": fmt,
         "model_sha256": model_fingerprint(pipe),
@@ -487,7 +478,7 @@ def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed:
         "per_class": per_class,
         "seed": seed,
         "shard_size": shard_size,
-        **resolved,
+        **sampling.to_json(),
     })
     out = Path(out_dir)
     state = check_out_dir(out, settings)
@@ -520,8 +511,9 @@ def load_synthetic(out_dir: str | os.PathLike):
             return datasets.load_from_disk(str(out))
         if fmt == "parquet":
             files = sorted(str(p) for p in (out / "data").glob("train-*.parquet"))
-            return datasets.load_dataset("parquet", data_files=files, split="train")
-        return datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
+            return datasets.load_dataset("parquet", data_files=files, split="train", download_mode="force_redownload")
+        # afresh (force_redownload): `datasets` keys its cache on the path, which a rerun into a new folder may reuse
+        return datasets.load_dataset("imagefolder", data_dir=str(out), split="train", download_mode="force_redownload")
 
 
 def size_category(n: int) -> str:
@@ -548,8 +540,7 @@ every image is a sample of the model.
 | setting | value |
 |---|---|
 | model | `{{ model }}` (weights sha256 `{{ model_sha256 }}`) |
-| sampler | {{ sampler }}, {{ steps }} steps |
-| classifier-free guidance w | {{ guidance }}{{ guidance_extra }} |
+| sampling | {{ settings }} |
 | seed | {{ seed }}: {{ seed_rule }} |
 | classes | {{ classes }} |
 | format | {{ format }} |
@@ -564,11 +555,10 @@ The same command on the same folder resumes an interrupted run; the same command
 Regenerate image `i` of class `c` alone (it is row `index == i` of that class):
 
 ```python
-from pipeline import load_pipeline
-from pipeline.sampling import generate
+from pipeline import SamplingSettings, generate, load_pipeline
 pipe = load_pipeline("{{ model }}")
-image = generate(pipe, [c], per_label=1, seed={{ seed }}, start_index=i,{{ sampler_arg }}
-                 num_inference_steps={{ steps }}, guidance_scale={{ guidance }}{{ python_extra }}).pil()[0]
+settings = SamplingSettings.parse("{{ label }}")
+image = generate(pipe, [c], per_label=1, seed={{ seed }}, start_index=i, settings=settings).pil()[0]
 ```
 
 ## Use
@@ -613,25 +603,15 @@ def write_dataset_card(out_dir: Path, manifest: dict) -> Path:
     card_data = DatasetCardData(license="mit", task_categories=["image-classification"], size_categories=[size_category(n)],
                                 pretty_name="Synthetic Fashion-MNIST (fashion-ddpm)",
                                 tags=["synthetic", "diffusers", "fashion-ddpm", "fashion-mnist", "image"], **extra)
-    guidance_extra, python_extra = "", ""
-    if s.get("guidance_interval") is not None:
-        from .sampling import every_step
+    from .settings import SamplingSettings
 
-        interval = s["guidance_interval"]
-        guidance_extra += " at every noise level" if every_step(interval) else f", only for noise levels t/T in {interval}"
-        python_extra += f", guidance_interval={tuple(s['guidance_interval'])}"
-    if s.get("guidance_rescale") is not None:
-        guidance_extra += f", rescale {s['guidance_rescale']}"
-        python_extra += f", guidance_rescale={s['guidance_rescale']}"
+    sampling = SamplingSettings.from_json(s)
     names = s["class_names"]
-    from .schedulers import SAMPLER_NAMES
-
-    sampler_arg = f' sampler="{s["sampler"]}",' if s["sampler"] in SAMPLER_NAMES else ""
     card = DatasetCard.from_template(
         card_data, template_str=CARD_TEMPLATE, pretty_name="Synthetic Fashion-MNIST (fashion-ddpm)", num_images=f"{n:,}",
         height=28, width=28, per_class=f"{s['per_class']:,}", num_classes=len(s["class_ids"]), model=manifest.get("model") or "?",
-        model_sha256=s["model_sha256"][:16], sampler=s["sampler"], steps=s["num_inference_steps"], guidance=f"{s['guidance_scale']:g}",
-        guidance_extra=guidance_extra, python_extra=python_extra, sampler_arg=sampler_arg, seed=s["seed"], seed_rule=SEED_RULE,
+        model_sha256=s["model_sha256"][:16], settings=sampling.describe(), label=sampling.label(), seed=s["seed"],
+        seed_rule=SEED_RULE,
         classes=", ".join(f"{c} {names[c]}" for c in s["class_ids"]), format=s["format"],
         command=manifest.get("command") or "(called from Python: pipeline.synthesize.synthesize)",
         load_code=LOAD_CODE[s["format"]], class_names="\n".join(f"- {i}: {name}" for i, name in enumerate(names)),

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from .images import labelled_grid, model_range_to_unit, to_pil
-from .sampling import generate, guidance_text, initial_noise, plan
+from .sampling import generate, initial_noise, plan
 
 DEFAULT_FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -101,7 +101,7 @@ def forward_diffusion_figure(pipe, images=None, fractions: Sequence[float] = DEF
 
 def reverse_process_frames(pipe, class_labels=None, every: int = 10, seed: int = 0, **sampling):
     """Generates one image per class (image 0 of each, as `generate` makes it) and records x_t: the starting noise,
-    after every `every`-th step, and the final image.
+    after every `every`-th step, and the final image. `sampling`: `settings=` or its fields, as for `generate`.
 
     Returns:
         (frames, labels, samples): `frames` is a list of (B, 1, H, W) tensors in model range, `labels` the column
@@ -132,9 +132,7 @@ def reverse_process_figure(pipe, class_labels=None, every: int = 10, seed: int =
     frames, labels, samples = reverse_process_frames(pipe, class_labels, every, seed, **sampling)
     cells = [_pil(f) for f in frames]
     rows = [[col[r] for col in cells] for r in range(len(samples))]
-    s = samples.settings
-    title = (f"Reverse process ({s['sampler']}, {s['num_inference_steps']} steps, {guidance_text(s)}), "
-             f"x_t every {every} steps")
+    title = f"Reverse process ({samples.settings.describe()}), x_t every {every} steps"
     return labelled_grid(rows, [pipe.class_names[c] for c in samples.class_ids], labels, scale=scale, title=title)
 
 
@@ -143,18 +141,17 @@ def sample_grid(pipe, num_per_class: int = 8, seed: int = 0, scale: int = 2, cla
     """Rows = classes with their names, `num_per_class` samples each (`pipeline.sampling.generate`'s seed rule)."""
     samples = generate(pipe, class_labels, num_per_class, seed, **sampling)
     rows, names = samples.rows()
-    s = samples.settings
-    title = title or f"Samples ({s['sampler']}, {s['num_inference_steps']} steps, {guidance_text(s)}, seed {seed})"
+    title = title or f"Samples ({samples.settings.describe()}, seed {seed})"
     return labelled_grid(rows, names, scale=scale, title=title)
 
 
 def make_all(pipe, out_dir: str | Path, metrics: str | Path | None = None, num_per_class: int = 8, every: int = 10,
              seed: int = 0, data_dir: str | None = None, forward: bool = True, **sampling) -> dict[str, Path]:
     """Writes forward_diffusion.png, reverse_process.png, samples.png and (with `metrics`) loss_curve.png."""
-    from .training.plots import plot_loss_curve
+    from .training.plots import plot_loss_curve, read_metrics
 
-    if metrics is not None and not Path(metrics).is_file():
-        raise FileNotFoundError(f"metrics file {metrics} does not exist (expected a run's metrics.jsonl)")
+    if metrics is not None:
+        read_metrics(metrics)  # a missing or malformed file is named before any picture is drawn
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}

@@ -1,15 +1,21 @@
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from pipeline import FashionDDPMPipeline
 from pipeline.data import DEBIAN_DIR, IDX_FILES
 
+REPO = Path(__file__).resolve().parent.parent
 CLIP_IMAGE_SIZE = 30  # the tiny CLIP processor's crop size (real CLIP: 224)
-TINY_UNET = {"block_out_channels": (8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
+TINY_CONFIG = REPO / "configs" / "tiny.yaml"
+TINY_UNET = yaml.safe_load(TINY_CONFIG.read_text())["unet"]  # the one tiny U-Net (the default blocks, 8/16/16 channels)
+HEAVY_MODULES = ("torch", "diffusers", "transformers", "datasets", "gradio")
 
 # Real-data tests read the IDX files from $FASHION_MNIST_DIR, else Debian's dataset-fashion-mnist package.
 DATA_DIR = Path(os.environ.get("FASHION_MNIST_DIR") or DEBIAN_DIR)
@@ -46,6 +52,17 @@ def unet_calls(monkeypatch):
 
     monkeypatch.setattr(UNet2DModel, "forward", counting)
     return calls
+
+
+def heavy_modules_after(code: str, argv: list[str] = (), cwd: Path = REPO) -> tuple[list[str], str]:
+    """Runs Python `code` (with sys.argv[1:] = argv) in a fresh interpreter, SystemExit caught; returns which of
+    HEAVY_MODULES it imported, and what it printed. Asserts it printed no traceback."""
+    wrapped = ("import sys\ntry:\n" + "".join(f"    {line}\n" for line in code.splitlines()) + "except SystemExit:\n    pass\n"
+               f"print('HEAVY', sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", wrapped, *argv], capture_output=True, text=True, timeout=120, cwd=cwd)
+    line = next((x for x in result.stderr.splitlines() if x.startswith("HEAVY ")), None)
+    assert line is not None and "Traceback" not in result.stderr, result.stderr[-2000:]
+    return json.loads(line[len("HEAVY "):].replace("'", '"')), result.stdout
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:

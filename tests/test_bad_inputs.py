@@ -64,6 +64,10 @@ def _cases(tmp_path: Path, tiny: Path) -> list[tuple[list[str], str, dict]]:
     model = ["--model", str(tiny)]
     out = ["--out", str(tmp_path / "out.png")]
     no_data = {"FASHION_MNIST_DIR": str(empty), "FASHION_DDPM_CACHE": str(empty)}
+    not_gzip, truncated = bad_data_folders(tmp_path)
+    (tmp_path / "a-file.txt").write_text("not a folder")
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 20, "loss": 0.1}\n{"step": 40, "loss": 0.09}\nnot json\n')
     return [
         (["evaluate", *model, "--num-per-class", "2", "--out", str(tmp_path / "ev")], "--data-dir DIR", no_data),
         (["generate", *model, "--out", str(tmp_path / "x.txt")], "x.txt: cannot write .txt", {}),
@@ -93,13 +97,39 @@ def _cases(tmp_path: Path, tiny: Path) -> list[tuple[list[str], str, dict]]:
         (["best-of-n", *model, "--pool", "2", "--keep", "3", "--out", str(tmp_path / "b")], "--keep 3 is more than --pool 2", {}),
         (["evaluate-clip", *model, "--clip-model", str(tmp_path / "no-clip"), "--out", str(tmp_path / "c")],
          "CLIP model folder", {}),
+        (["evaluate", *model, "--num-per-class", "1", "--data-dir", str(not_gzip), "--out", str(tmp_path / "ev")],
+         f"{not_gzip / 't10k-images-idx3-ubyte.gz'} cannot be read (BadGzipFile", {"FASHION_DDPM_CACHE": str(empty)}),
+        (["evaluate", *model, "--num-per-class", "1", "--data-dir", str(truncated), "--out", str(tmp_path / "ev")],
+         f"{truncated / 't10k-images-idx3-ubyte.gz'} cannot be read (EOFError", {"FASHION_DDPM_CACHE": str(empty)}),
+        (["visualize", *model, "--no-forward", "--metrics", str(metrics), "--out", str(tmp_path / "fig")],
+         f"{metrics}, line 3: 'not json' is not a metrics row", {}),
+        (["generate", *model, "--out", "/proc/fashion-ddpm/samples.png"], "--out /proc/fashion-ddpm/samples.png: cannot "
+         "write into /proc", {}),
+        (["generate", *model, "--out", str(tmp_path / "a-file.txt" / "samples.png")], "a-file.txt is a file, not a folder", {}),
     ]
 
 
 CASE_IDS = ["evaluate-no-data", "out-txt", "out-dir", "model-typo", "model-runs-x", "model-dot-path", "class--1",
             "class-unknown", "num-0", "steps-500", "guidance-neg", "interval", "rescale", "scheduler", "batch-0",
             "batch--1", "steps-0", "num-per-class-0", "device-cuda", "device-bad", "card", "metrics", "visualize-no-data",
-            "keep>pool", "clip-missing"]
+            "keep>pool", "clip-missing", "data-not-gzip", "data-truncated", "metrics-malformed", "out-unwritable",
+            "out-under-a-file"]
+
+
+def bad_data_folders(root: Path) -> tuple[Path, Path]:
+    """Two folders holding the four Fashion-MNIST file names: files that are not gzip, and truncated gzip files."""
+    import gzip
+
+    from pipeline.data import IDX_FILES
+
+    folders = root / "not-gzip", root / "truncated"
+    for folder in folders:
+        folder.mkdir()
+    whole = gzip.compress(bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28]) + bytes(2 * 28 * 28))
+    for name in (n for files in IDX_FILES.values() for n in files):
+        (folders[0] / name).write_bytes(b"<html>not found</html>")  # what a failed download often leaves
+        (folders[1] / name).write_bytes(whole[:len(whole) // 2])
+    return folders
 
 
 @pytest.mark.parametrize("index", range(len(CASE_IDS)), ids=CASE_IDS)
@@ -124,8 +154,11 @@ CONFIG_CASES = [
     ("ema_max_decay=1.0", "'ema_max_decay' must be in (0, 1), got 1.0"),
     ("ema_max_decay=0", "'ema_max_decay' must be in (0, 1), got 0.0"),
     ("label_dropout=1", "'label_dropout' must be in [0, 1), got 1.0"),
-    ("sample_guidance_scale=-2", "'sample_guidance_scale' must be a finite number >= 0 (1 = no guidance), got -2.0"),
-    ("sample_sampler=plms", "'sample_sampler' must be one of"),
+    ("sample_guidance_scale=-2", "config key 'sample_guidance_scale' must be a finite number >= 0 (0 = unconditional, "
+                                 "1 = no guidance), got -2.0"),
+    ("sample_sampler=plms", "config key 'sample_sampler' must be one of"),
+    ("sample_steps=101", "config key 'sample_steps' must be an int in 1..100"),
+    ("max_train_minutes=0", "'max_train_minutes' must be null or a finite number > 0, got 0.0"),
     ("lr_scheduler=cosinus", "'lr_scheduler' must be one of"),
     ("key=[", "override 'key=[' is not valid YAML"),
     ("unet={blocks: 3}", "unknown UNet2DModel argument(s) ['blocks']"),
@@ -146,6 +179,20 @@ def test_training_config_rejected_before_data_loads(override, words, tmp_path, c
     text = capsys.readouterr().err
     assert exit_info.value.code == 2 and "Traceback" not in text and words in text, text
     assert not loads and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # subprocess
+def test_unreadable_training_data_is_one_line_before_training(tmp_path):
+    import subprocess
+    import sys
+
+    for folder in bad_data_folders(tmp_path):
+        result = subprocess.run([sys.executable, str(REPO / "train_conditional.py"), "--config", str(REPO / "configs/tiny.yaml"),
+                                 f"output_dir={tmp_path / 'run'}", f"data_dir={folder}"], capture_output=True, text=True,
+                                timeout=300, cwd=REPO)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert f"error: {folder / 'train-images-idx3-ubyte.gz'} cannot be read" in result.stderr, result.stderr[-2000:]
+        assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_malformed_yaml_file(tmp_path, capsys, monkeypatch):

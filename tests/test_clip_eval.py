@@ -105,7 +105,7 @@ def test_label_errors(scorer):
 def test_evaluate_pipeline_writes_reports(scorer, tmp_path):
     pipe = make_tiny_pipeline()
     scores = evaluate_pipeline(pipe, scorer, num_per_class=2, class_labels=["Bag", "Sneaker", 0], out_dir=tmp_path,
-                               top=2, num_inference_steps=2)
+                               top=2, steps=2)
     assert len(scores) == 6 and sorted(set(scores.labels.tolist())) == [0, 7, 8]
     with open(tmp_path / "clip_scores.csv") as f:
         rows = list(csv.DictReader(f))
@@ -148,7 +148,7 @@ def test_best_of_n_keeps_the_top_k(scorer, tmp_path):
 
 def test_best_of_n_from_a_pipeline(scorer, tmp_path):
     pipe = make_tiny_pipeline()
-    result = best_of_n(pipe, scorer, pool=4, keep=2, class_labels=["Trouser", "Bag"], out_dir=tmp_path, num_inference_steps=2)
+    result = best_of_n(pipe, scorer, pool=4, keep=2, class_labels=["Trouser", "Bag"], out_dir=tmp_path, steps=2)
     assert len(result.scores) == 8 and set(result.kept) == {1, 8} and all(len(v) == 2 for v in result.kept.values())
     assert (tmp_path / "best_of_n.png").is_file() and (tmp_path / "best_of_n_pool.png").is_file()
     with pytest.raises(ValueError, match="keep"):

@@ -138,11 +138,11 @@ def test_browser_generate_then_no_class(server, pipe, tmp_path):
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
-    from pipeline.sampling import sampling_settings
+    from pipeline.settings import SamplingSettings
 
-    defaults = sampling_settings(pipe)
-    grid, _ = expected_grid(pipe, ["Sneaker"], 1, defaults["sampler"], defaults["num_inference_steps"],
-                            defaults["guidance_scale"], 0)
+    defaults = SamplingSettings.resolve(pipe)
+    grid, _ = expected_grid(pipe, ["Sneaker"], 1, defaults.sampler, defaults.steps,
+                            defaults.guidance, 0)
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
         browser = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                                        headless=True, viewport={"width": 1400, "height": 1250})
@@ -165,7 +165,7 @@ def test_browser_generate_then_no_class(server, pipe, tmp_path):
             page.wait_for_function("() => { const i = document.querySelector('#reverse-gif img');"
                                    " return i && i.complete && i.naturalWidth > 0; }", timeout=RESULT_TIMEOUT_MS)
             gif = Image.open(io.BytesIO(page.request.get(page.get_attribute("#reverse-gif img", "src")).body()))
-            assert gif.format == "GIF" and gif.n_frames == defaults["num_inference_steps"] + 1
+            assert gif.format == "GIF" and gif.n_frames == defaults.steps + 1
             assert "The same grid from the command line" in page.inner_text("#info")
             assert page.locator("#downloads a").count() == 2 or "samples.zip" in page.inner_text("#downloads")
             assert page.locator("[data-testid='toast-body']").count() == 0, page.inner_text("body")
@@ -199,7 +199,7 @@ def test_api_client(server, pipe):
     with zipfile.ZipFile(next(f for f in files if f.endswith(".zip"))) as z:
         assert z.namelist() == ["bag_00_seed8000011.png", "bag_01_seed8000012.png", "coat_00_seed4000011.png",
                                 "coat_01_seed4000012.png"]
-    assert "--class Bag --class Coat --num 2 --scheduler dpm++ --steps 5 --guidance 3 --seed 11" in info
+    assert "--class Bag --class Coat --num 2 --scheduler dpm++ --steps 5 --guidance 3 --guidance-interval 0 1 --seed 11" in info
     gif, strip = client.predict(["Bag", "Coat"], 2, "dpm++", 5, 3.0, 11, api_name="/reverse_process")
     assert Image.open(gif).n_frames == 6 and Image.open(strip).width > 0
     everything = list(pipe.class_names)

@@ -246,7 +246,7 @@ def test_cli_evaluate_without_inception(tmp_path, tiny_saved, monkeypatch):
     # Per-image seeds: the same numbers from the Python API with another batch size (statistics now cached).
     pipe = FashionDDPMPipeline.from_pretrained(tiny_saved)
     pipe.set_progress_bar_config(disable=True)
-    again = evaluate(pipe, 2, num_inference_steps=2, seed=3, inception=False, judge_ref_size=200, batch_size=7, verbose=False)
+    again = evaluate(pipe, 2, steps=2, seed=3, inception=False, judge_ref_size=200, batch_size=7, verbose=False)
     assert again["judge_accuracy"] == result["judge_accuracy"]
     assert again["judge_fid"] == pytest.approx(result["judge_fid"], rel=1e-5)
     assert again["judge_fid_floor"] == pytest.approx(result["judge_fid_floor"], rel=1e-9)

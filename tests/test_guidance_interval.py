@@ -10,11 +10,13 @@ import torch
 
 from conftest import TINY_UNET, gen
 from pipeline import FashionDDPMPipeline
-from pipeline.sampling import generate, guidance_text, image_seed, sampling_settings
+from pipeline.sampling import generate, image_seed
+from pipeline.settings import SamplingSettings
 from pipeline.synthesize import MANIFEST, load_synthetic, read_manifest, synthesize
 
 INTERVAL = (0.3, 0.7)
-STEPS = {"num_inference_steps": 4}
+STEPS = {"num_inference_steps": 4}  # pipeline call
+GEN_STEPS = {"steps": 4}  # generate / synthesize (SamplingSettings fields)
 
 
 @pytest.fixture(scope="module")
@@ -46,29 +48,28 @@ def test_saved_interval_is_the_default_and_zero_one_switches_it_off(interval_pip
 
 
 def test_generate_records_and_replays_the_interval(interval_pipe):
-    resolved = sampling_settings(interval_pipe, guidance_scale=3.0)
-    assert resolved["guidance_interval"] == INTERVAL and guidance_text(resolved) == "guidance 3 for t/T in [0.3, 0.7]"
-    # one spelling per set of images: every step, or no guidance at all, records no interval
-    every_step = sampling_settings(interval_pipe, guidance_scale=3.0, guidance_interval=(0, 1))
-    assert every_step["guidance_interval"] == (0, 1) and guidance_text(every_step) == "guidance 3"
-    assert "guidance_interval" not in sampling_settings(interval_pipe, guidance_scale=1.0)  # nothing to limit
-    for options in ({}, {"guidance_interval": (0, 1)}):
-        samples = generate(interval_pipe, [0, 7], 1, seed=0, guidance_scale=3.0, **STEPS, **options)
-        replayed = generate(interval_pipe, [0, 7], 1, seed=0, **{k: v for k, v in samples.settings.items() if k != "sampler"})
+    resolved = SamplingSettings.resolve(interval_pipe, guidance=3.0)
+    assert resolved.interval == INTERVAL and resolved.guidance_text() == "guidance 3 for t/T in [0.3, 0.7]"
+    # one spelling per set of images: every step, or no guidance at all, names no interval
+    every_step = SamplingSettings.resolve(interval_pipe, guidance=3.0, interval=(0, 1))
+    assert every_step.every_step and every_step.guidance_text() == "guidance 3"
+    assert "guidance_interval" not in SamplingSettings.resolve(interval_pipe, guidance=1.0).to_json()  # nothing to limit
+    for options in ({}, {"interval": (0, 1)}):
+        samples = generate(interval_pipe, [0, 7], 1, seed=0, guidance=3.0, **GEN_STEPS, **options)
+        replayed = generate(interval_pipe, [0, 7], 1, seed=0, settings=samples.settings)
         torch.testing.assert_close(samples.images, replayed.images, rtol=0, atol=0)
         generators = [gen(image_seed(0, 0, 0)), gen(image_seed(0, 7, 0))]
         direct = interval_pipe(class_labels=[0, 7], generator=generators, guidance_scale=3.0, output_type="pt", **STEPS,
-                               **options).images
+                               guidance_interval=options.get("interval")).images
         torch.testing.assert_close(samples.images, direct, rtol=0, atol=0)
 
 
 def test_synthesize_keeps_every_step_guidance_on_a_model_with_an_interval(interval_pipe, tmp_path):
     """A set made with guidance at every step stays that on resume: the settings never let the default fill in."""
-    synthesize(interval_pipe, tmp_path / "all", 2, labels=[3], guidance_scale=3.0, guidance_interval=(0, 1), progress=False,
-               **STEPS)
-    synthesize(interval_pipe, tmp_path / "default", 2, labels=[3], guidance_scale=3.0, progress=False, **STEPS)
-    every_step = generate(interval_pipe, [3], 2, seed=0, guidance_scale=3.0, guidance_interval=(0, 1), **STEPS).pil()
-    default = generate(interval_pipe, [3], 2, seed=0, guidance_scale=3.0, **STEPS).pil()
+    synthesize(interval_pipe, tmp_path / "all", 2, labels=[3], guidance=3.0, interval=(0, 1), progress=False, **GEN_STEPS)
+    synthesize(interval_pipe, tmp_path / "default", 2, labels=[3], guidance=3.0, progress=False, **GEN_STEPS)
+    every_step = generate(interval_pipe, [3], 2, seed=0, guidance=3.0, interval=(0, 1), **GEN_STEPS).pil()
+    default = generate(interval_pipe, [3], 2, seed=0, guidance=3.0, **GEN_STEPS).pil()
     for folder, expected in (("all", every_step), ("default", default)):
         got = load_synthetic(tmp_path / folder)["image"]
         assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(got, expected, strict=True))
@@ -79,7 +80,8 @@ def test_synthesize_keeps_every_step_guidance_on_a_model_with_an_interval(interv
 
 def test_manifests_from_before_named_intervals_mean_every_step(tmp_path):
     for w, expected in ((2.0, [0.0, 1.0]), (1.0, None)):
-        (tmp_path / MANIFEST).write_text(json.dumps({"settings": {"guidance_scale": w, "num_inference_steps": 20}}))
+        (tmp_path / MANIFEST).write_text(json.dumps({"settings": {"sampler": "ddpm", "guidance_scale": w,
+                                                                  "num_inference_steps": 20}}))
         assert read_manifest(tmp_path)["settings"].get("guidance_interval") == expected
 
 

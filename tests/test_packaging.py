@@ -15,7 +15,10 @@ def test_wheel_holds_every_subpackage_and_the_shipped_model(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                              str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    import pipeline
+
     wheel = next(tmp_path.glob("fashion_ddpm-*.whl"))
+    assert wheel.name.startswith(f"fashion_ddpm-{pipeline.__version__}-")  # one version: pipeline.__version__
     names = set(zipfile.ZipFile(wheel).namelist())
     for package in ("pipeline", "pipeline/cli", "pipeline/evaluation", "pipeline/training"):
         assert f"{package}/__init__.py" in names, package

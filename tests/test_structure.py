@@ -1,11 +1,11 @@
 """The shape of the house: commands above the library, no import circles, a self-contained pipeline file, fast --help."""
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import heavy_modules_after
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
 
@@ -72,21 +72,18 @@ def test_pipeline_file_is_self_contained():
 
 
 @pytest.mark.slow  # subprocess
-@pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["evaluate", "--num-per-class", "0"]])
+@pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["evaluate", "--num-per-class", "0"],
+                                  ["synthesize", "--help"], ["synthesize", "--per-class", "0", "--out", "x"],
+                                  ["demo", "--help"]])
 def test_cli_help_and_argument_errors_import_no_torch(argv):
-    code = ("import sys\nfrom pipeline.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'datasets') if m in sys.modules)\n"
-            "print('HEAVY', heavy, file=sys.stderr)")
-    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
-    assert "HEAVY []" in result.stderr, result.stderr[-2000:]
+    heavy, printed = heavy_modules_after("import pipeline.demo\nfrom pipeline.cli import main\nmain(sys.argv[1:])", argv)
+    assert heavy == []
+    assert argv[-1] != "--help" or "usage: fashion-ddpm" in printed
 
 
 @pytest.mark.slow  # subprocess
 def test_train_help_imports_no_torch():
-    code = ("import sys, runpy\nsys.argv = ['train_conditional.py', '--help']\ntry:\n"
-            "    runpy.run_path('train_conditional.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY', sorted(m for m in ('torch', 'diffusers') if m in sys.modules), file=sys.stderr)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            cwd=PACKAGE.parent)
-    assert "HEAVY []" in result.stderr and "configs/README.md" in result.stdout, result.stderr[-2000:]
+    code = "import runpy\nsys.argv = ['train_conditional.py', '--help']\nrunpy.run_path('train_conditional.py', run_name='__main__')"
+    heavy, printed = heavy_modules_after(code)
+    assert heavy == [] and "configs/README.md" in printed
     assert (PACKAGE.parent / "configs" / "README.md").is_file()

@@ -48,29 +48,29 @@ def test_forward_figure_from_the_test_set(tmp_path):
 
 def test_reverse_frames_follow_the_schedule():
     pipe = make_tiny_pipeline()
-    frames, labels, samples = reverse_process_frames(pipe, class_labels=["Bag", 0], num_inference_steps=6, every=2)
+    frames, labels, samples = reverse_process_frames(pipe, class_labels=["Bag", 0], steps=6, every=2)
     # noise, after steps 2 and 4, and the final image (step 6 is the final one, not repeated)
     assert len(frames) == len(labels) == 4
     assert labels[0] == "t=100" and labels[-1] == "t=0"
     assert all(tuple(f.shape) == (2, 1, 28, 28) for f in frames)
     # the recorded run is image 0 of each class as `generate` makes it (the project's one seed rule)
-    again = generate(pipe, ["Bag", 0], 1, seed=0, num_inference_steps=6).images
+    again = generate(pipe, ["Bag", 0], 1, seed=0, steps=6).images
     torch.testing.assert_close(samples.images, again)
     noise = torch.cat([torch.randn((1, 1, 28, 28), generator=gen(image_seed(0, c, 0))) for c in (8, 0)])
     torch.testing.assert_close(frames[0], noise)
     torch.testing.assert_close(frames[-1], samples.images * 2 - 1)
     with pytest.raises(ValueError, match="every"):
-        reverse_process_frames(pipe, num_inference_steps=2, every=0)
+        reverse_process_frames(pipe, steps=2, every=0)
 
 
 def test_reverse_figure_size():
-    figure = reverse_process_figure(make_tiny_pipeline(), num_inference_steps=4, every=2)
+    figure = reverse_process_figure(make_tiny_pipeline(), steps=4, every=2)
     # 10 rows; columns: noise, after step 2, final
     assert 3 * CELL <= figure.width < 5 * CELL + 200 and figure.height >= 10 * CELL
 
 
 def test_sample_grid_size():
-    figure = sample_grid(make_tiny_pipeline(), num_per_class=3, num_inference_steps=2, guidance_scale=2.0)
+    figure = sample_grid(make_tiny_pipeline(), num_per_class=3, steps=2, guidance=2.0)
     assert figure.width >= 3 * 56 and figure.height >= 10 * 56
 
 

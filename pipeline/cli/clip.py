@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..evaluation.clip import DEFAULT_CLIP_MODEL, DEFAULT_TEMPLATES, ZERO_SHOT_TEMPLATE
-from .common import add_sampling_args, check_output_folder, class_label, load_pipeline, positive_int, sampling_kwargs
+from .common import add_sampling_args, check_output_folder, class_label, load_pipeline, positive_int, sampling_settings_from_args
 
 
 def register(sub):
@@ -46,16 +46,17 @@ def _setup(args):
     check_output_folder(args.out)
     pipe = load_pipeline(args)
     labels = pipe.resolve_class_ids(args.class_labels)
+    settings = sampling_settings_from_args(args, pipe)
     scorer = load_clip(args.clip_model, args.clip_device, args.templates, args.zero_shot_template, args.clip_batch_size)
-    return pipe, scorer, labels
+    return pipe, scorer, labels, settings
 
 
 def run_evaluate_clip(args):
     from ..evaluation.clip import evaluate_pipeline, per_class_table, table_markdown
 
-    pipe, scorer, labels = _setup(args)
+    pipe, scorer, labels, settings = _setup(args)
     scores = evaluate_pipeline(pipe, scorer, args.num_per_class, labels, args.seed, args.out, args.top,
-                               extra={"model": str(args.model or "shipped")}, **sampling_kwargs(args))
+                               extra={"model": str(args.model or "shipped")}, settings=settings)
     table = per_class_table(scores)
     overall = table["overall"]
     print(table_markdown(table))
@@ -70,11 +71,10 @@ def run_best_of_n(args):
 
     if args.keep > args.pool:
         raise ValueError(f"--keep {args.keep} is more than --pool {args.pool}; need 1 <= --keep <= --pool")
-    pipe, scorer, labels = _setup(args)
-    sampling = sampling_kwargs(args)
-    result = best_of_n(pipe, scorer, args.pool, args.keep, labels, args.seed, **sampling)
+    pipe, scorer, labels, settings = _setup(args)
+    result = best_of_n(pipe, scorer, args.pool, args.keep, labels, args.seed, settings=settings)
     paths = result.save(args.out, extra={"model": str(args.model or "shipped"), "pool": args.pool, "seed": args.seed,
-                                         "sampling": sampling})
+                                         "sampling": settings.to_json()})
     for row in result.summary()["classes"]:
         print(f"{row['class_name']:>12}: kept quality {row['kept_quality_mean']:+.3f} vs pool {row['pool_quality_mean']:+.3f}")
     print("wrote " + ", ".join(str(p) for p in paths.values()))

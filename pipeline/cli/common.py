@@ -68,14 +68,20 @@ def add_sampling_args(parser: argparse.ArgumentParser, seed: bool = True):
         parser.add_argument("--seed", type=int, default=0, help="image j of class c uses seed + 1e6 c + j")
 
 
-def sampling_kwargs(args) -> dict:
-    """The options of `add_sampling_args` as keyword arguments of `pipeline.sampling.generate` (unset ones left out)."""
-    kwargs = {"sampler": args.scheduler, "num_inference_steps": args.steps, "guidance_scale": args.guidance}
-    if args.guidance_interval is not None:
-        kwargs["guidance_interval"] = tuple(args.guidance_interval)
-    if args.guidance_rescale is not None:
-        kwargs["guidance_rescale"] = args.guidance_rescale
-    return {k: v for k, v in kwargs.items() if v is not None}
+def sampling_overrides(args) -> dict:
+    """The options of `add_sampling_args` the user gave, as `SamplingSettings.resolve` keywords."""
+    given = {"sampler": args.scheduler, "steps": args.steps, "guidance": args.guidance,
+             "interval": tuple(args.guidance_interval) if args.guidance_interval is not None else None,
+             "rescale": args.guidance_rescale}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def sampling_settings_from_args(args, pipe):
+    """The `SamplingSettings` of a command: the options given, the model's defaults for the rest, checked (one-line
+    ValueError naming the bad value, before any image is made)."""
+    from ..settings import SamplingSettings
+
+    return SamplingSettings.resolve(pipe, **sampling_overrides(args)).check(pipe)
 
 
 def load_pipeline(args):
@@ -133,7 +139,25 @@ def check_image_path(path: str, flag: str = "--out") -> Path:
     if out.suffix.lower() not in extensions:
         raise ValueError(f"{flag} {path}: cannot write {out.suffix or 'a file without extension'}; use .png, .jpg, "
                          ".webp or another image extension")
+    check_writable_folder(out.parent, f"{flag} {path}")
     return out
+
+
+def check_writable_folder(folder: Path, what: str):
+    """Fails now, naming `what`, unless files can be created in `folder` (or in the folder that would hold it once
+    created): an unwritable output is found before any image is generated, not after."""
+    import tempfile
+
+    existing = folder.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what}: {existing} is a file, not a folder; give a path in a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ValueError(f"{what}: cannot write into {existing} ({e.strerror or type(e).__name__}); give a writable path") from None
 
 
 def check_output_folder(path: str, flag: str = "--out") -> Path:
@@ -148,10 +172,14 @@ def save_image(image, path: Path):
     """Writes through a temporary file and a rename, so a killed process never leaves half a PNG."""
     import os
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    image.save(tmp, format=_format(path))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(tmp, format=_format(path))
+        os.replace(tmp, path)
+    except OSError as e:  # e.g. the disk filled up: name the file asked for, not the temporary one
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"could not write {path}: {e.strerror or type(e).__name__}") from None
     return path
 
 

@@ -12,7 +12,7 @@ from .common import (
     int_at_least,
     load_pipeline,
     positive_int,
-    sampling_kwargs,
+    sampling_settings_from_args,
 )
 
 DEFAULT_REF_SIZE = 2000  # = pipeline.evaluation.fidelity.DEFAULT_REF_SIZE (not imported: it pulls in torch)
@@ -57,7 +57,8 @@ def run(args):
                                                 str(args.num_per_class)], skip=("out", "update_model_card", "model", "num_per_class"))
     result = evaluate(pipe, args.num_per_class, seed=args.seed, inception=not args.no_inception,
                       batch_size=args.batch_size, ref_size=args.ref_size, judge_ref_size=args.judge_ref_size,
-                      data_dir=args.data_dir, out_dir=out, command=command, model_name=args.model, **sampling_kwargs(args))
+                      data_dir=args.data_dir, out_dir=out, command=command, model_name=args.model,
+                      settings=sampling_settings_from_args(args, pipe))
     print(f"wrote {Path(out) / 'metrics.json'}, {Path(out) / 'metrics.md'} and {Path(out) / 'samples.png'}")
     if args.update_model_card:
         from ..training.model_card import fill_metrics

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from ..sampling import guidance_text  # stdlib-only
-from .common import add_sampling_args, check_image_path, class_label, load_pipeline, positive_int, sampling_kwargs, save_image
+from .common import (
+    add_sampling_args,
+    check_image_path,
+    class_label,
+    load_pipeline,
+    positive_int,
+    sampling_settings_from_args,
+    save_image,
+)
 
 
 def register(sub):
@@ -23,10 +30,10 @@ def run(args):
 
     out = check_image_path(args.out)
     pipe = load_pipeline(args)
-    samples = generate(pipe, args.class_labels, args.num, args.seed, args.batch_size, **sampling_kwargs(args))
+    settings = sampling_settings_from_args(args, pipe)
+    samples = generate(pipe, args.class_labels, args.num, args.seed, args.batch_size, settings=settings)
     rows, names = samples.rows()
-    s = samples.settings
-    title = f"{s['sampler']} {s['num_inference_steps']} steps, {guidance_text(s)}, seed {args.seed}"
+    title = f"{settings.describe()}, seed {args.seed}"
     save_image(labelled_grid(rows, names, title=title), out)
     print(f"wrote {out} ({len(samples)} images: {args.num} per class for {', '.join(names)}; {title})")
     return out

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from ..sampling import guidance_text  # stdlib-only
 from ..synthesize import DEFAULT_FORMAT, DEFAULT_SHARD_SIZE, FORMATS  # stdlib-only at import time
-from .common import add_sampling_args, check_output_folder, class_label, command_line, load_pipeline, positive_int, sampling_kwargs
+from .common import (
+    add_sampling_args,
+    check_output_folder,
+    class_label,
+    command_line,
+    load_pipeline,
+    positive_int,
+    sampling_settings_from_args,
+)
 
 
 def register(sub):
@@ -40,15 +47,13 @@ def run(args):
                   batch_size=args.batch_size, model_name=args.model or SHIPPED_MODEL_NAME,
                   command=command_line(args._parser, args, ["fashion-ddpm", "synthesize"],  # never the token
                                        skip=("hub_token", "no_progress", "device"), always=("seed", "format")),
-                  push_to_hub=args.push_to_hub, hub_token=args.hub_token,
-                  **sampling_kwargs(args))
+                  push_to_hub=args.push_to_hub, hub_token=args.hub_token, settings=sampling_settings_from_args(args, pipe))
     if job.state == "resume":
         done = sum(s.count for s in job.shards if job.done(s))
         print(f"resuming {out}: {done} of {job.num_images} images already written")
     summary = job.run(progress=not args.no_progress)
     s = job.settings
-    what = (f"{s['per_class']} per class for {len(s['class_ids'])} classes; {s['sampler']} {s['num_inference_steps']} "
-            f"steps, {guidance_text(s)}, seed {s['seed']}")
+    what = f"{s['per_class']} per class for {len(s['class_ids'])} classes; {job.sampling.describe()}, seed {s['seed']}"
     if summary["already_complete"]:
         print(f"{out} is already complete ({summary['images']} images, {what}); nothing to do")
     else:

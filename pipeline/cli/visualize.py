@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_sampling_args, check_output_folder, load_pipeline, positive_int, sampling_kwargs
+from .common import add_sampling_args, check_output_folder, load_pipeline, positive_int, sampling_settings_from_args
 
 
 def register(sub):
@@ -18,19 +18,19 @@ def register(sub):
 
 
 def run(args):
-    from pathlib import Path
-
+    from ..training.plots import read_metrics
     from ..visualize import make_all
 
-    if args.metrics is not None and not Path(args.metrics).is_file():
-        raise FileNotFoundError(f"--metrics {args.metrics} does not exist (expected a run's metrics.jsonl)")
+    if args.metrics is not None:
+        read_metrics(args.metrics, "--metrics")  # every line checked now: a bad file is named before minutes of drawing
     check_output_folder(args.out)
     pipe = load_pipeline(args)
+    settings = sampling_settings_from_args(args, pipe)
     if not args.no_forward:
         from ..data import load_dataset
 
         load_dataset(args.data_dir, split="test", data_flag="--data-dir DIR (or --no-forward to skip that figure)")
     paths = make_all(pipe, args.out, args.metrics, args.num_per_class, args.every, args.seed, args.data_dir,
-                     forward=not args.no_forward, **sampling_kwargs(args))
+                     forward=not args.no_forward, settings=settings)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return paths

@@ -96,5 +96,5 @@ def best_of_n(pipe, scorer: ClipScorer, pool: int = 15, keep: int = 3, class_lab
     samples = generate(pipe, class_labels, pool, seed, **sampling)
     result = best_of_n_images(scorer, samples.images, samples.class_ids, pipe.class_names, keep)
     if out_dir is not None:
-        result.save(out_dir, extra={"pool": pool, "seed": seed, "sampling": samples.settings})
+        result.save(out_dir, extra={"pool": pool, "seed": seed, "sampling": samples.settings.to_json()})
     return result

@@ -383,12 +383,12 @@ def write_evaluation(scores: ClipScores, out_dir: str | Path, top: int = 4, extr
 def evaluate_pipeline(pipe, scorer: ClipScorer, num_per_class: int = 10, class_labels=None, seed: int = 0,
                       out_dir: str | Path | None = None, top: int = 4, extra: dict | None = None, **sampling) -> ClipScores:
     """Generates `num_per_class` images per class with `pipeline.sampling.generate`, scores them, and (with
-    `out_dir`) writes the reports. `sampling`: sampler, num_inference_steps, guidance_scale, ..."""
+    `out_dir`) writes the reports. `sampling`: `settings=SamplingSettings(...)` or its fields (see `generate`)."""
     if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
         raise ValueError(f"num_per_class must be an int >= 1, got {num_per_class!r}")
     samples = generate(pipe, class_labels, num_per_class, seed, **sampling)
     scores = scorer.score(samples.images, samples.class_ids, pipe.class_names)
     if out_dir is not None:
-        info = {"num_per_class": num_per_class, "seed": seed, "sampling": samples.settings, **(extra or {})}
+        info = {"num_per_class": num_per_class, "seed": seed, "sampling": samples.settings.to_json(), **(extra or {})}
         scores.paths = write_evaluation(scores, out_dir, top, extra=info)
     return scores

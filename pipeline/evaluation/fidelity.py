@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from ..images import labelled_grid
-from ..sampling import generate, guidance_text
+from ..sampling import generate, resolve_settings
+from ..settings import SamplingSettings
 from .inception import (
     INCEPTION_NAME,
     fid_from_features,
@@ -67,7 +68,7 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
              ref_size: int = DEFAULT_REF_SIZE, judge_ref_size: int = DEFAULT_JUDGE_REF_SIZE,
              judge_path: str | Path = JUDGE_WEIGHTS, data_dir: str | None = None, kid_subsets: int = 50,
              out_dir: str | Path | None = None, command: str | None = None, model_name: str | None = None,
-             verbose: bool = True, **sampling) -> dict:
+             verbose: bool = True, settings: SamplingSettings | None = None, **overrides) -> dict:
     """Generates N = num_per_class × classes images and scores them; see the module docstring.
 
     Args:
@@ -79,8 +80,8 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
         data_dir: folder with the Fashion-MNIST IDX files (else $FASHION_MNIST_DIR, Debian's package, the Hub).
         out_dir: when given, writes `metrics.json`, `metrics.md` and `samples.png` there.
         command: the command line to record in the report (for reproducibility).
-        **sampling: `sampler`, `num_inference_steps`, `guidance_scale`, `guidance_interval`, `guidance_rescale`
-            (see `generate`; unset ones take the model's defaults).
+        settings / **overrides: how to sample (`SamplingSettings`, or its fields: sampler, steps, guidance, interval,
+            rescale; unset ones take the model's defaults), as for `generate`.
 
     Raises:
         ValueError / FileNotFoundError: bad arguments, or no Fashion-MNIST / Inception weights; raised before any
@@ -100,6 +101,7 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
             raise ValueError(f"{name} must be in 2..10000 (Fashion-MNIST test images), got {value}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    settings = resolve_settings(pipe, settings, overrides).check(pipe)
     device = pipe.device
     judge_name = f"judge-{judge_fingerprint(judge_path)}"
     # Everything the scores need must be at hand before minutes of generation: data (or its cached statistics) and
@@ -111,10 +113,9 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
     reference_available(needed, data_dir)
 
     _log(verbose, f"generating {num_images} images ({num_per_class} per class), seed {seed}, on {device} ...")
-    samples = generate(pipe, None, num_per_class, seed, batch_size, **sampling)
+    samples = generate(pipe, None, num_per_class, seed, batch_size, settings=settings)
     images, labels, gen_seconds = samples.images, np.asarray(samples.class_ids), samples.seconds
-    settings = samples.settings
-    _log(verbose, f"  {settings}: {gen_seconds:.1f} s ({gen_seconds / num_images:.3f} s per image)")
+    _log(verbose, f"  {settings.describe()}: {gen_seconds:.1f} s ({gen_seconds / num_images:.3f} s per image)")
 
     judge = FashionJudge.load(judge_path, device=device)
 
@@ -140,11 +141,12 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
         "num_per_class": num_per_class,
         "num_images": num_images,
         "class_names": class_names,
-        "guidance_scale": float(settings["guidance_scale"]),
-        "guidance_interval": list(settings["guidance_interval"]) if settings.get("guidance_interval") else None,
-        "guidance_rescale": settings.get("guidance_rescale", 0.0),
-        "sampler": settings["sampler"],
-        "steps": int(settings["num_inference_steps"]),
+        # the keys every committed result has (SamplingSettings.from_json reads them back)
+        "guidance_scale": settings.guidance,
+        "guidance_interval": list(settings.interval) if settings.guided else None,
+        "guidance_rescale": settings.rescale,
+        "sampler": settings.sampler,
+        "steps": settings.steps,
         "seed": seed,
         "device": str(device),
         "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
@@ -211,8 +213,8 @@ def metrics_markdown(result: dict) -> str:
     n = result["num_images"]
     lines = [
         f"Measured with `{result['command'] or 'pipeline.evaluate.evaluate(...)'}` on {result['date'][:10]}:",
-        f"N = {n:,} generated images ({result['num_per_class']} per class), {guidance_text(result)}, "
-        f"{result['sampler']} with {result['steps']} steps, seed {result['seed']} (image j of class c: seed + 1e6 c + j), "
+        f"N = {n:,} generated images ({result['num_per_class']} per class), {SamplingSettings.from_json(result).describe()}, "
+        f"seed {result['seed']} (image j of class c: seed + 1e6 c + j), "
         f"{result['time_per_image_s']:.3f} s per image on {result['device']} ({result['hardware']}).",
         "",
         f"The floor is the same metric for N = {n:,} real Fashion-MNIST *training* images (class-balanced): what a "
@@ -263,6 +265,5 @@ def write_report(result: dict, out_dir: str | Path, images: torch.Tensor | None 
         k = result["num_per_class"]
         pil = to_pil(images)
         rows = [pil[c * k:c * k + min(k, 8)] for c in range(len(result["class_names"]))]
-        labelled_grid(rows, result["class_names"], title=f"{guidance_text(result)}, "
-                      f"{result['sampler']} {result['steps']} steps").save(out / "samples.png")
+        labelled_grid(rows, result["class_names"], title=SamplingSettings.from_json(result).describe()).save(out / "samples.png")
     return out

@@ -8,9 +8,15 @@ from pathlib import Path
 
 import yaml
 
-from ..sampling import guidance_text
+from ..settings import SamplingSettings
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
+# The Hub has no task for class-conditional generation (diffusers' own DiT checkpoints carry none): the card sets no
+# pipeline_tag, and its evaluation results use the nearest Hub task id so that the Hub can list them.
+EVAL_TASK = ("unconditional-image-generation", "Class-conditional image generation")
+HUB_ID_PLACEHOLDER = "USER/NAME"
+
+
 def _section(name: str) -> re.Pattern:
     """The fillable block `<!-- name:start --> ... <!-- name:end -->` of a model card."""
     return re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
@@ -39,11 +45,12 @@ def card_data(prediction_type: str):
 
 
 def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid: str, loss_curve: str,
-                     repo_id: str) -> Path:
-    """Writes `folder/README.md` from the template; `repo_id` (a Hub id or a folder) is what the usage example loads.
+                     settings: SamplingSettings, hub_model_id: str | None = None, local_path: str | None = None) -> Path:
+    """Writes `folder/README.md` from the template. The usage example loads `hub_model_id` (else a USER/NAME
+    placeholder) from the Hub and `local_path` (else `folder`) from a checkout.
 
     `stats`: steps, images_seen, epochs, wall_time_s, final_loss, hardware, data_source, num_train_images,
-    parameters, sampler, steps_default, guidance.
+    parameters, images_per_step. `settings`: the model's saved sampling defaults.
     """
     from huggingface_hub import ModelCard
 
@@ -54,10 +61,9 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
     card = ModelCard.from_template(
         card_data(config.get("prediction_type", "epsilon")), template_path=str(TEMPLATE),
         description=config.get("description") or "Trained with `train_conditional.py` from fashion-ddpm.",
-        repo_id=repo_id, target=target, num_train_timesteps=config.get("num_train_timesteps", 100),
-        parameters=f"{stats.get('parameters', 0) / 1e6:.2f} M", sampler=stats["sampler"], steps=stats["steps_default"],
-        guidance=guidance_text({"guidance_scale": stats["guidance"], "guidance_interval": stats.get("guidance_interval")})
-        .removeprefix("guidance "), class_names=", ".join(FASHION_MNIST_CLASSES), sample_grid=sample_grid,
+        hub_id=hub_model_id or HUB_ID_PLACEHOLDER, local_path=local_path or Path(folder).as_posix(), target=target,
+        num_train_timesteps=config.get("num_train_timesteps", 100), parameters=f"{stats.get('parameters', 0) / 1e6:.2f} M",
+        settings=settings.describe(), class_names=", ".join(FASHION_MNIST_CLASSES), sample_grid=sample_grid,
         loss_curve=loss_curve, data_source=stats["data_source"], num_train_images=f"{stats['num_train_images']:,}",
         steps_trained=f"{stats['steps']:,}", batch=f"{stats.get('images_per_step', 0):,}",
         images_seen=f"{stats['images_seen']:,}", epochs=stats["epochs"], wall_time=_duration(stats["wall_time_s"]),
@@ -69,20 +75,21 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
     return path
 
 
+# (metric type, name): the judge's numbers are typed as what they are, not as the standard FID / accuracy
+EVAL_METRICS = (("judge-accuracy", "judge accuracy", "judge_accuracy"), ("judge-fid", "judge-FID", "judge_fid"),
+                ("fid", "Inception FID", "inception_fid"))
+
+
 def eval_results(result: dict) -> list:
     """The measured metrics of `pipeline.evaluation.fidelity.evaluate` as Hub `EvalResult`s, floors in the names."""
     from huggingface_hub import EvalResult
 
-    n = result["num_images"]
-    setting = f"N={n}, {result['sampler']} {result['steps']} steps, {guidance_text(result)}"
-    rows = [("accuracy", "judge accuracy", result["judge_accuracy"], result["judge_accuracy_floor"]),
-            ("fid", "judge-FID", result["judge_fid"], result["judge_fid_floor"]),
-            ("fid", "Inception FID", result.get("inception_fid"), result.get("inception_fid_floor"))]
-    return [EvalResult(task_type="image-generation", task_name="Class-conditional image generation",
-                       dataset_type="zalando-datasets/fashion_mnist", dataset_name="Fashion-MNIST", dataset_split="test",
-                       metric_type=kind, metric_name=f"{name} ({setting}; real-data floor {floor:.4g})",
-                       metric_value=round(float(value), 4))
-            for kind, name, value, floor in rows if value is not None]
+    setting = f"N={result['num_images']}, {SamplingSettings.from_json(result).describe()}"
+    return [EvalResult(task_type=EVAL_TASK[0], task_name=EVAL_TASK[1], dataset_type="zalando-datasets/fashion_mnist",
+                       dataset_name="Fashion-MNIST", dataset_split="test", metric_type=kind,
+                       metric_name=f"{name} ({setting}; real-data floor {result[key + '_floor']:.4g})",
+                       metric_value=round(float(result[key]), 4))
+            for kind, name, key in EVAL_METRICS if result.get(key) is not None]
 
 
 def fill_section(card_path: str | Path, name: str, title: str, markdown: str) -> Path:
@@ -104,7 +111,8 @@ def fill_section(card_path: str | Path, name: str, title: str, markdown: str) ->
 
 
 def fill_metrics(card_path: str | Path, markdown: str, result: dict | None = None) -> Path:
-    """Replaces the metrics section of a written model card with `markdown` and, with `result`, its eval_results."""
+    """Replaces the metrics section of a written model card with `markdown` and, with `result`, its eval_results
+    (under the model folder's name: each model its own `model-index` entry)."""
     from huggingface_hub import ModelCard
 
     card_path = Path(card_path)
@@ -114,6 +122,6 @@ def fill_metrics(card_path: str | Path, markdown: str, result: dict | None = Non
     card.text = METRICS.sub(lambda _: _block("metrics", markdown), card.text)
     if result is not None:
         card.data.eval_results = eval_results(result)
-        card.data.model_name = card.data.model_name or "fashion-ddpm"
+        card.data.model_name = card_path.resolve().parent.name
     card.save(card_path)
     return card_path

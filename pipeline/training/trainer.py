@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from ..data import ImageDataset, load_dataset, to_model_range
 from ..hub import check_hub_access
 from ..pipeline_fashion_ddpm import FashionDDPMPipeline
-from ..sampling import guidance_text, sampling_settings
 from ..schedulers import make_scheduler
+from ..settings import EVERY_STEP
 from ..visualize import sample_grid
 from . import checkpoints
 from .config import TrainConfig, mix_batch_size
@@ -220,20 +220,19 @@ class Trainer:
             self.ema.copy_to(unet.parameters())
         unet.to(self.accelerator.device).eval()
         # Exported with the sampler, steps and guidance the config names: they become the model's defaults.
-        config = self.config
-        pipe = FashionDDPMPipeline(unet, make_scheduler(config.sample_sampler, self.noise_scheduler.config),
-                                   class_names=self.data.class_names, default_guidance_scale=config.sample_guidance_scale,
-                                   default_num_inference_steps=config.sample_steps,
-                                   default_guidance_interval=config.sample_guidance_interval)
+        s = self.config.sampling
+        pipe = FashionDDPMPipeline(unet, make_scheduler(s.sampler, self.noise_scheduler.config),
+                                   class_names=self.data.class_names, default_guidance_scale=s.guidance,
+                                   default_num_inference_steps=s.steps,
+                                   default_guidance_interval=None if s.interval == EVERY_STEP else list(s.interval))
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
     def sample_grid(self, pipe: FashionDDPMPipeline, path: Path, step: int) -> Path:
         """The EMA model's samples with the settings it is exported with (seed 0: the images `generate` makes)."""
-        config = self.config
-        grid = sample_grid(pipe, config.sample_images_per_class, seed=0,
-                           title=f"step {step}, EMA weights, {config.sample_sampler} {config.sample_steps} steps, "
-                                 f"{guidance_text(sampling_settings(pipe))}")
+        settings = self.config.sampling
+        grid = sample_grid(pipe, self.config.sample_images_per_class, seed=0, settings=settings,
+                           title=f"step {step}, EMA weights, {settings.describe()}")
         path.parent.mkdir(parents=True, exist_ok=True)
         grid.save(path)
         return path
@@ -271,10 +270,8 @@ class Trainer:
             "final_loss": final_loss, "hardware": _hardware(self.accelerator), "data_source": self._data_source(),
             "num_train_images": len(self.data), "epochs": round(step * self.images_per_step / len(self.data), 2),
             "images_per_step": self.images_per_step, "parameters": sum(p.numel() for p in pipe.unet.parameters()),
-            "sampler": self.config.sample_sampler, "steps_default": self.config.sample_steps,
-            "guidance": self.config.sample_guidance_scale, "guidance_interval": self.config.sample_guidance_interval,
         }, sample_grid=grid.relative_to(self.output_dir).as_posix(), loss_curve=curve.relative_to(self.output_dir).as_posix(),
-            repo_id=self.hub_model_id or self.output_dir.as_posix())
+            settings=self.config.sampling, hub_model_id=self.hub_model_id, local_path=self.output_dir.as_posix())
         return self.output_dir
 
     # ------------------------------------------------------------------ the loop

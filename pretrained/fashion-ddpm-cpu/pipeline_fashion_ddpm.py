@@ -53,20 +53,26 @@ FASHION_MNIST_ALIASES = {
 # used because diffusers' default linear betas (1e-4..0.02) were designed for 1000 steps: with 100 they stop at
 # alpha_bar_T ~= 0.36, so training never sees pure noise and sampling from N(0, I) starts off-distribution. The cosine
 # schedule ends at alpha_bar_T ~= 2.4e-7 (tests assert <= 1e-3) and spreads the noise levels evenly in log-SNR.
+# v-prediction (Salimans & Ho 2022): at t = T - 1 (alpha_bar = 2.4e-7) a noise-prediction model's x0 estimate multiplies
+# its error by ~2000 and every fast sampler collapses; a v-model samples as well in 10 UniPC steps as in 100 DDPM steps
+# (docs/results.md, "epsilon vs v").
 DEFAULT_SCHEDULER_CONFIG = {"num_train_timesteps": 100, "beta_schedule": "squaredcos_cap_v2", "clip_sample": True,
-                            "timestep_spacing": "trailing"}
+                            "timestep_spacing": "trailing", "prediction_type": "v_prediction"}
 
-# A small U-Net for 1x28x28 images: 28 -> 14 -> 7 through the two down blocks, skip connections in the up path,
-# sinusoidal time embedding, and a learned class embedding with one extra row (the null class for guidance).
+# The recipe's U-Net for 1x28x28 images (configs/fashion_mnist.yaml, the default model): 28 -> 14 -> 7 through the three
+# down blocks, self-attention at 7x7 (free on a CPU there: 49 positions), skip connections in the up path, sinusoidal
+# time embedding, and a learned class embedding with one extra row (the null class for guidance). 6.5 M parameters;
+# configs/cpu.yaml halves the widths.
 DEFAULT_UNET_CONFIG = {
     "sample_size": 28,
     "in_channels": 1,
     "out_channels": 1,
-    "block_out_channels": (32, 64, 64),
-    "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D"),
-    "up_block_types": ("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    "block_out_channels": (64, 128, 128),
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
     "layers_per_block": 2,
-    "norm_num_groups": 8,
+    "attention_head_dim": 32,
+    "norm_num_groups": 32,
     "time_embedding_type": "positional",
 }
 
@@ -76,13 +82,37 @@ DEFAULT_GUIDANCE_SCALE = 2.0
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_guidance_scale(guidance_scale, name: str = "guidance_scale"):
+    """Raises ValueError unless `guidance_scale` is a finite number >= 0."""
+    if not _is_number(guidance_scale) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (0 = unconditional, 1 = no guidance), got {guidance_scale!r}")
+
+
+def check_steps(num_inference_steps, max_steps: int | None = None, name: str = "num_inference_steps"):
+    """Raises ValueError unless `num_inference_steps` is an int in 1..max_steps (the scheduler's training steps)."""
+    upper = f"1..{max_steps} (the scheduler's training steps)" if max_steps else ">= 1"
+    if (isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1
+            or (max_steps and num_inference_steps > max_steps)):
+        raise ValueError(f"{name} must be an int in {upper}, got {num_inference_steps!r}")
+
+
 def check_guidance_interval(interval, name: str = "guidance_interval"):
     """Raises ValueError unless `interval` is (low, high) with 0 <= low < high <= 1."""
     ok = isinstance(interval, (list, tuple)) and len(interval) == 2
     low, high = (interval if ok else (None, None))
-    if not (ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) and 0 <= low < high <= 1):
+    if not (ok and all(_is_number(v) for v in (low, high)) and 0 <= low < high <= 1):
         raise ValueError(f"{name} must be (low, high) with 0 <= low < high <= 1 (fractions of the noise schedule, "
                          f"1 = pure noise; (0, 1) guides every step), got {interval!r}")
+
+
+def check_guidance_rescale(guidance_rescale, name: str = "guidance_rescale"):
+    """Raises ValueError unless `guidance_rescale` is a number in [0, 1]."""
+    if not _is_number(guidance_rescale) or not 0 <= guidance_rescale <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1] (0 = off), got {guidance_rescale!r}")
 
 
 def _normalise_label(name: str) -> str:
@@ -272,15 +302,11 @@ class FashionDDPMPipeline(DiffusionPipeline):
                       guidance_interval, guidance_rescale):
         if isinstance(num_images_per_label, bool) or not isinstance(num_images_per_label, int) or num_images_per_label < 1:
             raise ValueError(f"num_images_per_label must be an int >= 1, got {num_images_per_label!r}")
-        if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be a finite number >= 0 (0 = unconditional, 1 = no guidance), got {guidance_scale!r}")
-        max_steps = self.scheduler.config.num_train_timesteps
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= max_steps:
-            raise ValueError(f"num_inference_steps must be an int in 1..{max_steps} (the scheduler's training steps), got {num_inference_steps!r}")
+        check_guidance_scale(guidance_scale)
+        check_steps(num_inference_steps, self.scheduler.config.num_train_timesteps)
         if guidance_interval is not None:
             check_guidance_interval(guidance_interval)
-        if not isinstance(guidance_rescale, (int, float)) or not 0 <= guidance_rescale <= 1:
-            raise ValueError(f"guidance_rescale must be a number in [0, 1] (0 = off), got {guidance_rescale!r}")
+        check_guidance_rescale(guidance_rescale)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type {output_type!r} is not supported; use one of {list(OUTPUT_TYPES)}")
         if isinstance(generator, list) and len(generator) != batch:

@@ -1,0 +1,229 @@
+"""`SamplingSettings`: how images are sampled (sampler, steps, guidance, its interval, rescale), as one value.
+
+Every command, the demo, synthesis, training's sample grids and the benchmarks pass this value around instead of five
+loose keyword arguments; `pipeline.sampling.generate` is the only code that turns it into pipeline arguments.
+
+    settings = SamplingSettings.resolve(pipe, guidance=2)   # the model's defaults for everything not given, once
+    settings.check(pipe)                                      # the pipeline file's own validators
+    settings.describe()        # 'unipc 10 steps, guidance 2 for t/T in [0.17, 0.88]'  (titles, cards, reports)
+    settings.label()           # 'unipc:10:2:i=0.17-0.88'  and  SamplingSettings.parse(label, pipe)
+    settings.to_json()         # the keys manifests and results have always used; from_json() reads every old one
+
+Torch-free at import: the command line builds and parses settings before torch is imported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides at every noise level
+FIELDS = ("sampler", "steps", "guidance", "interval", "rescale")
+LABEL_FORM = "SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI]"
+
+
+def _number(value):
+    """numpy / torch scalars -> the Python number they hold (a bool stays a bool, so checks can reject it)."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 else value
+
+
+@dataclass(frozen=True, eq=False)
+class SamplingSettings:
+    """How a model samples.
+
+    Attributes:
+        sampler: a name from `pipeline.schedulers.SAMPLERS`, or the class name of a model's own other scheduler.
+        steps: denoising steps.
+        guidance: classifier-free guidance w (1 = none, 0 = unconditional).
+        interval: guide only for noise levels t/T in [low, high] (Kynkäänniemi et al. 2024); (0, 1) = every step.
+        rescale: guidance rescale φ of Lin et al. 2023 (0 = off).
+
+    Unguided settings (w = 0 or 1) run one U-Net pass per step, so their interval and rescale change nothing: two
+    settings that differ only there are equal, and their names and JSON leave them out. The values are kept as given,
+    so that `check` still rejects a bad interval passed with w = 1.
+    """
+
+    sampler: str
+    steps: int
+    guidance: float
+    interval: tuple[float, float] = EVERY_STEP
+    rescale: float = 0.0
+
+    def __post_init__(self):
+        # numpy / torch scalars, YAML and JSON lists, ints: stored as the Python floats / tuple they mean
+        steps, guidance, rescale = (_number(v) for v in (self.steps, self.guidance, self.rescale))
+        interval = EVERY_STEP if self.interval is None else self.interval
+        if isinstance(interval, (list, tuple)):
+            interval = tuple(_number(v) for v in interval)
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in interval):
+                interval = tuple(float(v) for v in interval)
+        guidance, rescale = (float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in (guidance, rescale))
+        for name, value in (("steps", steps), ("guidance", guidance), ("interval", interval), ("rescale", rescale)):
+            object.__setattr__(self, name, value)
+
+    def _key(self) -> tuple:
+        guided = self.guided
+        return (self.sampler, self.steps, self.guidance, self.interval if guided else EVERY_STEP,
+                self.rescale if guided else 0.0)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SamplingSettings) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"SamplingSettings({self.label()!r})"
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def resolve(cls, pipe, *, sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
+                interval: tuple[float, float] | None = None, rescale: float | None = None) -> SamplingSettings:
+        """The settings a call on `pipe` uses: what is given, the model's saved defaults (`model_index.json`) for the
+        rest. Steps default to the model's for its own sampler and to the named sampler's default for another one."""
+        from .schedulers import default_steps, sampler_name
+
+        own = sampler_name(pipe.scheduler)
+        config = pipe.config
+        if steps is None:
+            if sampler is None or sampler == own:
+                steps = config.get("default_num_inference_steps") or pipe.scheduler.config.num_train_timesteps
+            else:
+                steps = default_steps(sampler)
+        if guidance is None:
+            guidance = config.get("default_guidance_scale")
+            if guidance is None:
+                from .pipeline_fashion_ddpm import DEFAULT_GUIDANCE_SCALE
+
+                guidance = DEFAULT_GUIDANCE_SCALE
+        if interval is None:
+            interval = config.get("default_guidance_interval") or EVERY_STEP
+        return cls(sampler or own, steps, guidance, interval, 0.0 if rescale is None else rescale)
+
+    @classmethod
+    def parse(cls, text: str, pipe=None) -> SamplingSettings:
+        """'unipc:10:1.5:i=0.17-0.88:r=0.7' -> settings. Parts left out (guidance, interval, rescale) come from `pipe`'s
+        defaults (`resolve`); without a pipe the guidance must be given, and the interval defaults to every step.
+
+        Raises:
+            ValueError: naming the text and the accepted form.
+        """
+        overrides = parse_overrides(text)
+        if pipe is not None:
+            return cls.resolve(pipe, **overrides)
+        if "guidance" not in overrides:
+            raise ValueError(f"setting {text!r} names no guidance; without a model to take it from, use {LABEL_FORM}")
+        return cls(**overrides)
+
+    @classmethod
+    def from_json(cls, data: dict) -> SamplingSettings:
+        """Reads settings in any form this project has written: `to_json()` (synthesize manifests), evaluate results
+        (`steps`, `guidance_scale`) and benchmark rows (`guidance`). A guided record without an interval was written
+        before intervals were named, when that meant guidance at every step."""
+        steps = data.get("num_inference_steps", data.get("steps"))
+        guidance = data.get("guidance_scale", data.get("guidance"))
+        missing = [name for name, value in (("sampler", data.get("sampler")), ("steps", steps), ("guidance", guidance))
+                   if value is None]
+        if missing:
+            raise ValueError(f"sampling settings {data!r} lack {', '.join(missing)}")
+        return cls(data["sampler"], steps, guidance, data.get("guidance_interval") or EVERY_STEP,
+                   data.get("guidance_rescale") or 0.0)
+
+    # ------------------------------------------------------------------ checking
+    def check(self, pipe=None, max_steps: int | None = None, names: dict | None = None) -> SamplingSettings:
+        """Raises ValueError naming the bad value and what is accepted; returns self. The numbers go through the
+        pipeline file's public validators (the pipeline checks its own inputs with the same ones); the step limit is
+        `pipe`'s training steps (or `max_steps`). `names` maps fields to how the caller's user spells them (e.g.
+        {"guidance": "config key 'sample_guidance_scale'"})."""
+        from .pipeline_fashion_ddpm import check_guidance_interval, check_guidance_rescale, check_guidance_scale, check_steps
+        from .schedulers import SAMPLER_NAMES, sampler_name
+
+        names = {"sampler": "sampler", "steps": "num_inference_steps", "guidance": "guidance_scale",
+                 "interval": "guidance_interval", "rescale": "guidance_rescale", **(names or {})}
+        own = sampler_name(pipe.scheduler) if pipe is not None else None
+        if self.sampler not in SAMPLER_NAMES and self.sampler != own:
+            raise ValueError(f"{names['sampler']} must be one of {list(SAMPLER_NAMES)}, got {self.sampler!r}")
+        if max_steps is None and pipe is not None:
+            max_steps = pipe.scheduler.config.num_train_timesteps
+        check_steps(self.steps, max_steps, names["steps"])
+        check_guidance_scale(self.guidance, names["guidance"])
+        check_guidance_interval(self.interval, names["interval"])
+        check_guidance_rescale(self.rescale, names["rescale"])
+        return self
+
+    # ------------------------------------------------------------------ naming
+    @property
+    def guided(self) -> bool:
+        """Whether the guided combination runs at all (w other than 0 and 1)."""
+        return self.guidance not in (0, 1)
+
+    @property
+    def every_step(self) -> bool:
+        """Whether guidance (if any) applies at every noise level."""
+        return not self.guided or self.interval == EVERY_STEP
+
+    def guidance_text(self) -> str:
+        """'guidance 2' or 'guidance 2 for t/T in [0.17, 0.88]' (+ ', rescale 0.7')."""
+        text = f"guidance {self.guidance:g}"
+        if not self.every_step:
+            text += f" for t/T in [{self.interval[0]:g}, {self.interval[1]:g}]"
+        if self.guided and self.rescale:
+            text += f", rescale {self.rescale:g}"
+        return text
+
+    def describe(self) -> str:
+        """'unipc 10 steps, guidance 1.5 for t/T in [0.17, 0.88]': every title, card and report line."""
+        return f"{self.sampler} {self.steps} steps, {self.guidance_text()}"
+
+    def label(self) -> str:
+        """'unipc:10:1.5:i=0.17-0.88' (interval and rescale only when they change anything): the benchmarks' form."""
+        text = f"{self.sampler}:{self.steps}:{self.guidance:g}"
+        if self.guided:
+            text += f":i={self.interval[0]:g}-{self.interval[1]:g}"
+        if self.guided and self.rescale:
+            text += f":r={self.rescale:g}"
+        return text
+
+    def to_json(self) -> dict:
+        """The keys synthesize manifests have always held: sampler, num_inference_steps, guidance_scale, and
+        guidance_interval whenever there is guidance ([0, 1] = every step), guidance_rescale when it is on."""
+        data = {"sampler": self.sampler, "num_inference_steps": self.steps, "guidance_scale": self.guidance}
+        if self.guided:
+            data["guidance_interval"] = list(self.interval)
+            if self.rescale:
+                data["guidance_rescale"] = self.rescale
+        return data
+
+    def cli_args(self) -> list[str]:
+        """The `fashion-ddpm` options that reproduce these settings on any model."""
+        args = ["--scheduler", self.sampler, "--steps", str(self.steps), "--guidance", f"{self.guidance:g}"]
+        if self.guided:
+            args += ["--guidance-interval", f"{self.interval[0]:g}", f"{self.interval[1]:g}"]
+            if self.rescale:
+                args += ["--guidance-rescale", f"{self.rescale:g}"]
+        return args
+
+
+def parse_overrides(text: str) -> dict:
+    """The parts a setting label names, as `SamplingSettings.resolve` keywords; ValueError naming the form."""
+    from .schedulers import SAMPLER_NAMES
+
+    parts = text.strip().split(":")
+    overrides: dict = {}
+    try:
+        if len(parts) < 2 or parts[0] not in SAMPLER_NAMES:
+            raise ValueError
+        overrides["sampler"], overrides["steps"] = parts[0], int(parts[1])
+        for extra in parts[2:]:
+            if extra.startswith("i="):
+                low, high = extra[2:].split("-")
+                overrides["interval"] = (float(low), float(high))
+            elif extra.startswith("r="):
+                overrides["rescale"] = float(extra[2:])
+            else:
+                overrides["guidance"] = float(extra)
+                if not math.isfinite(overrides["guidance"]):
+                    raise ValueError
+    except ValueError:
+        raise ValueError(f"setting {text!r} must be {LABEL_FORM} with SAMPLER in {list(SAMPLER_NAMES)}") from None
+    return overrides
