@@ -158,6 +158,10 @@ def validate(values: dict) -> TrainConfig:
     for key in ("learning_rate", "max_grad_norm", "ema_power"):
         _require(config, key, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
     _require(config, "max_train_minutes", lambda v: v is None or (math.isfinite(v) and v > 0), "null or a finite number > 0")
+    if config.max_train_minutes is not None and config.lr_scheduler != "constant" and config.budget_probe_steps > config.lr_warmup_steps:
+        raise ValueError(f"config key 'budget_probe_steps' ({config.budget_probe_steps}) must be <= lr_warmup_steps "
+                         f"({config.lr_warmup_steps}) with max_train_minutes: the probe must end inside the warm-up, where "
+                         "the learning rate does not depend on the run's length")
     _require(config, "weight_decay", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
     _require(config, "label_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
     _check_mixing(config)

@@ -162,6 +162,8 @@ class Trainer:
         # Stepped once per optimizer update by us (not prepared): Accelerate would step it num_processes times.
         self.lr_scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
                                           num_training_steps=self.max_steps)
+        self._raw_optimizer = optimizer
+        self.budget_fixed = config.max_train_minutes is None  # with a budget, the probe fixes the length
         self.unet, self.optimizer = acc.prepare(unet, optimizer)
         acc.register_for_checkpointing(self.lr_scheduler)
         if self.ema is not None:
@@ -210,6 +212,35 @@ class Trainer:
         if self.ema is not None:
             self.ema.step(self.unet.parameters())
         return total
+
+    # ------------------------------------------------------------------ the wall-clock budget
+    def set_length(self, max_steps: int):
+        """Makes the run `max_steps` updates long: the LR schedule is rebuilt for that length. Called only inside the
+        warm-up (config checks budget_probe_steps <= lr_warmup_steps), where the learning rate does not depend on the
+        length, so the run is the run a `max_train_steps=max_steps` launch makes."""
+        config = self.config
+        self.max_steps = max_steps
+        current = [group["lr"] for group in self._raw_optimizer.param_groups]
+        fresh = get_scheduler(config.lr_scheduler, self._raw_optimizer, num_warmup_steps=config.lr_warmup_steps,
+                              num_training_steps=max_steps)  # (building it sets the LR of step 0: restored below)
+        self.lr_scheduler.lr_lambdas = fresh.lr_lambdas
+        for group, lr in zip(self._raw_optimizer.param_groups, current):
+            group["lr"] = lr
+
+    def fit_to_budget(self, done: int, probe_updates: int, probe_seconds: float, elapsed: float) -> int:
+        """The length that fits max_train_minutes of training time, from the probe's seconds per update (the same on
+        every process: the smallest), at least `done` and at most the configured length; applied with set_length."""
+        acc = self.accelerator
+        per_update = probe_seconds / probe_updates
+        fits = done + int(0.97 * (60 * self.config.max_train_minutes - elapsed) / per_update)
+        fits = int(acc.gather(torch.tensor([fits], device=acc.device)).min().item())
+        length = max(done, min(self.max_steps, fits))
+        logger.info("budget of %.1f min: %.3f s per update over %d updates -> %d updates (configured %d, %.2f epochs)",
+                    self.config.max_train_minutes, per_update, probe_updates, length, self.max_steps,
+                    length * self.images_per_step / len(self.data))
+        self.set_length(length)
+        self.budget_fixed = True
+        return length
 
     # ------------------------------------------------------------------ outputs
     def ema_pipeline(self) -> FashionDDPMPipeline:
@@ -285,6 +316,9 @@ class Trainer:
             state = checkpoints.resume(acc, self.checkpoint_dir, resume_from_checkpoint)
             if state is not None:
                 start, self.elapsed = state["step"], state.get("wall_time_s", 0.0)
+                if state.get("budget_fixed"):  # a budgeted run keeps the length its probe chose
+                    self.set_length(state["max_steps"])
+                    self.budget_fixed = True
                 if self.ema is not None:
                     self.ema.to(acc.device)  # a loaded EMA state may sit on another device than the training
                 logger.info("resumed from step %d", start)
@@ -300,13 +334,19 @@ class Trainer:
             logger.info("mixing in %s: %d images, %d of the %d images of every batch", self.mix.source, len(self.mix),
                         self.sampler.mix_size, config.train_batch_size)
         self.unet.train()
-        bar = tqdm(range(start, self.max_steps), initial=start, total=self.max_steps, disable=not acc.is_local_main_process,
-                   desc="train", dynamic_ncols=True)
+        bar = tqdm(initial=start, total=self.max_steps, disable=not acc.is_local_main_process, desc="train", dynamic_ncols=True)
         loss, window_loss, window_steps, window_start = None, 0.0, 0, time.perf_counter()
-        for step in bar:
-            loss = self.update(step)
-            done = step + 1
+        probe_start, done = self.elapsed, start
+        while done < self.max_steps:
+            loss = self.update(done)
+            done += 1
+            bar.update()
             window_loss, window_steps = window_loss + loss, window_steps + 1
+            if not self.budget_fixed and done - start >= min(config.budget_probe_steps, self.max_steps):
+                loss.item()  # wait for the device: the probe's time is the updates' time
+                now = self.elapsed + time.perf_counter() - window_start
+                bar.total = self.fit_to_budget(done, done - start, now - probe_start, now)
+                bar.refresh()
             if done % config.log_every_steps == 0 or done == self.max_steps:
                 now = time.perf_counter()
                 self.elapsed += now - window_start
@@ -320,7 +360,8 @@ class Trainer:
                 window_loss, window_steps, window_start = 0.0, 0, now
             if done % config.checkpointing_steps == 0 or done == self.max_steps:
                 checkpoints.save_checkpoint(acc, self.checkpoint_dir, done, config.checkpoints_total_limit,
-                                            {"wall_time_s": self.elapsed, "loss": loss.item()})
+                                            {"wall_time_s": self.elapsed, "loss": loss.item(), "max_steps": self.max_steps,
+                                             "budget_fixed": config.max_train_minutes is not None and self.budget_fixed})
                 window_start = time.perf_counter()  # checkpoint time is not training throughput
             if config.sample_every_steps and done % config.sample_every_steps == 0 and done != self.max_steps and acc.is_main_process:
                 self.sample_grid(self.ema_pipeline(), self.output_dir / "samples" / f"step-{done:07d}.png", done)

@@ -1,0 +1,90 @@
+"""The Trainer in this process, on configs/tiny.yaml and a few hundred random images written as IDX files (no dataset
+needed): it trains, exports a loadable pipeline with the recipe's sampling defaults, and a wall-clock budget fixes the
+run's length after its probe exactly as a launch with that max_train_steps would have been."""
+
+import gzip
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers.optimization import get_scheduler
+
+from conftest import TINY_CONFIG
+from pipeline.data import IDX_FILES
+from pipeline.training.config import load_config
+from pipeline.training.trainer import Trainer
+
+
+def write_idx_folder(folder, n: int = 64, seed: int = 0):
+    """Fashion-MNIST-shaped IDX .gz files (random pixels, labels 0..9) for both splits."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for images_name, labels_name in IDX_FILES.values():
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        (folder / images_name).write_bytes(gzip.compress(bytes([0, 0, 8, 3]) + np.array([n, 28, 28], ">u4").tobytes()
+                                                         + images.tobytes()))
+        (folder / labels_name).write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes()
+                                                         + labels.tobytes()))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_idx_folder(tmp_path_factory.mktemp("idx"))
+
+
+def trainer(tmp_path, data_dir, *overrides) -> Trainer:
+    torch.set_num_threads(1)
+    config = load_config(str(TINY_CONFIG), [f"data_dir={data_dir}", f"output_dir={tmp_path / 'run'}", "sample_every_steps=0",
+                                            *overrides])
+    t = Trainer(config)
+    t.setup()
+    return t
+
+
+def test_trains_and_exports_the_recipes_defaults(tmp_path, data_dir):
+    from pipeline import FashionDDPMPipeline
+    from pipeline.sampling import generate
+    from pipeline.settings import SamplingSettings
+
+    t = trainer(tmp_path, data_dir, "max_train_steps=4", "checkpointing_steps=4")
+    before = {k: v.clone() for k, v in t.unet.state_dict().items()}
+    out = t.run()
+    assert any(not torch.equal(before[k], v) for k, v in t.unet.state_dict().items())  # it learnt something
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all(math.isfinite(r["loss"]) for r in rows)
+    pipe = FashionDDPMPipeline.from_pretrained(out)
+    assert SamplingSettings.resolve(pipe) == SamplingSettings("unipc", 4, 1.5, (0.17, 0.88))  # the recipe, tiny.yaml's steps
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert generate(pipe, ["Bag"], 2, steps=2).images.shape == (2, 1, 28, 28)
+    assert "unipc 4 steps, guidance 1.5 for t/T in [0.17, 0.88]" in (out / "README.md").read_text()
+
+
+def test_budget_fixes_the_length_after_the_probe(tmp_path, data_dir):
+    budget = ("max_train_steps=400", "max_train_minutes=0.04", "budget_probe_steps=2", "lr_warmup_steps=2",
+              "checkpointing_steps=1000", "log_every_steps=1")
+    t = trainer(tmp_path, data_dir, *budget)
+    assert t.max_steps == 400 and not t.budget_fixed
+    t.run()
+    length = t.max_steps
+    assert t.budget_fixed and 3 <= length < 400  # 2.4 s of training: a few updates (~0.1-0.3 s each), not 400
+    # the run is the one a launch with max_train_steps=length makes: same LR at every step, ending the cosine at 0
+    reference = get_scheduler("cosine", torch.optim.SGD([torch.zeros(1)], lr=t.config.learning_rate),
+                              num_warmup_steps=2, num_training_steps=length)
+    logged = {json.loads(line)["step"]: json.loads(line)["lr"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()}
+    assert sorted(logged) == list(range(1, length + 1))
+    for step, lr in logged.items():
+        assert lr == pytest.approx(reference.lr_lambdas[0](step) * t.config.learning_rate, abs=1e-12), step
+    assert t.lr_scheduler.get_last_lr()[0] == pytest.approx(0, abs=1e-12)
+    # resuming the finished run keeps the length the probe chose
+    again = trainer(tmp_path, data_dir, *budget)
+    again.run(resume_from_checkpoint="latest")
+    assert again.max_steps == length
+
+
+def test_budget_probe_must_end_inside_the_warm_up():
+    with pytest.raises(ValueError, match=r"'budget_probe_steps' \(50\) must be <= lr_warmup_steps \(10\)"):
+        load_config(None, ["max_train_minutes=5", "lr_warmup_steps=10"])
