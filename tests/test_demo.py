@@ -1,4 +1,4 @@
-"""The web demo's library part (pipeline/demo.py), the `fashion-ddpm demo` command and the staged Space folder.
+"""The web demo's library part (pipeline/demo/), the `fashion-ddpm demo` command and the staged Space folder.
 
 The browser and gradio_client tests against a running server are in test_demo_browser.py.
 """
@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,6 @@ from pipeline import demo
 from pipeline.cli import main
 from pipeline.models import check_model_folder, load_pipeline
 from pipeline.settings import SamplingSettings
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +166,7 @@ def test_demo_arguments(capsys):
 
 # ------------------------------------------------------------------------------------------- the Space
 def test_space_readme_states_the_limits():
-    text = (REPO / "space" / "README.md").read_text()
+    text = (demo.SPACE_TEMPLATE / "README.md").read_text()
     assert (f"{demo.MAX_IMAGES_PER_REQUEST} images, {demo.MAX_STEPS} steps, {demo.MAX_IMAGE_STEPS} images × steps"
             in text)
     import gradio
@@ -183,9 +180,10 @@ def test_stage_space(tiny_saved, tmp_path, capsys):
     assert f"wrote the Space folder {out}" in capsys.readouterr().out
     header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
     assert header["sdk"] == "gradio" and header["app_file"] == "app.py" and header["models"] == ["someone/fashion-ddpm"]
-    assert (out / "app.py").read_text() == (REPO / "space" / "app.py").read_text()
+    assert (out / "app.py").read_text() == (demo.SPACE_TEMPLATE / "app.py").read_text()
     assert "diffusers" in (out / "requirements.txt").read_text()
-    assert (out / "pipeline" / "demo.py").is_file() and not (out / "pipeline" / "pretrained").exists()
+    assert (out / "pipeline" / "demo" / "space.py").is_file() and not (out / "pipeline" / "pretrained").exists()
+    assert not (out / "pipeline" / "demo" / "space_template").exists()  # the template is the folder itself
     assert not list(out.rglob("__pycache__"))
     check_model_folder(out / "model")
     assert (out / "forward_examples.png").is_file() == HAVE_DATA

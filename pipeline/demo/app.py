@@ -1,0 +1,212 @@
+"""The demo's page: `build_demo` makes the Gradio app for a loaded pipeline (form, grid, downloads, reverse process,
+forward process), with its queue.
+
+Gradio is an optional extra (`pip install -e ".[demo]"`) and is imported only inside the functions that need it, so
+importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from ..models import SHIPPED_MODEL_NAME
+from .requests import (
+    DEMO_BATCH_SIZE,
+    MAX_GUIDANCE,
+    MAX_IMAGE_STEPS,
+    MAX_IMAGES_PER_CLASS,
+    MAX_IMAGES_PER_REQUEST,
+    MAX_SEED,
+    MAX_STEPS,
+    DemoInputError,
+    check_request,
+    cli_command,
+    defaults,
+    grid_title,
+    reverse_process,
+    sample_grid,
+    steps_for,
+    write_downloads,
+)
+
+# One sampling job at a time: on a CPU, two at once only share the same cores (each gets slower, neither gets its
+# images sooner), and the pipeline's scheduler is swapped during a call. Others wait in the queue, told their place.
+CONCURRENCY_LIMIT = 1
+MAX_QUEUE_SIZE = 20
+DOWNLOAD_MAX_AGE_S = 3600  # request folders of downloads older than this are deleted by later requests
+
+GRADIO_MISSING = ("the demo needs Gradio, which the core install leaves out: pip install -e '.[demo]' "
+                  "(in a checkout) or pip install 'fashion-ddpm[demo]'")
+
+
+def import_gradio():
+    """The gradio module, or ModuleNotFoundError(GRADIO_MISSING) saying which extra to install."""
+    try:
+        import gradio
+    except ImportError:
+        raise ModuleNotFoundError(GRADIO_MISSING) from None
+    return gradio
+
+
+def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data_dir: str | None = None,
+               title: str = "fashion-ddpm: class-conditional diffusion on Fashion-MNIST"):
+    """The gr.Blocks app for a loaded pipeline, with its queue set up (CONCURRENCY_LIMIT, MAX_QUEUE_SIZE).
+
+    Args:
+        model_name: shown in the page and in the equivalent `fashion-ddpm generate --model` command (None: shipped).
+        forward_images: uint8 (classes, H, W) real images for the forward-process figure; None looks for local
+            Fashion-MNIST (`data_dir`, $FASHION_MNIST_DIR, Debian's package) and hides the figure without it.
+
+    Endpoints (gradio_client): "/generate" (classes, images per class, sampler, steps, guidance, seed) -> (grid PNG,
+    [samples.png, samples.zip], info), and "/reverse_process" (same inputs) -> (GIF, strip PNG).
+    """
+    gr = import_gradio()
+    from ..visualize import forward_diffusion_figure
+
+    lock = threading.Lock()  # belt and braces beside the queue's limit: one sampling call on the pipeline at a time
+    start = defaults(pipe)
+    downloads = Path(tempfile.gettempdir()) / "fashion-ddpm-demo"
+    if forward_images is None:
+        forward_images = forward_examples(data_dir, len(pipe.class_names))
+    forward = forward_diffusion_figure(pipe, forward_images) if forward_images is not None else None
+
+    def checked(classes, per_class, sampler, steps, guidance, seed) -> dict:
+        try:
+            return check_request(pipe, classes, per_class, sampler, steps, guidance, seed)
+        except DemoInputError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
+    def progress_callbacks(progress, total_images: int, steps: int):
+        batches = max(1, math.ceil(total_images / DEMO_BATCH_SIZE))
+        state = {"batch": 0, "images": 0}
+
+        def on_step(p, i, t, tensors):
+            progress((state["batch"] * steps + i + 1, batches * steps), desc=f"sampling: {state['images']}/{total_images} "
+                     "images done", unit="steps")
+            return tensors
+
+        def on_batch(done, total):
+            state["batch"] += 1
+            state["images"] = done
+
+        return on_batch, on_step
+
+    tracker = gr.Progress()  # gradio passes this default (it finds it by type) and routes its calls to the request
+
+    def run_grid(classes, per_class, sampler, steps, guidance, seed, progress=tracker):
+        request = checked(classes, per_class, sampler, steps, guidance, seed)
+        if request["settings"].guidance == 0:
+            gr.Warning("Guidance 0 samples unconditionally: the classes are ignored.")
+        total = request["per_label"] * len(request["labels"])
+        on_batch, on_step = progress_callbacks(progress, total, request["settings"].steps)
+        progress(0, desc="waiting for the model")
+        with lock:
+            try:
+                grid, samples = sample_grid(pipe, request, progress=on_batch, step_callback=on_step)
+            except ValueError as e:
+                raise gr.Error(str(e), print_exception=False) from None
+        png, archive = write_downloads(grid, samples, _request_folder(downloads))
+        count = f"{len(samples)} image{'s' if len(samples) > 1 else ''}"
+        info = (f"{count} in {samples.seconds:.1f} s ({grid_title(samples.settings, request['seed'])}). The same grid from "
+                f"the command line:\n\n`{cli_command(request, pipe.class_names, model_name)}`")
+        return grid, [str(png), str(archive)], info
+
+    def run_reverse(classes, per_class, sampler, steps, guidance, seed, progress=tracker):
+        request = checked(classes, per_class, sampler, steps, guidance, seed)
+        progress(0, desc="reverse process of one image")
+        with lock:
+            gif, strip = reverse_process(pipe, request["labels"][0], request, _request_folder(downloads))
+        return str(gif), strip
+
+    with gr.Blocks(title="fashion-ddpm demo", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(f"# {title}\n"
+                    f"Model: `{model_name or 'the shipped ' + SHIPPED_MODEL_NAME}`, running on {device_text(pipe)}. Choose classes and "
+                    f"settings, press **Generate**. Image *j* of class *c* uses seed `seed + 1000000 c + j`, exactly as "
+                    f"`fashion-ddpm generate` does. Limits per request: {MAX_IMAGES_PER_REQUEST} images, {MAX_STEPS} "
+                    f"steps, {MAX_IMAGE_STEPS} images x steps.")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                classes = gr.CheckboxGroup(start["classes"], value=start["classes"], label="Classes", show_select_all=True,
+                                           elem_id="classes")
+                per_class = gr.Slider(1, MAX_IMAGES_PER_CLASS, value=start["per_class"], step=1, precision=0, label="Images per class",
+                                      elem_id="per-class")
+                sampler = gr.Dropdown(list(_sampler_names()), value=start["sampler"], label="Sampler",
+                                      info="the model's own by default", elem_id="sampler")
+                steps = gr.Slider(1, min(MAX_STEPS, pipe.scheduler.config.num_train_timesteps), value=start["steps"], step=1,
+                                  precision=0, label="Steps", elem_id="steps")
+                guidance = gr.Slider(0, MAX_GUIDANCE, value=start["guidance"], step=0.5, label="Guidance",
+                                     info="1 = none, 0 = unconditional", elem_id="guidance")
+                seed = gr.Number(start["seed"], precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+                button = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column(scale=2):
+                grid = gr.Image(label="Samples", type="pil", format="png", interactive=False, elem_id="grid",
+                                buttons=["download", "fullscreen"])
+                info = gr.Markdown(label="Info", elem_id="info")
+                files = gr.File(label="Download: the grid (PNG) and every image (zip)", file_count="multiple",
+                                interactive=False, elem_id="downloads")
+                with gr.Row(equal_height=True):
+                    gif = gr.Image(label="Reverse process: image 1 of the first chosen class", type="filepath",
+                                   interactive=False, scale=1, min_width=200, elem_id="reverse-gif")
+                    strip = gr.Image(label="x_t from noise to image", type="pil", format="png", interactive=False, scale=3,
+                                     elem_id="reverse-strip")
+        with gr.Accordion("Forward process: how training noises real test images", open=False, visible=forward is not None):
+            gr.Image(forward, type="pil", format="png", interactive=False, show_label=False, elem_id="forward")
+
+        inputs = [classes, per_class, sampler, steps, guidance, seed]
+        sampler.change(lambda name: gr.update(value=steps_for(pipe, name)), sampler, steps, api_visibility="private",
+                       queue=False)
+        button.click(run_grid, inputs, [grid, files, info], api_name="generate", concurrency_id="sampling",
+                     ).success(run_reverse, inputs, [gif, strip], api_name="reverse_process", concurrency_id="sampling")
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=MAX_QUEUE_SIZE)
+    return demo
+
+
+def device_text(pipe) -> str:
+    """How the page names where the model runs: "the CPU", or the GPU's name."""
+    device = pipe.device
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    return "the CPU" if device.type == "cpu" else str(device)
+
+
+def _sampler_names():
+    from ..schedulers import SAMPLER_NAMES
+
+    return SAMPLER_NAMES
+
+
+def forward_examples(data_dir: str | None = None, num_classes: int = 10):
+    """uint8 (classes, 28, 28): the first test image of each class from local Fashion-MNIST IDX files, or None
+    (no download: the demo hides the forward process instead)."""
+    from ..data import DEBIAN_DIR, IDX_FILES
+
+    folder = data_dir or os.environ.get("FASHION_MNIST_DIR") or DEBIAN_DIR
+    if not all((Path(folder) / name).is_file() for name in IDX_FILES["test"]):
+        return None
+    from ..data import load_dataset
+    from ..visualize import first_image_per_class
+
+    return first_image_per_class(load_dataset(folder, split="test"), num_classes)
+
+
+def _request_folder(root: Path) -> Path:
+    now = time.time()
+    if root.is_dir():
+        for old in root.iterdir():
+            try:
+                if now - old.stat().st_mtime > DOWNLOAD_MAX_AGE_S:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                pass
+    folder = root / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder

@@ -1,0 +1,98 @@
+"""The demo as a Hugging Face Space: `stage_space` writes the folder a Gradio Space needs, `space_app` is the app its
+`app.py` serves.
+
+The Space's own files (`app.py`, `requirements.txt`, `README.md` with the Space's YAML) are package data in
+`space_template/`, so staging works from an installed wheel as well as from a checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from .app import build_demo, forward_examples
+
+SPACE_TEMPLATE = Path(__file__).resolve().parent / "space_template"  # app.py, requirements.txt, README.md
+SPACE_TEMPLATE_FILES = ("app.py", "requirements.txt", "README.md")
+SPACE_FORWARD_EXAMPLES = "forward_examples.png"  # one real test image per class, side by side (staged Space)
+SPACE_MODEL_DIR = "model"
+PACKAGE = Path(__file__).resolve().parent.parent  # the `pipeline` package, copied into the Space (code only)
+NOT_STAGED = ("__pycache__", "pretrained", SPACE_TEMPLATE.name)  # the model goes to model/; the template is the Space
+
+
+def space_model(space_dir: str | os.PathLike) -> str | None:
+    """The model a Space runs: $FASHION_DDPM_MODEL, else the staged `model/` folder, else None (the shipped one)."""
+    if os.environ.get("FASHION_DDPM_MODEL"):
+        return os.environ["FASHION_DDPM_MODEL"]
+    staged = Path(space_dir) / SPACE_MODEL_DIR
+    return str(staged) if (staged / "model_index.json").is_file() else None
+
+
+def space_app(space_dir: str | os.PathLike):
+    """The app of the Space's `app.py` (in `space_dir`): the Space's model and, when staged, its forward-process
+    examples."""
+    from ..models import load_pipeline
+
+    model = space_model(space_dir)
+    pipe = load_pipeline(model)
+    examples = Path(space_dir) / SPACE_FORWARD_EXAMPLES
+    images = read_forward_examples(examples, len(pipe.class_names)) if examples.is_file() else None
+    return build_demo(pipe, model_name=None if model is None else Path(model).name, forward_images=images)
+
+
+def read_forward_examples(path: str | os.PathLike, num_classes: int):
+    """The staged forward_examples.png (images side by side) as uint8 (classes, H, W)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    array = np.asarray(Image.open(path).convert("L"))
+    h = array.shape[0]
+    if array.shape[1] != h * num_classes:
+        raise ValueError(f"{path} must hold {num_classes} square images side by side, got size {array.shape[::-1]}")
+    return torch.from_numpy(np.stack([array[:, k * h:(k + 1) * h] for k in range(num_classes)]).copy())
+
+
+def stage_space(out_dir: str | os.PathLike, model: str | os.PathLike | None = None, hub_model_id: str | None = None,
+                data_dir: str | None = None) -> Path:
+    """Writes a ready-to-upload Hugging Face Space folder: the template's app.py, requirements.txt and README.md (its
+    YAML `models:` set to `hub_model_id` when given), the `pipeline` package (code only), the model in `model/` and,
+    when Fashion-MNIST is here, forward_examples.png.
+
+    Raises:
+        ValueError: `out_dir` is a file or a non-empty folder, or `model` is not a local folder.
+        FileNotFoundError: the template files are missing from the installed package.
+    """
+    from ..models import check_model_folder, resolve_model
+
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--stage-space {out} exists and is not an empty folder; give a new folder")
+    if not all((SPACE_TEMPLATE / n).is_file() for n in SPACE_TEMPLATE_FILES):
+        raise FileNotFoundError(f"the Space template {SPACE_TEMPLATE} ({', '.join(SPACE_TEMPLATE_FILES)}) is missing; "
+                                "reinstall fashion-ddpm")
+    source = resolve_model(model)
+    if not os.path.isdir(source):
+        raise ValueError(f"--model {source} is a Hub id; staging copies a local model folder (download it first)")
+    index = check_model_folder(source)
+    if hub_model_id is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", hub_model_id):
+        raise ValueError(f"--hub-model-id {hub_model_id!r} is not a Hub id of the form user/name")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(SPACE_TEMPLATE / "app.py", out / "app.py")
+    shutil.copy2(SPACE_TEMPLATE / "requirements.txt", out / "requirements.txt")
+    readme = (SPACE_TEMPLATE / "README.md").read_text(encoding="utf-8")
+    if hub_model_id:
+        readme = readme.replace("models: []", f"models:\n  - {hub_model_id}", 1)
+    (out / "README.md").write_text(readme, encoding="utf-8")
+    shutil.copytree(PACKAGE, out / "pipeline", symlinks=False,
+                    ignore=lambda folder, names: [n for n in names if n in NOT_STAGED or n.endswith(".pyc")])
+    shutil.copytree(source, out / SPACE_MODEL_DIR, ignore=shutil.ignore_patterns("checkpoints", "logs", "__pycache__"))
+    images = forward_examples(data_dir, len(index["class_names"]))
+    if images is not None:
+        from PIL import Image
+
+        Image.fromarray(images.permute(1, 0, 2).reshape(images.shape[1], -1).numpy()
+                        ).save(out / SPACE_FORWARD_EXAMPLES)
+    return out
