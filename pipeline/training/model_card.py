@@ -75,6 +75,55 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
     return path
 
 
+def rewrite_model_card(folder: str | Path, local_path: str, hub_model_id: str | None = None) -> Path:
+    """Renders a saved model's card again from the current template and what the folder holds (train_config.json,
+    metrics.jsonl, the U-Net's weights and the saved sampling defaults), keeping its filled sections and the data and
+    hardware its training card named. For cards written before the template changed; nothing is re-measured."""
+    import json
+
+    from ..settings import SamplingSettings
+
+    folder = Path(folder)
+    old = (folder / "README.md").read_text(encoding="utf-8")
+    config = json.loads((folder / "train_config.json").read_text())
+    last = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()][-1]
+
+    def row(name: str) -> str:
+        found = re.search(rf"^\| {re.escape(name)} \| (.*) \|$", old, re.M)
+        if found is None:
+            raise ValueError(f"{folder / 'README.md'} has no '| {name} |' row to keep")
+        return found.group(1)
+
+    data, images = re.fullmatch(r"(.*) \(([\d,]+) images\)", row("data")).groups()
+    index = json.loads((folder / "model_index.json").read_text())
+    settings = SamplingSettings(config["sample_sampler"], index["default_num_inference_steps"], index["default_guidance_scale"],
+                                index.get("default_guidance_interval"))
+    batch = config["train_batch_size"] * config["gradient_accumulation_steps"]
+    stats = {"steps": last["step"], "images_seen": last["step"] * batch, "wall_time_s": last["wall_time_s"],
+             "final_loss": last["loss"], "hardware": row("hardware"), "data_source": data,
+             "num_train_images": int(images.replace(",", "")), "epochs": round(last["epoch"], 2), "images_per_step": batch,
+             "parameters": _parameters(folder / "unet" / "diffusion_pytorch_model.safetensors")}
+    path = write_model_card(folder, config, stats, "samples/final.png", "samples/loss_curve.png", settings, hub_model_id,
+                            local_path)
+    text = path.read_text(encoding="utf-8")
+    for name in ("metrics", "synthetic"):  # measured sections carried over as they were
+        kept = _section(name).search(old)
+        if kept:
+            text = _section(name).sub(lambda _, kept=kept: kept.group(0), text)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _parameters(weights: Path) -> int:
+    """The number of parameters in a safetensors file, from its header (no tensors loaded)."""
+    import json
+    import math
+
+    with open(weights, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+
+
 # (metric type, name): the judge's numbers are typed as what they are, not as the standard FID / accuracy
 EVAL_METRICS = (("judge-accuracy", "judge accuracy", "judge_accuracy"), ("judge-fid", "judge-FID", "judge_fid"),
                 ("fid", "Inception FID", "inception_fid"))

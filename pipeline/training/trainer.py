@@ -336,6 +336,7 @@ class Trainer:
         self.unet.train()
         bar = tqdm(initial=start, total=self.max_steps, disable=not acc.is_local_main_process, desc="train", dynamic_ncols=True)
         loss, window_loss, window_steps, window_start = None, 0.0, 0, time.perf_counter()
+        logged_loss = None  # the card's final loss: the mean of the last logging window
         probe_start, done = self.elapsed, start
         while done < self.max_steps:
             loss = self.update(done)
@@ -355,6 +356,7 @@ class Trainer:
                 row = {"step": done, "loss": mean_loss, "lr": self.lr_scheduler.get_last_lr()[0],
                        "images_per_s": speed, "epoch": done * self.images_per_step / len(self.data), "wall_time_s": self.elapsed}
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", img_s=f"{speed:.0f}")
+                logged_loss = mean_loss
                 if acc.is_main_process:
                     self._log(row)
                 window_loss, window_steps, window_start = 0.0, 0, now
@@ -370,7 +372,7 @@ class Trainer:
         logger.info("process %d of %d finished %d updates", acc.process_index, acc.num_processes, self.max_steps - start)
         acc.wait_for_everyone()
         if acc.is_main_process:
-            self.export(None if loss is None else loss.item(), self.max_steps)
+            self.export(logged_loss, self.max_steps)
             logger.info("exported the EMA pipeline to %s", self.output_dir)
         acc.end_training()
         return self.output_dir
