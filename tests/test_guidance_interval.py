@@ -12,7 +12,7 @@ from conftest import TINY_UNET, gen
 from pipeline import FashionDDPMPipeline
 from pipeline.sampling import generate, image_seed
 from pipeline.settings import SamplingSettings
-from pipeline.synthesize import MANIFEST, load_synthetic, read_manifest, synthesize
+from pipeline.synthesis import MANIFEST, load_synthetic, read_manifest, synthesize
 
 INTERVAL = (0.3, 0.7)
 STEPS = {"num_inference_steps": 4}  # pipeline call

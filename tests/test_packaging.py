@@ -20,9 +20,10 @@ def test_wheel_holds_every_subpackage_and_the_shipped_model(tmp_path):
     wheel = next(tmp_path.glob("fashion_ddpm-*.whl"))
     assert wheel.name.startswith(f"fashion_ddpm-{pipeline.__version__}-")  # one version: pipeline.__version__
     names = set(zipfile.ZipFile(wheel).namelist())
-    for package in ("pipeline", "pipeline/cli", "pipeline/evaluation", "pipeline/training"):
+    for package in ("pipeline", "pipeline/cli", "pipeline/evaluation", "pipeline/synthesis", "pipeline/training"):
         assert f"{package}/__init__.py" in names, package
     for path in ("pipeline/weights/judge.safetensors", "pipeline/training/model_card_template.md",
+                 "pipeline/synthesis/dataset_card_template.md",
                  "pipeline/pretrained/fashion-ddpm-gpu/model_index.json",
                  "pipeline/pretrained/fashion-ddpm-gpu/unet/diffusion_pytorch_model.safetensors",
                  "pipeline/pretrained/fashion-ddpm-gpu/scheduler/scheduler_config.json",

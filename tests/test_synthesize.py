@@ -1,4 +1,4 @@
-"""`fashion-ddpm synthesize` and pipeline.synthesize: datasets that `datasets` opens, images reproducible from their
+"""`fashion-ddpm synthesize` and pipeline.synthesis: datasets that `datasets` opens, images reproducible from their
 stored seeds, kill-safe resume, bad input stopped before any work; mixing a synthetic set into training batches."""
 
 import json
@@ -18,7 +18,7 @@ from pipeline.data import ImageDataset
 from pipeline.data import load_dataset as load_training_data
 from pipeline.pipeline_fashion_ddpm import FASHION_MNIST_CLASSES
 from pipeline.sampling import generate, image_seed
-from pipeline.synthesize import FORMATS, MANIFEST, WORK_DIR, load_synthetic, plan_shards, synthesize
+from pipeline.synthesis import FORMATS, MANIFEST, WORK_DIR, load_synthetic, plan_shards, synthesize
 from pipeline.training.config import validate
 from pipeline.training.trainer import BatchSampler
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..synthesize import DEFAULT_FORMAT, DEFAULT_SHARD_SIZE, FORMATS  # stdlib-only at import time
+from ..synthesis import DEFAULT_FORMAT, DEFAULT_SHARD_SIZE, FORMATS  # stdlib-only at import time
 from .common import (
     add_sampling_args,
     check_output_folder,
@@ -39,7 +39,7 @@ def register(sub):
 
 def run(args):
     from ..models import SHIPPED_MODEL_NAME
-    from ..synthesize import prepare
+    from ..synthesis import prepare
 
     out = check_output_folder(args.out)
     pipe = load_pipeline(args)
