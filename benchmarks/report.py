@@ -265,11 +265,11 @@ def results_doc() -> str:
         "distance in its 128-d features, Inception FID the standard one.",
         "## The shipped models",
         models_table(),
-        provenance(SHIPPED[0][1]),
-        provenance(SHIPPED[1][1]),
+        provenance(SHIPPED[0][1]) + " " + provenance(SHIPPED[1][1]),
         "Judge accuracy per class (generated images at each model's default sampling; real training images for the "
         "floor):",
         per_class_table(),
+        f"From `{source_path(SHIPPED[0][1])}` and `{source_path(SHIPPED[1][1])}` (the runs above).",
         "The model replaced as the default (the same recipe, trained for fewer updates):",
         quality_rows([load("evaluate_gpu_9.9ep")], inception=True, speed=None),
         provenance("evaluate_gpu_9.9ep"),

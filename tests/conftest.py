@@ -54,6 +54,18 @@ def unet_calls(monkeypatch):
     return calls
 
 
+def require_extra(module: str):
+    """`module` from an optional extra (demo: gradio; dev: playwright): skipped where it is not installed (the README's
+    `.[dev]` install), failed under CI=true (`.ci/run` installs `.[dev,demo]`, so a green CI means the test ran)."""
+    try:
+        return __import__(module)
+    except ImportError:
+        reason = f"{module} is not installed (pip install -e '.[dev,demo]')"
+        if IN_CI:
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
 def heavy_modules_after(code: str, argv: list[str] = (), cwd: Path = REPO) -> tuple[list[str], str]:
     """Runs Python `code` (with sys.argv[1:] = argv) in a fresh interpreter, SystemExit caught; returns which of
     HEAVY_MODULES it imported, and what it printed. Asserts it printed no traceback."""

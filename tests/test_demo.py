@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import HAVE_DATA
+from conftest import HAVE_DATA, require_extra
 from pipeline import demo
 from pipeline.cli import main
 from pipeline.models import check_model_folder, load_pipeline
@@ -169,8 +169,7 @@ def test_space_readme_states_the_limits():
     text = (demo.SPACE_TEMPLATE / "README.md").read_text()
     assert (f"{demo.MAX_IMAGES_PER_REQUEST} images, {demo.MAX_STEPS} steps, {demo.MAX_IMAGE_STEPS} images × steps"
             in text)
-    import gradio
-
+    gradio = require_extra("gradio")
     assert yaml.safe_load(text.split("---")[1])["sdk_version"] == gradio.__version__
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import IN_CI
+from conftest import IN_CI, require_extra
 
 pytestmark = pytest.mark.slow  # a server subprocess, a browser
 
@@ -34,16 +34,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 START_TIMEOUT_S = 180  # importing torch + gradio and building the app on 2 busy cores
 RESULT_TIMEOUT_MS = 240_000
-
-
-def _require(module: str):
-    try:
-        return __import__(module)
-    except ImportError:
-        reason = f"{module} is not installed (pip install -e '.[dev,demo]')"
-        if IN_CI:
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -74,7 +64,7 @@ def model(tiny_saved):
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
     """URL of `python -m pipeline.cli demo --model MODEL --port P` on 127.0.0.1, stopped after the module's tests."""
-    _require("gradio")
+    require_extra("gradio")
     log_path = tmp_path_factory.mktemp("demo-server") / "server.log"
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "GRADIO_ANALYTICS_ENABLED": "False",
@@ -130,7 +120,7 @@ def keep_screenshot(path: Path):
 
 
 def test_browser_generate_then_no_class(server, pipe, tmp_path):
-    _require("playwright")
+    require_extra("playwright")
     if not os.access(CHROMIUM, os.X_OK):
         reason = f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set CHROMIUM)"
         if IN_CI:
@@ -187,7 +177,7 @@ def test_browser_generate_then_no_class(server, pipe, tmp_path):
 
 
 def test_api_client(server, pipe):
-    _require("gradio_client")
+    require_extra("gradio_client")
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
@@ -214,7 +204,7 @@ def test_api_client(server, pipe):
 
 
 def test_two_users_at_once_both_get_their_images(server, pipe):
-    _require("gradio_client")
+    require_extra("gradio_client")
     from gradio_client import Client
 
     requests = [(["Sandal"], 2, "ddim", 4, 2.0, 1), (["Trouser", "Dress"], 1, "unipc", 6, 4.0, 2)]
