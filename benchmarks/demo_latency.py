@@ -10,13 +10,12 @@ Starts `python -m pipeline.cli demo --model MODEL` in a subprocess (torch thread
 The server queues requests (pipeline.demo.CONCURRENCY_LIMIT at a time), so N users wait about N times one request.
 
 Usage:
-  python benchmarks/demo_latency.py --model pretrained/fashion-ddpm-gpu --screenshot docs/demo.png --out benchmarks/results
-  python benchmarks/demo_latency.py --smoke              # tiny random model, seconds
+  python -m benchmarks.demo_latency --model pretrained/fashion-ddpm-gpu --screenshot docs/demo.png --out benchmarks/results
+  python -m benchmarks.demo_latency --smoke              # tiny random model, seconds
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
@@ -28,19 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import (
-    REPO,
-    SHIPPED_MODEL_DIR,
-    TINY_UNET,
-    emit,
-    ensure_repo_on_path,
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    median,
-    repo_relative,
-)
+from benchmarks.harness import REPO, SHIPPED_MODEL_DIR, TINY_UNET, emit, machine_info, markdown_table, median, parser, repo_relative
 
 NAME = "demo_latency"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -48,21 +35,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(SHIPPED_MODEL_DIR), help="saved pipeline folder")
+    p = parser(NAME, __doc__.split("\n\n")[0], model=True, threads=1, out=True, smoke="a tiny random model")
     p.add_argument("--rounds", type=int, default=2, help="browser clicks, median reported (default 2)")
     p.add_argument("--users", type=int, default=3, help="simultaneous gradio_client users (default 3)")
-    p.add_argument("--threads", type=int, default=1, help="the server's torch threads, OMP_NUM_THREADS (default 1)")
     p.add_argument("--fast", default="dpm++:10", help="SAMPLER:STEPS of the one faster request (default dpm++:10)")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--screenshot", help="save a full-page screenshot after the first round here (e.g. docs/demo.png)")
-    p.add_argument("--smoke", action="store_true", help="a tiny random model: a seconds-long check of the script")
-    p.add_argument("--out", help="write <out>/demo_latency.json and .md")
     args = p.parse_args(argv)
     sampler, _, steps = args.fast.partition(":")
     if not steps.isdigit():
         p.error(f"--fast must be SAMPLER:STEPS such as dpm++:10, got {args.fast!r}")
     args.fast = (sampler, int(steps))
+    args.model = args.model or str(SHIPPED_MODEL_DIR)
     if min(args.rounds, args.users, args.threads) < 1:
         p.error("--rounds, --users and --threads must be >= 1")
     return args
@@ -140,6 +124,7 @@ def concurrent_users(url: str, users: int, defaults: dict, sampler: str | None =
 
     sampler, steps = sampler or defaults["sampler"], steps or defaults["steps"]
     clients = [Client(url, verbose=False) for _ in range(users)]
+    seeds = [100 + k for k in range(users)]
     latencies, errors = [None] * users, []
     barrier = threading.Barrier(users)
 
@@ -148,7 +133,7 @@ def concurrent_users(url: str, users: int, defaults: dict, sampler: str | None =
         start = time.perf_counter()
         try:
             clients[k].predict(defaults["classes"], defaults["per_class"], sampler, steps,
-                               defaults["guidance"], 100 + k, api_name="/generate")
+                               defaults["guidance"], seeds[k], api_name="/generate")
             latencies[k] = round(time.perf_counter() - start, 2)
         except Exception as e:  # reported in the result
             errors.append(f"{type(e).__name__}: {e}")
@@ -159,13 +144,13 @@ def concurrent_users(url: str, users: int, defaults: dict, sampler: str | None =
         t.start()
     for t in threads:
         t.join()
-    return {"users": users, "sampler": sampler, "steps": steps, "latencies_s": sorted(x for x in latencies if x is not None),
-            "all_done_s": round(time.perf_counter() - start, 2), "errors": errors}
+    return {"users": users, "sampler": sampler, "steps": steps, "seeds": seeds,
+            "latencies_s": sorted(x for x in latencies if x is not None), "all_done_s": round(time.perf_counter() - start, 2),
+            "errors": errors}
 
 
 def main(argv=None):
     args = parse_args(argv)
-    ensure_repo_on_path()
     from pipeline import demo
     from pipeline.models import load_pipeline
 
@@ -191,7 +176,6 @@ def main(argv=None):
         fast = concurrent_users(url, 1, defaults, *args.fast)
     finally:
         stop_server(process)
-    machine["load_average_1m_at_end"] = load_average()
     result = {"benchmark": NAME, "model": "smoke (tiny random)" if args.smoke else served,
               "request": {k: v for k, v in defaults.items() if k != "classes"} | {"classes": len(defaults["classes"])},
               "server_threads": args.threads, "server_start_to_ready_s": round(ready_s, 1), "browser_rounds": rounds,
@@ -208,9 +192,8 @@ def main(argv=None):
                  f"{fast['all_done_s']:.1f}" + (f" ({len(fast['errors'])} errors)" if fast["errors"] else "")])
     markdown = (f"## Demo latency: {result['model']}\n\nDefault request ({request}); server torch threads: {args.threads}; "
                 f"server start to first page: {ready_s:.1f} s.\n\n"
-                + markdown_table(["what", "users", "seconds per request", "all done (s)"], rows)
-                + "\n\n" + machine_markdown(machine) + "\n")
-    emit(NAME, result, markdown, args.out)
+                + markdown_table(["what", "users", "seconds per request", "all done (s)"], rows))
+    emit(NAME, result, markdown, args)
 
 
 if __name__ == "__main__":

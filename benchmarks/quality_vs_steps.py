@@ -9,33 +9,22 @@ A setting is SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI]: a sampler from pipel
 the guidance w, guidance only for noise levels t/T in [LOW, HIGH] (Kynkäänniemi et al. 2024), guidance rescale PHI
 (Lin et al. 2023). Examples:
 
-  python benchmarks/quality_vs_steps.py --settings ddpm:100:2,dpm++:20:2,dpm++:10:2 --num-per-class 100
-  python benchmarks/quality_vs_steps.py --settings dpm++:20:1,dpm++:20:2,dpm++:20:2:i=0.1-0.7 --no-inception \
+  python -m benchmarks.quality_vs_steps --settings ddpm:100:2,dpm++:20:2,dpm++:10:2 --num-per-class 100
+  python -m benchmarks.quality_vs_steps --settings dpm++:20:1,dpm++:20:2,dpm++:20:2:i=0.1-0.7 --no-inception \
       --name guidance_sweep_dpm20
-  python benchmarks/quality_vs_steps.py --model A --model B --settings ... --name eps_vs_v    # several models
-  python benchmarks/quality_vs_steps.py --smoke                          # tiny random model, seconds
+  python -m benchmarks.quality_vs_steps --model A --model B --settings ... --name eps_vs_v    # several models
+  python -m benchmarks.quality_vs_steps --smoke                          # tiny random model, seconds
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import shlex
 from pathlib import Path
 
-from _common import (
-    REPO,
-    SHIPPED_MODEL_DIR,
-    TINY_UNET,
-    device_label,
-    emit,
-    ensure_repo_on_path,
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    repo_relative,
-)
+from benchmarks.harness import RESULTS, SHIPPED_MODEL_DIR, TINY_UNET, emit, markdown_table, parser, repo_relative, torch_machine
 
+NAME = "quality_vs_steps"
 DEFAULT_SETTINGS = "ddpm:100,ddim:20,ddim:10,dpm++:20,dpm++:10,dpm++:5,unipc:20,unipc:10,euler:20"
 
 
@@ -50,7 +39,9 @@ def parse_settings(text: str) -> list[dict]:
 
 
 def setting_label(overrides: dict) -> str:
-    """The row's name: what the setting names (a guidance left out is filled in by run_rows)."""
+    """The row's name: what the setting names (a guidance left out is filled in by run_rows). Not
+    `SamplingSettings.label()`, which names the interval of every guided setting (i=0-1 included) and of no unguided
+    one: a row names what was asked for ('ddpm:100:2' for the model's own interval, 'unipc:10:1:i=0-1')."""
     label = f"{overrides['sampler']}:{overrides['steps']}" + (f":{overrides['guidance']:g}" if "guidance" in overrides else "")
     if overrides.get("interval"):
         label += f":i={overrides['interval'][0]:g}-{overrides['interval'][1]:g}"
@@ -101,95 +92,102 @@ def compare_to_base(rows: list[dict]) -> dict | None:
     return best
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", action="append", default=None, help="pipeline folder (repeat for several; default: shipped)")
+def parse_args(argv=None):
+    p = parser(NAME, __doc__, model="several", threads=True, device=True, seed=0, out=RESULTS,
+               smoke="tiny random pipeline, 1 image per class, no Inception")
     p.add_argument("--settings", default=DEFAULT_SETTINGS)
     p.add_argument("--num-per-class", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-inception", action="store_true")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
-    p.add_argument("--name", default="quality_vs_steps", help="result file name")
+    p.add_argument("--name", default=NAME, help="result file name")
     p.add_argument("--base-from", default=None, help="an earlier result JSON of this script whose first row (same "
                    "model, N and seed) becomes this table's first row: its baseline, not measured again")
     p.add_argument("--include", action="append", default=[], help="an earlier result JSON of this script (same N and "
                    "seed) whose rows are put first, e.g. another model's, for one comparison table")
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for <name>.json / .md")
-    p.add_argument("--smoke", action="store_true", help="tiny random pipeline, 1 image per class, no Inception")
     args = p.parse_args(argv)
-    ensure_repo_on_path()
-    settings = parse_settings("ddpm:3:4,dpm++:2:1,dpm++:2:3:i=0.2-0.8:r=0.5" if args.smoke else args.settings)
-    per_class = 1 if args.smoke else args.num_per_class
-    inception = not (args.smoke or args.no_inception)
-    models = args.model or [str(SHIPPED_MODEL_DIR)]
+    args.settings = parse_settings("ddpm:3:4,dpm++:2:1,dpm++:2:3:i=0.2-0.8:r=0.5" if args.smoke else args.settings)
+    args.num_per_class = 1 if args.smoke else args.num_per_class
+    args.inception = not (args.smoke or args.no_inception)
+    args.model = args.model or [str(SHIPPED_MODEL_DIR)]
+    return args
+
+
+def earlier_rows(args) -> tuple[dict | None, list[dict]]:
+    """The --base-from result and the --include rows, checked against this run before any work: a mismatch found after
+    an hour of sampling wastes the hour."""
     earlier = None
-    if args.base_from:  # checked before any work: a mismatch found after an hour of sampling wastes the hour
+    if args.base_from:
         earlier = json.loads(Path(args.base_from).read_text())
         first = earlier["rows"][0]
         mismatch = [f"{k} {a!r} vs {b!r}" for k, a, b in (
-            ("model", first["model"], repo_relative(models[0])), ("num_per_class", earlier["num_per_class"], per_class),
+            ("model", first["model"], repo_relative(args.model[0])), ("num_per_class", earlier["num_per_class"], args.num_per_class),
             ("seed", earlier.get("seed", 0), args.seed)) if a != b]
-        if len(models) > 1 or mismatch:
+        if len(args.model) > 1 or mismatch:
             raise SystemExit(f"error: --base-from {args.base_from} does not match this run ({'; '.join(mismatch) or 'several models'})")
     included = []
     for path in args.include:
         other = json.loads(Path(path).read_text())
-        if (other["num_per_class"], other.get("seed", 0)) != (per_class, args.seed):
+        if (other["num_per_class"], other.get("seed", 0)) != (args.num_per_class, args.seed):
             raise SystemExit(f"error: --include {path} has N = {other['num_per_class']} per class and seed "
-                             f"{other.get('seed', 0)}; this run has {per_class} and {args.seed}")
+                             f"{other.get('seed', 0)}; this run has {args.num_per_class} and {args.seed}")
         included += [{**row, "from": Path(path).name} for row in other["rows"]]
+    return earlier, included
+
+
+def reproduce(args) -> str:
+    """The command that measures these rows again, every default it took named."""
+    return shlex.join(["python", "-m", f"benchmarks.{NAME}", *(x for i in args.include for x in ("--include", repo_relative(i))),
+                       *(x for m in args.model for x in ("--model", repo_relative(m))),
+                       "--settings", ",".join(setting_label(s) for s in args.settings), "--num-per-class",
+                       str(args.num_per_class), "--seed", str(args.seed), *(["--no-inception"] if args.no_inception else []),
+                       *(["--device", args.device] if args.device else []), "--name", args.name])
+
+
+def report(args, rows: list[dict], total: int, machine: dict):
+    """Writes the JSON and Markdown for the rows measured so far: a run killed after k rows keeps k rows."""
+    best = compare_to_base(rows)
+    partial = len(rows) < total
+    result = {"models": list(dict.fromkeys(r["model"] for r in rows)), "num_per_class": args.num_per_class,
+              "seed": args.seed, "rows": rows,
+              "fastest_within_10pct": None if best is None else f"{best['model']} {best['setting']}",
+              "machine": machine, "smoke": args.smoke, "partial": partial}
+    if not args.smoke:  # a smoke run is reproduced by its own command line (emit records it)
+        result["command"] = reproduce(args)
+
+    def fid(value, floor):
+        return "–" if value is None else f"{value:.2f} ({floor:.2f})"
+
+    table = markdown_table(
+        ["model", "setting", "s / image", "speed-up", "judge acc. (real)", "judge-FID (floor)", "Inception FID (floor)"],
+        [[r["model"], r["setting"], r["time_per_image_s"], f"{r['speedup_vs_base']:.1f}x",
+          f"{r['judge_accuracy']:.3f} ({r['judge_accuracy_floor']:.3f})", fid(r["judge_fid"], r["judge_fid_floor"]),
+          fid(r["inception_fid"], r["inception_fid_floor"])] for r in rows])
+    markdown = "\n\n".join([
+        f"# {args.name}{' (smoke run: tiny random model, not a real measurement)' if args.smoke else ''}"
+        f"{f' (partial: {len(rows)} of {total} rows; the run stopped before the rest)' if partial else ''}",
+        f"N = {args.num_per_class} per class ({rows[0]['num_images']} images) per row, seed {args.seed}; floors = the same "
+        f"metric for {rows[0]['num_images']} real training images vs the test set. Setting = sampler:steps:guidance"
+        "[:i=guidance interval][:r=guidance rescale]; speed-up and ratios against each model's first row.",
+        table,
+        f"Fastest setting at ≥ 5x its model's first row with judge-FID and Inception FID within 10 %: "
+        f"**{result['fastest_within_10pct'] or 'none'}**.",
+    ])
+    emit(args.name, result, markdown, args)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    earlier, included = earlier_rows(args)
 
     import torch
 
     from pipeline import FashionDDPMPipeline
     from pipeline.models import check_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = check_device(args.device) or "cpu"
-    machine = machine_info(torch.get_num_threads())
-    machine["device"] = device_label(device)
+    machine = torch_machine(args.threads, device)
     rows = included + ([] if earlier is None else [{**earlier["rows"][0], "from": args.base_from}])
-    total = len(rows) + len(settings) * len(models)
-
-    def report(all_rows: list[dict]):
-        """Writes the JSON and Markdown for the rows measured so far: a run killed after k rows keeps k rows."""
-        machine["load_average_1m_at_end"] = load_average()
-        best = compare_to_base(all_rows)
-        partial = len(all_rows) < total
-        result = {"models": list(dict.fromkeys(r["model"] for r in all_rows)), "num_per_class": per_class,
-                  "seed": args.seed, "rows": all_rows,
-                  "fastest_within_10pct": None if best is None else f"{best['model']} {best['setting']}",
-                  "machine": machine, "smoke": args.smoke, "partial": partial}
-
-        def fid(value, floor):
-            return "–" if value is None else f"{value:.2f} ({floor:.2f})"
-
-        table = markdown_table(
-            ["model", "setting", "s / image", "speed-up", "judge acc. (real)", "judge-FID (floor)", "Inception FID (floor)"],
-            [[r["model"], r["setting"], r["time_per_image_s"], f"{r['speedup_vs_base']:.1f}x",
-              f"{r['judge_accuracy']:.3f} ({r['judge_accuracy_floor']:.3f})", fid(r["judge_fid"], r["judge_fid_floor"]),
-              fid(r["inception_fid"], r["inception_fid_floor"])] for r in all_rows])
-        command = (f"python benchmarks/quality_vs_steps.py {' '.join('--include ' + repo_relative(i) for i in args.include)} "
-                   f"{' '.join('--model ' + repo_relative(m) for m in models)} "
-                   f"--settings {','.join(setting_label(s) for s in settings)} --num-per-class {per_class} --seed {args.seed}"
-                   f"{' --no-inception' if args.no_inception else ''}{f' --device {args.device}' if args.device else ''} --name {args.name}")
-        markdown = "\n\n".join([
-            f"# {args.name}{' (smoke run: tiny random model, not a real measurement)' if args.smoke else ''}"
-            f"{f' (partial: {len(all_rows)} of {total} rows; the run stopped before the rest)' if partial else ''}",
-            f"N = {per_class} per class ({all_rows[0]['num_images']} images) per row, seed {args.seed}; floors = the same "
-            f"metric for {all_rows[0]['num_images']} real training images vs the test set. Setting = sampler:steps:guidance"
-            "[:i=guidance interval][:r=guidance rescale]; speed-up and ratios against each model's first row.",
-            table,
-            f"Fastest setting at ≥ 5x its model's first row with judge-FID and Inception FID within 10 %: "
-            f"**{result['fastest_within_10pct'] or 'none'}**.",
-            f"Reproduce: `{command}`",
-            "Machine:\n" + machine_markdown(machine),
-        ])
-        emit(args.name, result, markdown, args.out)
-
-    for model in models:
+    total = len(rows) + len(args.settings) * len(args.model)
+    for model in args.model:
         if args.smoke:
             torch.manual_seed(0)
             pipe, source = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET), "random init (smoke)"
@@ -197,8 +195,8 @@ def main(argv=None):
             pipe, source = FashionDDPMPipeline.from_pretrained(model), repo_relative(model)
         pipe.to(device).set_progress_bar_config(disable=True)
         done = list(rows)
-        rows += run_rows(pipe, source, settings, per_class, args.seed, inception, verbose=not args.smoke,
-                         on_row=lambda new, before=done: report(before + new))
+        rows += run_rows(pipe, source, args.settings, args.num_per_class, args.seed, args.inception, verbose=not args.smoke,
+                         on_row=lambda new, before=done: report(args, before + new, total, machine))
 
 
 if __name__ == "__main__":

@@ -14,34 +14,29 @@ hits all three alike. The pipeline and the reference get identical starting nois
 (so identical DDPM step noise); the script reports the largest absolute pixel difference between their images.
 
 Usage:
-  python benchmarks/sampling_speed.py                      # configs/cpu.yaml U-Net, batch 20, 100 DDPM steps
-  python benchmarks/sampling_speed.py --model pretrained/fashion-ddpm-cpu --out benchmarks/results
-  python benchmarks/sampling_speed.py --smoke              # tiny random U-Net, seconds (CI)
+  python -m benchmarks.sampling_speed                      # configs/cpu.yaml U-Net, batch 20, 100 DDPM steps
+  python -m benchmarks.sampling_speed --model pretrained/fashion-ddpm-cpu --out benchmarks/results
+  python -m benchmarks.sampling_speed --smoke              # tiny random U-Net, seconds (CI)
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from _common import REPO, TINY_UNET, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median, repo_relative
+from benchmarks.harness import REPO, TINY_UNET, emit, markdown_table, median, parser, repo_relative, torch_machine
 
 NAME = "sampling_speed"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="a saved pipeline folder (default: fresh weights with --config's U-Net; the compute is the same)")
+    p = parser(NAME, __doc__.split("\n\n")[0], model=True, model_default="fresh weights with --config's U-Net; the compute is the same",
+               threads=True, seed=0, out=True, smoke="tiny random U-Net, few steps")
     p.add_argument("--config", default=str(REPO / "configs/cpu.yaml"), help="training config whose unet/scheduler settings to use")
     p.add_argument("--batch", type=int, default=None, help="images per call (default 20; smoke 2)")
     p.add_argument("--steps", type=int, default=None, help="DDPM denoising steps (default 100; smoke 3)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved timed rounds, median reported (default 5; smoke 2)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance scale (not 0 or 1, so guidance is on)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--smoke", action="store_true", help="tiny random U-Net, few steps: a seconds-long check for CI")
-    p.add_argument("--out", help="write <out>/sampling_speed.json and .md")
     args = p.parse_args(argv)
     defaults = (2, 3, 2) if args.smoke else (20, 100, 5)
     args.batch = args.batch or defaults[0]
@@ -86,14 +81,11 @@ def build_pipeline(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    ensure_repo_on_path()
     import torch
     from diffusers import DDPMScheduler
     from diffusers.utils.torch_utils import randn_tensor
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    machine = machine_info(torch.get_num_threads())
+    machine = torch_machine(args.threads)
     pipe, source = build_pipeline(args)
     unet = pipe.unet
     max_steps = pipe.scheduler.config.num_train_timesteps
@@ -162,7 +154,6 @@ def main(argv=None):
         diffs.append((images["pipeline"] - images["reference_two_pass"]).abs().max().item())
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names),
               flush=True, file=sys.stderr)
-    machine["load_average_1m_at_end"] = load_average()
 
     unet_calls = {"pipeline": (steps, 2 * B), "reference_two_pass": (2 * steps, B), "unet_floor": (steps, 2 * B)}
     results = {}
@@ -186,7 +177,7 @@ def main(argv=None):
                    "pipeline_overhead_ms_per_step": 1000 * (pipe_s - floor_s) / steps},
         "max_abs_diff_pipeline_vs_reference": max(diffs),
     }
-    emit(NAME, result, to_markdown(result), args.out)
+    emit(NAME, result, to_markdown(result), args)
     return result
 
 
@@ -211,10 +202,6 @@ def to_markdown(r: dict) -> str:
         f"- reference / pipeline time: **{ratios['reference_over_pipeline_time']:.3f}**",
         f"- max |pipeline - reference| over all pixels (same latents and per-image generators): "
         f"{r['max_abs_diff_pipeline_vs_reference']:.3g}",
-        "",
-        "Machine:",
-        "",
-        machine_markdown(r["machine"]),
     ])
 
 

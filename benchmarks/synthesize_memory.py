@@ -1,6 +1,6 @@
 """Peak memory of `fashion-ddpm synthesize` at two dataset sizes: it should not grow with N.
 
-`pipeline.synthesize` generates and writes shards of at most --shard-size images and assembles the final dataset from
+`pipeline.synthesis` generates and writes shards of at most --shard-size images and assembles the final dataset from
 files (memory-mapped arrow, streamed parquet), so the peak resident set should be the same for 2,500 and for 25,000
 images. Both sizes are whole shards of 250 images per class, so both run the same pipeline batches (100, 100, 50):
 with fewer images per class the batches, and with them the U-Net's activations, are smaller, which lowers the peak
@@ -9,59 +9,48 @@ U-Net, so the U-Net's own memory is small and any growth with N would stand out)
 from /proc/self/status, else getrusage ru_maxrss) and its RSS just before synthesizing (after imports and model
 set-up). For scale the table also gives what holding every image as a float32 tensor would take (N x 28 x 28 x 4 B).
 
-  python benchmarks/synthesize_memory.py                      # 250 and 2500 per class (2,500 / 25,000 images), 3 formats
-  python benchmarks/synthesize_memory.py --sizes 250,5000 --formats arrow
-  python benchmarks/synthesize_memory.py --smoke              # seconds
+  python -m benchmarks.synthesize_memory                      # 250 and 2500 per class (2,500 / 25,000 images), 3 formats
+  python -m benchmarks.synthesize_memory --sizes 250,5000 --formats arrow
+  python -m benchmarks.synthesize_memory --smoke              # seconds
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, TINY_UNET, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table
+from benchmarks.harness import RESULTS, TINY_UNET, emit, machine_info, markdown_table, parser, report_to_parent, rss_mb, run_worker
 
+NAME = "synthesize_memory"
 SAMPLING = {"steps": 1, "guidance": 1.0}  # one U-Net pass per image: the writing dominates
+SEED = 0  # of the tiny U-Net's weights and of the synthesized images
 
 
 def _rss_mb() -> dict:
     """Current (VmRSS) and peak (VmHWM) resident set of this process in MB."""
-    values = {}
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, kb = line.split(":")
-                values[key] = int(kb.split()[0]) / 1024
-    except OSError:
-        pass
-    peak = values.get("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KB
-    return {"rss_mb": values.get("VmRSS"), "peak_rss_mb": peak}
+    peak = rss_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KB
+    return {"rss_mb": rss_mb("VmRSS"), "peak_rss_mb": peak}
 
 
 def worker(per_class: int, fmt: str, out: str, shard_size: int, threads: int) -> dict:
-    ensure_repo_on_path()
     import torch
 
     from pipeline import FashionDDPMPipeline
-    from pipeline.synthesize import synthesize
+    from pipeline.synthesis import synthesize
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     pipe = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET)
     pipe.set_progress_bar_config(disable=True)
     import datasets  # noqa: F401  (imported here so that "before" includes every library)
 
     before = _rss_mb()
     start = time.perf_counter()
-    summary = synthesize(pipe, out, per_class, seed=0, fmt=fmt, shard_size=shard_size, progress=False, **SAMPLING)
+    summary = synthesize(pipe, out, per_class, seed=SEED, fmt=fmt, shard_size=shard_size, progress=False, **SAMPLING)
     seconds = time.perf_counter() - start
     after = _rss_mb()
     return {"format": fmt, "per_class": per_class, "images": summary["images"], "shard_size": shard_size,
@@ -71,18 +60,15 @@ def worker(per_class: int, fmt: str, out: str, shard_size: int, threads: int) ->
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(NAME, __doc__, threads=1, out=RESULTS, smoke="2 and 6 per class, shards of 4, arrow only")
     p.add_argument("--sizes", default="250,2500", help="images per class, comma-separated (default 250,2500)")
     p.add_argument("--formats", default="arrow,parquet,imagefolder")
     p.add_argument("--shard-size", type=int, default=250)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for synthesize_memory.json / .md")
-    p.add_argument("--smoke", action="store_true", help="2 and 6 per class, shards of 4, arrow only")
     p.add_argument("--worker", nargs=3, metavar=("PER_CLASS", "FORMAT", "DIR"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         per_class, fmt, out = args.worker
-        print("RESULT " + json.dumps(worker(int(per_class), fmt, out, args.shard_size, args.threads)), flush=True)
+        report_to_parent(worker(int(per_class), fmt, out, args.shard_size, args.threads))
         return
     sizes = [2, 6] if args.smoke else [int(s) for s in args.sizes.split(",")]
     formats = ["arrow"] if args.smoke else args.formats.split(",")
@@ -93,28 +79,22 @@ def main(argv=None):
         for fmt in formats:
             for per_class in sizes:
                 out = Path(tmp) / f"{fmt}-{per_class}"
-                cmd = [sys.executable, __file__, "--worker", str(per_class), fmt, str(out), "--shard-size", str(shard_size),
-                       "--threads", str(args.threads)]
-                env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-                result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-                if result.returncode != 0:
-                    raise SystemExit(f"error: worker {fmt} {per_class} failed:\n{result.stderr[-3000:]}")
-                row = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
+                row = run_worker(NAME, [str(per_class), fmt, str(out), "--shard-size", str(shard_size), "--threads",
+                                        str(args.threads)], f"{fmt} {per_class}", args.threads)
                 runs.append(row)
                 print(f"{fmt} {row['images']} images: peak RSS {row['peak_rss_mb']} MB (before {row['rss_before_mb']} MB, "
                       f"growth {row['growth_mb']} MB) in {row['seconds']} s", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
-    machine["load_average_1m_at_end"] = load_average()
     by_format = {}
     for fmt in formats:
         group = [r for r in runs if r["format"] == fmt]
         by_format[fmt] = {"peak_rss_ratio_large_over_small": round(group[-1]["peak_rss_mb"] / group[0]["peak_rss_mb"], 3),
                           "peak_rss_difference_mb": round(group[-1]["peak_rss_mb"] - group[0]["peak_rss_mb"], 1)}
-    command = ("python benchmarks/synthesize_memory.py --smoke" if args.smoke else
-               f"python benchmarks/synthesize_memory.py --sizes {','.join(map(str, sizes))} --formats {','.join(formats)} "
+    command = (f"python -m benchmarks.{NAME} --smoke" if args.smoke else
+               f"python -m benchmarks.{NAME} --sizes {','.join(map(str, sizes))} --formats {','.join(formats)} "
                f"--shard-size {shard_size} --threads {args.threads}")
-    result = {"benchmark": "synthesize_memory", "smoke": args.smoke, "sampling": SAMPLING, "model": "tiny random U-Net "
-              f"{TINY_UNET['block_out_channels']}", "runs": runs, "by_format": by_format, "command": command,
+    result = {"benchmark": NAME, "smoke": args.smoke, "sampling": SAMPLING, "model": "tiny random U-Net "
+              f"{TINY_UNET['block_out_channels']}", "seed": SEED, "runs": runs, "by_format": by_format, "command": command,
               "machine": machine}
     table = markdown_table(
         ["format", "images", "RSS before (MB)", "peak RSS (MB)", "growth (MB)", "all images as float32 (MB)", "seconds"],
@@ -123,16 +103,14 @@ def main(argv=None):
     verdict = "; ".join(f"{fmt}: peak {v['peak_rss_difference_mb']:+.1f} MB from {runs[0]['images']:,} to "
                         f"{runs[-1]['images']:,} images" for fmt, v in by_format.items())
     markdown = "\n\n".join([
-        f"# synthesize_memory{' (smoke run)' if args.smoke else ''}",
-        f"Peak resident memory of `pipeline.synthesize.synthesize` (one fresh process per row; tiny random U-Net, "
+        f"# {NAME}{' (smoke run)' if args.smoke else ''}",
+        f"Peak resident memory of `pipeline.synthesis.synthesize` (one fresh process per row; tiny random U-Net, "
         f"{SAMPLING['steps']} step, guidance {SAMPLING['guidance']:g}, shards of {shard_size}). "
         "Growth = peak minus the RSS just before synthesizing.",
         table,
         f"Peak change with N: {verdict}.",
-        f"Reproduce: `{command}`",
-        "Machine:\n" + machine_markdown(machine),
     ])
-    emit("synthesize_memory", result, markdown, args.out)
+    emit(NAME, result, markdown, args)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ Each run is its own subprocess (so ru_maxrss peaks are per variant); the variant
 so background load falls on both; warm-up updates are excluded; img/s is the median over rounds.
 
 Usage:
-  python benchmarks/train_throughput.py                               # configs/cpu.yaml, its batch (128)
-  python benchmarks/train_throughput.py --steps 30 --rounds 3 --out benchmarks/results
-  python benchmarks/train_throughput.py --smoke                       # tiny U-Net, 2 updates, seconds (CI)
+  python -m benchmarks.train_throughput                               # configs/cpu.yaml, its batch (128)
+  python -m benchmarks.train_throughput --steps 30 --rounds 3 --out benchmarks/results
+  python -m benchmarks.train_throughput --smoke                       # tiny U-Net, 2 updates, seconds (CI)
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import gc
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,27 +34,23 @@ from pathlib import Path
 
 import yaml
 
-from _common import REPO, TINY_UNET, device_label, emit, ensure_repo_on_path, load_average, machine_info, machine_markdown, markdown_table, median
+from benchmarks.harness import REPO, TINY_UNET, device_label, emit, machine_info, markdown_table, median, parser, report_to_parent, rss_mb, run_worker
 
 NAME = "train_throughput"
 VARIANTS = ("project", "reference")
 SMOKE_IMAGES = 64
-RESULT_PREFIX = "BENCHMARK_RESULT "
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(NAME, __doc__.split("\n\n")[0], threads=True, out=True, smoke="tiny random U-Net, 2 updates")
     p.add_argument("--config", default=str(REPO / "configs/cpu.yaml"), help="training config (U-Net, optimiser, EMA, batch)")
     p.add_argument("--batch", type=int, default=None, help="images per update (default: the config's train_batch_size; smoke 8)")
     p.add_argument("--steps", type=int, default=None, help="timed updates per run (default 15; smoke 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed updates before timing (default 3; smoke 1)")
     p.add_argument("--rounds", type=int, default=None, help="runs per variant, alternating (default 3; smoke 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads in each run (default: torch's default)")
     p.add_argument("--data", choices=("auto", "synthetic"), default=None,
                    help="auto: the config's Fashion-MNIST, synthetic if not installed; synthetic: random uint8 images "
                         "(same compute). Default auto; smoke synthetic")
-    p.add_argument("--smoke", action="store_true", help="tiny random U-Net, 2 updates: a seconds-long check for CI")
-    p.add_argument("--out", help="write <out>/train_throughput.json and .md")
     p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -72,17 +67,6 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------------------------------------------- worker side
-def _rss_mb(field: str) -> float | None:
-    """VmRSS (current) or VmHWM (peak since start / last reset) of this process, in MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def _reset_peak_rss() -> bool:
     """Resets VmHWM (Linux >= 4.0: `echo 5 > /proc/self/clear_refs`) so the training loop's own peak can be read."""
     try:
@@ -197,8 +181,9 @@ def _device() -> str:
 
 
 def worker(variant: str, spec: dict):
-    ensure_repo_on_path()
     import torch
+
+    from pipeline.training.config import validate
 
     threads = spec.get("threads")
     if threads:
@@ -210,7 +195,7 @@ def worker(variant: str, spec: dict):
         warmup, steps = spec["warmup"], spec["steps"]
         losses = [update(step) for step in range(warmup)]
         gc.collect()
-        rss_before = _rss_mb("VmRSS")
+        rss_before = rss_mb("VmRSS")
         reset = _reset_peak_rss()
         start = time.perf_counter()
         losses += [update(step) for step in range(warmup, warmup + steps)]
@@ -226,15 +211,16 @@ def worker(variant: str, spec: dict):
             "final_loss": losses[-1],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # whole process, incl. set-up
             "rss_before_timing_mb": rss_before,
-            "timed_loop_peak_rss_mb": _rss_mb("VmHWM") if reset else None,  # peak during the timed updates only
+            "timed_loop_peak_rss_mb": rss_mb("VmHWM") if reset else None,  # peak during the timed updates only
             "torch_threads": torch.get_num_threads(),
             "device": device_label(_device()),
             "torch_version": torch.__version__,
             "unet_parameters": int(params),
             "data_source": data.source,
             "num_train_images": len(data),
+            "seed": validate(spec["config"]).seed,  # of the initial weights and the random draws
         }
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    report_to_parent(result)
 
 
 # ---------------------------------------------------------------------------------------------------- parent side
@@ -255,18 +241,6 @@ def build_spec(args) -> dict:
             "data": args.data}
 
 
-def run_worker(variant: str, spec: dict) -> dict:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if spec["threads"]:
-        env["OMP_NUM_THREADS"] = str(spec["threads"])
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant, "--spec", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{variant} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
@@ -276,10 +250,9 @@ def main(argv=None):
     runs = {v: [] for v in VARIANTS}
     for r in range(args.rounds):
         for variant in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
-            runs[variant].append(run_worker(variant, spec))
+            runs[variant].append(run_worker(NAME, [variant, "--spec", json.dumps(spec)], variant, spec["threads"]))
             print(f"round {r + 1}/{args.rounds}: {variant} {runs[variant][-1]['images_per_s']:.1f} img/s, "
                   f"peak RSS {runs[variant][-1]['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
-    machine["load_average_1m_at_end"] = load_average()
     first = runs["project"][0]
     machine["torch_threads"] = first["torch_threads"]
     machine["torch_version"] = first["torch_version"]
@@ -305,13 +278,14 @@ def main(argv=None):
                      "batch": spec["batch"], "timed_updates": args.steps, "warmup_updates": args.warmup,
                      "rounds": args.rounds, "threads": first["torch_threads"], "unet": spec["config"].get("unet", {}),
                      "unet_parameters": first["unet_parameters"], "data_source": first["data_source"],
-                     "num_train_images": first["num_train_images"], "use_ema": spec["config"].get("use_ema", True)},
+                     "num_train_images": first["num_train_images"], "use_ema": spec["config"].get("use_ema", True),
+                     "seed": first["seed"]},
         "results": results,
         "ratios": {"project_over_reference_images_per_s":
                    results["project"]["images_per_s"] / results["reference"]["images_per_s"],
                    "project_over_reference_peak_rss": results["project"]["peak_rss_mb"] / results["reference"]["peak_rss_mb"]},
     }
-    emit(NAME, result, to_markdown(result), args.out)
+    emit(NAME, result, to_markdown(result), args)
     return result
 
 
@@ -339,10 +313,6 @@ def to_markdown(r: dict) -> str:
         "",
         f"- project / reference img/s: **{ratios['project_over_reference_images_per_s']:.3f}**",
         f"- project / reference peak RSS: {ratios['project_over_reference_peak_rss']:.3f}",
-        "",
-        "Machine:",
-        "",
-        machine_markdown(r["machine"]),
     ])
 
 

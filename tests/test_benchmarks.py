@@ -1,22 +1,43 @@
-"""benchmarks/*.py --smoke: both scripts run, write JSON + Markdown, and report sane numbers."""
+"""The benchmarks (`python -m benchmarks.NAME`): they run, write JSON + Markdown with the command and the machine, and
+report sane numbers; their command lines answer without torch."""
 
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import heavy_modules_after
+
 pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
+BENCHMARKS = ("demo_latency", "quality_vs_steps", "sampler_timing", "sampling_speed", "synthesize_memory", "synthetic_data",
+              "train_throughput")
+
+
+def _bench(name: str, *args: str) -> list[str]:
+    """The command that runs benchmark `name` (from the repository root)."""
+    return [sys.executable, "-m", f"benchmarks.{name}", *args]
 
 
 def _positive(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def test_every_benchmark_is_a_module_whose_help_needs_no_torch():
+    assert sorted(p.stem for p in (REPO / "benchmarks").glob("*.py") if p.stem not in ("__init__", "harness", "report")) == sorted(BENCHMARKS)
+    heavy, _ = heavy_modules_after("import benchmarks.harness")
+    assert heavy == []
+    for name in BENCHMARKS:
+        heavy, printed = heavy_modules_after(f"from benchmarks.{name} import main\nmain(['--help'])")
+        assert heavy == [] and f"python -m benchmarks.{name}" in printed, name
+        assert "--threads" in printed and "--out" in printed, name
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +45,8 @@ def smoke_results(tmp_path_factory):
     """Runs both smoke benchmarks at once (one torch thread each, so they share two cores) and loads their JSON."""
     out = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    procs = {name: subprocess.Popen([sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--smoke", "--threads", "1",
-                                     "--out", str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
+    procs = {name: subprocess.Popen(_bench(name, "--smoke", "--threads", "1", "--out", str(out)), cwd=REPO, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name in SCRIPTS}
     results = {}
     for name, proc in procs.items():
@@ -40,6 +60,8 @@ def smoke_results(tmp_path_factory):
         results[name] = json.loads((out / f"{name}.json").read_text())
         md = (out / f"{name}.md").read_text()
         assert md.startswith("#") and "| variant |" in md and "cpu_model" in md
+        command = shlex.join(["python", "-m", f"benchmarks.{name}", "--smoke", "--threads", "1", "--out", str(out)])
+        assert results[name]["command"] == command and f"Reproduce: `{command}`" in md
     return results
 
 
@@ -47,6 +69,7 @@ def _check_machine(machine: dict):
     for key in ("cpu_model", "cpu_count", "torch_version", "torch_threads", "diffusers_version", "date"):
         assert machine.get(key), key
     assert machine["torch_threads"] == 1
+    assert all(isinstance(machine[k], float) for k in ("load_average_1m_at_start", "load_average_1m_at_end"))
 
 
 def test_sampling_speed_smoke(smoke_results):
@@ -79,14 +102,13 @@ def test_train_throughput_smoke(smoke_results):
         assert all(math.isfinite(x) for x in v["final_losses"])
     for key in ("project_over_reference_images_per_s", "project_over_reference_peak_rss"):
         assert _positive(r["ratios"][key]), key
-    assert r["settings"]["unet_parameters"] > 0 and r["settings"]["batch"] > 0
+    assert r["settings"]["unet_parameters"] > 0 and r["settings"]["batch"] > 0 and isinstance(r["settings"]["seed"], int)
 
 
 @pytest.mark.needs_data  # the floors need real images
 def test_quality_vs_steps_smoke(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality_vs_steps.py"), "--smoke", "--threads", "1",
-                             "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(_bench("quality_vs_steps", "--smoke", "--threads", "1", "--out", str(tmp_path)), cwd=REPO,
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     r = json.loads((tmp_path / "quality_vs_steps.json").read_text())
     assert [(row["sampler"], row["steps"], row["guidance"]) for row in r["rows"]] == [("ddpm", 3, 4.0), ("dpm++", 2, 1.0),
@@ -95,30 +117,31 @@ def test_quality_vs_steps_smoke(tmp_path):
     for row in r["rows"]:
         assert _positive(row["time_per_image_s"]) and _positive(row["judge_fid"]) and _positive(row["judge_fid_floor"])
         assert 0 <= row["judge_accuracy"] <= 1 and row["judge_accuracy_floor"] > 0.5
+    assert [row["setting"] for row in r["rows"]] == ["ddpm:3:4", "dpm++:2:1", "dpm++:2:3:i=0.2-0.8:r=0.5"]
     assert r["rows"][0]["speedup_vs_base"] == 1.0
+    assert r["benchmark"] == "quality_vs_steps" and r["command"].startswith("python -m benchmarks.quality_vs_steps --smoke")
     assert "| setting |" in (tmp_path / "quality_vs_steps.md").read_text()
 
 
 def test_quality_base_from_mismatch_fails_before_any_work(tmp_path):
     earlier = tmp_path / "base.json"
     earlier.write_text(json.dumps({"num_per_class": 20, "seed": 0, "rows": [{"model": "pretrained/other"}]}))
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality_vs_steps.py"), "--base-from", str(earlier),
-                             "--num-per-class", "5", "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(_bench("quality_vs_steps", "--base-from", str(earlier), "--num-per-class", "5", "--out",
+                                   str(tmp_path / "out")), cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "does not match this run" in result.stderr and "num_per_class 20 vs 5" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_sampler_timing_runs_every_sampler_in_every_round(tiny_saved, tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sampler_timing.py"), "--model", str(tiny_saved),
-                             "--batch", "10", "--rounds", "2", "--threads", "1", "--out", str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(_bench("sampler_timing", "--model", str(tiny_saved), "--batch", "10", "--rounds", "2", "--threads",
+                                   "1", "--out", str(tmp_path)), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     r = json.loads((tmp_path / "sampler_timing.json").read_text())
     assert [row["setting"] for row in r["rows"]] == ["ddpm:100", "dpm++:20", "unipc:10", "dpm++:10"]
     assert all(len(row["rounds"]) == 2 and _positive(row["seconds_per_image"]) for row in r["rows"])
-    assert r["rows"][0]["speedup_vs_ddpm100"] == 1.0
-    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sampler_timing.py"), "--batch", "15"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r["rows"][0]["speedup_vs_ddpm100"] == 1.0 and r["seeds"] == [0, 1]
+    assert r["command"] == shlex.join(["python", "-m", "benchmarks.sampler_timing", "--batch", "10", "--rounds", "2",
+                                       "--threads", "1", "--model", str(tiny_saved)])
+    bad = subprocess.run(_bench("sampler_timing", "--batch", "15"), cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "--batch must be a multiple of 10 (got 15)" in bad.stderr

@@ -337,7 +337,7 @@ def test_mixed_training_resumes_bit_identically(pipe, tmp_path):
 
 @pytest.mark.needs_data  # the benchmark tests on the real test set
 def test_synthetic_data_benchmark_smoke(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "synthetic_data.py"), "--smoke", "--threads", "1",
+    result = subprocess.run([sys.executable, "-m", "benchmarks.synthetic_data", "--smoke", "--threads", "1",
                              "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out")], cwd=REPO, env=ENV,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -357,7 +357,7 @@ def test_synthetic_data_benchmark_smoke(tmp_path):
     assert md.startswith("#") and "cpu_model" in md and "±" in md
     # a rerun reuses the synthesized sets (they are `synthesize` outputs in --work-dir); one seed keeps it short; with
     # the classifiers trained in two processes (--jobs 2) each run still gives what it gave alone
-    again = subprocess.run([sys.executable, str(REPO / "benchmarks" / "synthetic_data.py"), "--smoke", "--threads", "1",
+    again = subprocess.run([sys.executable, "-m", "benchmarks.synthetic_data", "--smoke", "--threads", "1",
                             "--seeds", "0", "--jobs", "2", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out2")],
                            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "is already complete" in again.stdout + again.stderr, again.stderr[-3000:]
@@ -365,7 +365,7 @@ def test_synthetic_data_benchmark_smoke(tmp_path):
     assert in_parallel["classifier"]["parallel_runs"] == 2
     assert [row["accuracies"] for row in in_parallel["rows"]] == [row["accuracies"][:1] for row in r["rows"]]
     # a smoke result never goes into a model card; a real one fills (then replaces) the card's section
-    refused = subprocess.run([sys.executable, str(REPO / "benchmarks" / "synthetic_data.py"), "--card-from",
+    refused = subprocess.run([sys.executable, "-m", "benchmarks.synthetic_data", "--card-from",
                               str(tmp_path / "out" / "synthetic_data.json"), "--model", str(tmp_path)], cwd=REPO, env=ENV,
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1 and "a smoke run (tiny random model) is not a measurement" in refused.stderr
@@ -374,7 +374,7 @@ def test_synthetic_data_benchmark_smoke(tmp_path):
     (card / "README.md").write_text("---\nlicense: mit\n---\n\n# m\n\n## Limitations\n\nsome.\n")
     (tmp_path / "real.json").write_text(json.dumps({**r, "smoke": False}))
     for _ in range(2):
-        filled = subprocess.run([sys.executable, str(REPO / "benchmarks" / "synthetic_data.py"), "--card-from",
+        filled = subprocess.run([sys.executable, "-m", "benchmarks.synthetic_data", "--card-from",
                                  str(tmp_path / "real.json"), "--model", str(card)], cwd=REPO, env=ENV,
                                 capture_output=True, text=True, timeout=120)
         assert filled.returncode == 0, filled.stderr[-2000:]
@@ -385,7 +385,7 @@ def test_synthetic_data_benchmark_smoke(tmp_path):
 
 @pytest.mark.slow  # subprocess
 def test_memory_benchmark_smoke(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "synthesize_memory.py"), "--smoke",
+    result = subprocess.run([sys.executable, "-m", "benchmarks.synthesize_memory", "--smoke",
                              "--out", str(tmp_path)], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     r = json.loads((tmp_path / "synthesize_memory.json").read_text())

@@ -1,0 +1,256 @@
+"""What every benchmark shares: its flags, the machine description, statistics, worker processes, and `emit`.
+
+A benchmark is a module of this package, run from the repository root:
+
+    python -m benchmarks.NAME --help
+
+Each one builds its command line with `parser` (the shared flags: --model, --threads, --device, --seed, --out,
+--smoke, declared once here with one help text each), then declares only its own flags and scenarios, and ends
+with `emit`, which prints and writes the result with what every result file records: the benchmark, the command
+that made it and the machine (with its load average at start and end).
+
+Deliberately light (no torch / diffusers import at module level) so that `--help`, argument errors and a parent
+process that only orchestrates worker subprocesses start quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"  # where committed results live (the default --out of the long benchmarks)
+SHIPPED_MODEL_DIR = REPO / "pretrained" / "fashion-ddpm-gpu"  # the default model (pipeline.models.SHIPPED_MODEL_NAME)
+WORKER_RESULT = "BENCHMARK_RESULT "  # a worker process's result: the line of its stdout that starts with this
+
+
+def _tiny_unet() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())["unet"]
+
+
+TINY_UNET = _tiny_unet()  # the one tiny U-Net of every smoke run (configs/tiny.yaml's, as the tests build)
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+class BenchmarkParser(argparse.ArgumentParser):
+    """An ArgumentParser whose `parse_args` also records `args.module` and `args.command_line`: the command that ran
+    the benchmark (`python -m benchmarks.MODULE ARGS`; ARGS = the argv given to `main`, else sys.argv[1:])."""
+
+    def __init__(self, module: str, **kwargs):
+        super().__init__(**kwargs)
+        self.module = module
+
+    def parse_args(self, args=None, namespace=None):
+        argv = list(sys.argv[1:] if args is None else args)
+        parsed = super().parse_args(argv, namespace)
+        parsed.module = self.module
+        parsed.command_line = shlex.join(["python", "-m", f"benchmarks.{self.module}", *argv])
+        return parsed
+
+
+def parser(module: str, description: str, *, model: bool | str = False,
+           model_default: str = "the shipped model, pretrained/fashion-ddpm-gpu", threads: bool | int = False,
+           device: bool = False, seed: int | None = None, out: bool | Path = False,
+           smoke: str | None = None) -> BenchmarkParser:
+    """The command line of benchmark `module` with the shared flags it asks for; it adds its own flags to it.
+
+    Args:
+        model: True: --model, one saved pipeline folder or Hub id (default None); "several": repeatable (a list).
+        model_default: what no --model means, for the help.
+        threads: True: --threads, default None (torch's default); a number: that default.
+        device: --device (default None: the CPU).
+        seed: --seed with this default.
+        out: True: --out, default None (the result is only printed); a folder: that default.
+        smoke: --smoke, with what the smoke run shrinks (for the help).
+    """
+    p = BenchmarkParser(module, prog=f"python -m benchmarks.{module}", description=description,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    if model:
+        several = model == "several"
+        p.add_argument("--model", action="append" if several else "store", default=None,
+                       help=f"a saved pipeline folder or Hub id{'; repeat for several' if several else ''} "
+                            f"(default: {model_default})")
+    if threads is not False:
+        default = "torch's default" if threads is True else threads
+        p.add_argument("--threads", type=int, default=None if threads is True else threads,
+                       help="torch threads of the code measured; a worker or server process also gets them as "
+                            f"OMP_NUM_THREADS (default: {default})")
+    if device:
+        p.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    if seed is not None:
+        p.add_argument("--seed", type=int, default=seed, help=f"random seed of the images or weights (default {seed})")
+    if out is not False:
+        p.add_argument("--out", default=None if out is True else str(out),
+                       help="folder for the result's <name>.json and <name>.md (default: "
+                            f"{'print them only' if out is True else repo_relative(str(out))})")
+    if smoke is not None:
+        p.add_argument("--smoke", action="store_true", help=f"a seconds-long check of the script, not a measurement: {smoke}")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------- machine
+def repo_relative(path: str) -> str:
+    """A path as committed results name it: relative to the repository when inside it."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def machine_info(torch_threads: int | None = None) -> dict:
+    """CPU, cores, library versions, torch threads, the date and the load average now: enough to tell two result files
+    apart. `emit` adds the load average at the end."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count()
+    info = {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "usable_cores": usable,
+        "torch_version": _version("torch"),
+        "torch_threads": torch_threads,
+        "diffusers_version": _version("diffusers"),
+        "accelerate_version": _version("accelerate"),
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if "torch" in sys.modules:  # the exact build in this process (e.g. 2.13.0+cpu)
+        info["torch_version"] = sys.modules["torch"].__version__
+    if "diffusers" in sys.modules:
+        info["diffusers_version"] = sys.modules["diffusers"].__version__
+    if hasattr(os, "getloadavg"):
+        info["load_average_1m_at_start"] = load_average()
+    return info
+
+
+def torch_machine(threads: int | None = None, device: str | None = None) -> dict:
+    """Sets this process's torch threads (when given) and describes the machine, naming `device` when given."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    machine = machine_info(torch.get_num_threads())
+    if device:
+        machine["device"] = device_label(device)
+    return machine
+
+
+def device_label(device: str) -> str:
+    """What a result file names as its device: the GPU's name (e.g. NVIDIA H200) for cuda devices, else the device."""
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    return torch.cuda.get_device_name(device)
+
+
+def rss_mb(field: str = "VmRSS") -> float | None:
+    """VmRSS (current) or VmHWM (peak since start / last reset) of this process in MB, from /proc/self/status."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- workers
+def run_worker(module: str, argv: list[str], what: str, threads: int | None = None) -> dict:
+    """Runs `python -m benchmarks.MODULE --worker ARGV` in the repository (OMP_NUM_THREADS = `threads` when given)
+    and returns the result it reported with `report_to_parent`; exits naming `what` failed otherwise."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--worker", *argv], capture_output=True,
+                          text=True, env=env, cwd=REPO)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(WORKER_RESULT)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"error: worker {what} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1][len(WORKER_RESULT):])
+
+
+def report_to_parent(result: dict):
+    """A worker's result, printed for `run_worker`."""
+    print(WORKER_RESULT + json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------- output
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def machine_markdown(machine: dict) -> str:
+    keys = ["device", "cpu_model", "cpu_count", "usable_cores", "torch_version", "torch_threads", "diffusers_version",
+            "accelerate_version", "python_version", "date", "load_average_1m_at_start", "load_average_1m_at_end"]
+    return "\n".join(f"- {k}: {machine[k]}" for k in keys if k in machine)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def emit(name: str, result: dict, markdown: str, args: argparse.Namespace):
+    """Completes a result, prints its JSON and Markdown, and with --out writes <out>/<name>.json and <out>/<name>.md.
+
+    `result` must hold "machine" (`machine_info` at the start); emit records the load average at the end in it, and
+    "benchmark" (the module) and "command" (the command line that ran, `args.command_line`) unless the script set
+    them (e.g. a more precise command that names the defaults it resolved). The Markdown gets a "Reproduce" line with
+    that command and the machine."""
+    result.setdefault("benchmark", args.module)
+    command = result.setdefault("command", args.command_line)
+    machine = result["machine"]
+    machine["load_average_1m_at_end"] = load_average()
+    markdown = "\n\n".join([markdown, f"Reproduce: `{command}`", "Machine:\n" + machine_markdown(machine)])
+    text = json.dumps(result, indent=2)
+    print(text)
+    print()
+    print(markdown)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(text + "\n")
+        (out / f"{name}.md").write_text(markdown + "\n")
+        print(f"\nwrote {out / (name + '.json')} and {out / (name + '.md')}", file=sys.stderr)
