@@ -39,9 +39,8 @@ def parse_settings(text: str) -> list[dict]:
 
 
 def setting_label(overrides: dict) -> str:
-    """The row's name: what the setting names (a guidance left out is filled in by run_rows). Not
-    `SamplingSettings.label()`, which names the interval of every guided setting (i=0-1 included) and of no unguided
-    one: a row names what was asked for ('ddpm:100:2' for the model's own interval, 'unipc:10:1:i=0-1')."""
+    """A setting as it was asked for on the command line ('ddpm:100:2' = the model's own interval), so the recorded
+    command reproduces the run. A row is named by what it ran: `SamplingSettings.label()` of its resolved settings."""
     label = f"{overrides['sampler']}:{overrides['steps']}" + (f":{overrides['guidance']:g}" if "guidance" in overrides else "")
     if overrides.get("interval"):
         label += f":i={overrides['interval'][0]:g}-{overrides['interval'][1]:g}"
@@ -54,11 +53,12 @@ def run_rows(pipe, model: str, settings: list[dict], per_class: int, seed: int, 
              on_row=None) -> list[dict]:
     """Evaluates each setting; `on_row(rows_so_far)` runs after every row (the report is rewritten each time)."""
     from pipeline.evaluation.fidelity import evaluate
+    from pipeline.settings import SamplingSettings
 
     rows = []
     for s in settings:
         r = evaluate(pipe, per_class, seed=seed, inception=inception, verbose=verbose, **s)
-        rows.append({"model": model, "setting": setting_label({**s, "guidance": r["guidance_scale"]}),
+        rows.append({"model": model, "setting": SamplingSettings.from_json(r).label(),
                      "sampler": s["sampler"], "steps": s["steps"], "guidance": r["guidance_scale"],
                      "guidance_interval": r["guidance_interval"], "guidance_rescale": r["guidance_rescale"],
                      "num_images": r["num_images"], "time_per_image_s": r["time_per_image_s"],

@@ -34,6 +34,7 @@ bit-reproducible: runs agree to ~0.1 point).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -209,7 +210,7 @@ def card_section(result: dict, result_file: str) -> str:
         markdown_table(["training data", "images", "test accuracy %"], rows),
         f"Synthesis time per image ({result['sampler']} {result['steps']} steps, torch threads "
         f"{result['synthetic_sets'][0]['torch_threads']}): {speeds}.",
-        f"Measured with `{result['command']}` ({result_file})"
+        f"Measured with `{result.get('reproduce') or result['command']}` ({result_file})"
         + (" - a partial run: the rows not listed were not measured." if result.get("partial") else "."),
     ])
 
@@ -235,17 +236,25 @@ def to_tensors(dataset):
 
 
 # ---------------------------------------------------------------------------------------------------- the run
+def int_list(text: str) -> list[int]:
+    """argparse type: comma-separated integers, e.g. 0,1,2."""
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 0,1,2, got {text!r}") from None
+
+
 def parse_args(argv=None):
     """The flags, checked; the seeds and real sizes as lists of ints; a smoke run's sizes filled in."""
     p = parser(NAME, __doc__, model=True, threads=True, device=True, out=RESULTS,
                smoke="tiny random model, 10 images per class, 2 sampler steps, 10 updates, 500 test images")
     p.add_argument("--per-class", type=int, default=1000, help="synthetic images per class (and real for the CAS row)")
-    p.add_argument("--seeds", default="0,1,2", help="classifier seeds, comma-separated (>= 3 for a mean ± std)")
+    p.add_argument("--seeds", type=int_list, default="0,1,2", help="classifier seeds, comma-separated (>= 3 for a mean ± std)")
     p.add_argument("--guidance", default="1,default,4", help="guidance values for the CAS rows; 'default' = the model's (w and guidance interval), "
                    "a number = that w at every step")
     p.add_argument("--sampler", default=None, help="sampler name (pipeline.schedulers.SAMPLERS; default: the model's own)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's, or the named sampler's)")
-    p.add_argument("--real-sizes", default="10,100", help="real images per class for the augmentation rows")
+    p.add_argument("--real-sizes", type=int_list, default="10,100", help="real images per class for the augmentation rows")
     p.add_argument("--updates", type=int, default=3000, help="optimizer updates per classifier run (default 3000)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -261,8 +270,6 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.card_from:
         return args
-    args.seeds = [int(s) for s in args.seeds.split(",")]
-    args.real_sizes = [int(s) for s in args.real_sizes.split(",")]
     if args.smoke:
         args.per_class, args.updates, args.batch_size, args.real_sizes, args.steps = 10, 10, 32, [2, 5], 2
     if len(args.seeds) < 1 or args.per_class < 1 or args.updates < 1 or min(args.real_sizes) < 1 or args.jobs < 1:

@@ -247,6 +247,8 @@ def metrics_markdown(result: dict) -> str:
         "the Fashion-MNIST test set). It was trained on the training images, so its accuracy on them (the floor "
         "column) is slightly optimistic. KID is unbiased and can be slightly negative for matching distributions.",
     ]
+    if result.get("note"):  # what the run's record says about how it ran (e.g. a shared machine)
+        lines += ["", result["note"]]
     return "\n".join(lines)
 
 
