@@ -201,6 +201,7 @@ def test_stage_space(tiny_saved, tmp_path, capsys):
 @pytest.mark.slow  # subprocess
 def test_staged_space_app_runs_its_own_copy(tiny_saved, tmp_path):
     """The staged app.py imports the staged package (not the installed one), loads model/ and builds the app."""
+    require_extra("gradio")
     out = demo.stage_space(tmp_path / "space", tiny_saved)
     code = ("import runpy, sys\nns = runpy.run_path('app.py')\nimport pipeline\n"
             "print('PACKAGE', pipeline.__file__)\nprint('MODEL', ns['demo'].config['components'] is not None)\n")
