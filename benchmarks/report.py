@@ -160,10 +160,10 @@ def training_summary(folder: str) -> dict:
 
 def models_table() -> str:
     rows = []
-    sizes = [training_summary(folder)["parameters"] for folder, *_ in SHIPPED]
-    for (folder, evaluation, _), size in zip(SHIPPED, sizes):
-        r, t = load(evaluation), training_summary(folder)
-        role = "the default" if size == sizes[0] else f"{sizes[0] / size:.1f}× fewer parameters"
+    summaries = [training_summary(folder) for folder, *_ in SHIPPED]
+    for (folder, evaluation, _), t in zip(SHIPPED, summaries):
+        r, default = load(evaluation), summaries[0]["parameters"]
+        role = "the default" if t is summaries[0] else f"{default / t['parameters']:.1f}× fewer parameters"
         rows.append([f"`{folder}` ({role})", f"U-Net {t['channels']}, {t['parameters'] / 1e6:.1f} M parameters",
                      f"{t['updates']:,} updates × {t['config']['train_batch_size']} = {t['epochs']:.1f} epochs, {t['wall']} on "
                      f"{t['hardware']}", settings_of(r).describe(), f"{r['judge_accuracy']:.3f} ({r['judge_accuracy_floor']:.3f})",
