@@ -108,8 +108,8 @@ def _project(spec: dict, data, threads):
     trainer.setup()
     if threads:
         torch.set_num_threads(threads)
-    trainer.unet.train()
-    return trainer.update, f"{sum(p.numel() for p in trainer.unet.parameters())}"
+    trainer.model.train()
+    return trainer.update, f"{sum(p.numel() for p in trainer.model.parameters())}"
 
 
 def _reference(spec: dict, data, threads):

@@ -87,12 +87,19 @@ def check_model_folder(folder: str | os.PathLike) -> dict:
     if not (folder / "scheduler" / "scheduler_config.json").is_file():
         raise ModelError(f"{folder} has no scheduler/scheduler_config.json")
     names = index.get("class_names")
+    embeds_file = "unet/config.json"
     embeds = unet_config.get("num_class_embeds")
+    if index.get("condition_encoder") and index["condition_encoder"][0]:  # a style model: the encoder holds the classes
+        embeds_file = "condition_encoder/config.json"
+        try:
+            embeds = json.loads((folder / embeds_file).read_text(encoding="utf-8")).get("num_class_embeds")
+        except (OSError, ValueError):
+            raise ModelError(f"{folder} lists a condition_encoder but has no valid {embeds_file}") from None
     if not isinstance(names, list) or not names:
         raise ModelError(f"{index_path} has no class_names list")
     if embeds != len(names) + 1:
         raise ModelError(f"{folder}: {len(names)} class_names in model_index.json need num_class_embeds = "
-                         f"{len(names) + 1} (one per class + the null class) in unet/config.json, found {embeds}")
+                         f"{len(names) + 1} (one per class + the null class) in {embeds_file}, found {embeds}")
     return index
 
 

@@ -7,6 +7,7 @@ pipeline in a process that never installed this package.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import math
@@ -174,31 +175,44 @@ class FashionDDPMPipeline(DiffusionPipeline):
     The U-Net's class embedding has ``len(class_names) + 1`` rows; the last id is the *null class* that the model
     was trained on with label dropout, so the same network gives the unconditional prediction.
 
+    A style model adds a `condition_encoder` (`condition_encoder.py`, saved beside its weights): it turns the class and
+    a style request into the embedding a U-Net with ``class_embed_type="identity"`` adds to its time embedding.
+
     Args:
-        unet ([`UNet2DModel`]): noise-prediction U-Net with ``num_class_embeds == len(class_names) + 1``.
+        unet ([`UNet2DModel`]): noise-prediction U-Net with ``num_class_embeds == len(class_names) + 1`` (class-only),
+            or ``class_embed_type="identity"`` (fed by the condition encoder).
         scheduler ([`SchedulerMixin`]): any diffusers noise scheduler; defaults to a 100-step cosine `DDPMScheduler`.
         class_names (`list[str]`, *optional*): label names, index = class id; stored in `model_index.json`.
+        condition_encoder (*optional*): class (+ style) -> class embedding; None for a class-only model.
     """
 
-    model_cpu_offload_seq = "unet"
+    model_cpu_offload_seq = "condition_encoder->unet"
+    _optional_components = ["condition_encoder"]
     _callback_tensor_inputs = ["latents"]
     pipeline_file_name = "pipeline_fashion_ddpm"
+    condition_encoder_file_name = "condition_encoder"
 
     def __init__(self, unet: UNet2DModel, scheduler, class_names: list[str] | None = None,
                  default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE, default_num_inference_steps: int | None = None,
-                 default_guidance_interval: list[float] | None = None):
+                 default_guidance_interval: list[float] | None = None, condition_encoder=None):
         super().__init__()
         class_names = list(class_names) if class_names is not None else list(FASHION_MNIST_CLASSES)
-        num_embeds = unet.config.num_class_embeds
+        if condition_encoder is not None:
+            num_embeds = condition_encoder.config.num_class_embeds
+            if unet.config.class_embed_type != "identity":
+                raise ValueError(f"a condition_encoder needs a U-Net with class_embed_type='identity' (its embedding is "
+                                 f"the encoder's output), got {unet.config.class_embed_type!r}")
+        else:
+            num_embeds = unet.config.num_class_embeds
         if num_embeds != len(class_names) + 1:
             raise ValueError(
-                f"unet.config.num_class_embeds={num_embeds} must equal len(class_names) + 1 = {len(class_names) + 1} "
+                f"num_class_embeds={num_embeds} must equal len(class_names) + 1 = {len(class_names) + 1} "
                 "(one row per class plus the null class used for classifier-free guidance)."
             )
         if default_guidance_interval is not None:
             check_guidance_interval(default_guidance_interval, "default_guidance_interval")
             default_guidance_interval = [float(v) for v in default_guidance_interval]
-        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_modules(unet=unet, scheduler=scheduler, condition_encoder=condition_encoder)
         # Stored in model_index.json: each saved model carries the guidance (scale and noise-level interval) and the
         # step count measured best for it.
         self.register_to_config(class_names=class_names, default_guidance_scale=float(default_guidance_scale),
@@ -208,7 +222,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ construction and saving
     @classmethod
     def from_config_dict(
-        cls, unet: dict | None = None, scheduler: dict | None = None, class_names: list[str] | None = None
+        cls, unet: dict | None = None, scheduler: dict | None = None, class_names: list[str] | None = None,
+        condition_encoder=None,
     ) -> FashionDDPMPipeline:
         """Builds a freshly initialised pipeline; training and tests share this one constructor.
 
@@ -216,13 +231,17 @@ class FashionDDPMPipeline(DiffusionPipeline):
             unet: overrides of `DEFAULT_UNET_CONFIG` (any `UNet2DModel` argument).
             scheduler: overrides of `DEFAULT_SCHEDULER_CONFIG` (any `DDPMScheduler` argument).
             class_names: label names; defaults to the ten Fashion-MNIST classes.
+            condition_encoder: a built condition encoder (a style model: the U-Net takes its embedding), or None.
         """
         class_names = list(class_names) if class_names is not None else list(FASHION_MNIST_CLASSES)
-        unet_config = {**DEFAULT_UNET_CONFIG, **(unet or {}), "num_class_embeds": len(class_names) + 1}
+        embedding = ({"class_embed_type": "identity", "num_class_embeds": None} if condition_encoder is not None
+                     else {"num_class_embeds": len(class_names) + 1})
+        unet_config = {**DEFAULT_UNET_CONFIG, **(unet or {}), **embedding}
         for key in ("block_out_channels", "down_block_types", "up_block_types"):
             unet_config[key] = tuple(unet_config[key])
         scheduler_config = {**DEFAULT_SCHEDULER_CONFIG, **(scheduler or {})}
-        return cls(UNet2DModel(**unet_config), DDPMScheduler(**scheduler_config), class_names=class_names)
+        return cls(UNet2DModel(**unet_config), DDPMScheduler(**scheduler_config), class_names=class_names,
+                   condition_encoder=condition_encoder)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
         """Saves safetensors weights, `model_index.json` and this code file, so that
@@ -235,6 +254,11 @@ class FashionDDPMPipeline(DiffusionPipeline):
             index = json.load(f)
         # A [module, class] pair tells DiffusionPipeline to import the class from the .py file in the folder.
         index["_class_name"] = [self.pipeline_file_name, type(self).__name__]
+        encoder = getattr(self, "condition_encoder", None)
+        if encoder is not None:  # a custom component: its code in its own folder, named [file, class] as diffusers loads it
+            folder = os.path.join(save_directory, "condition_encoder")
+            shutil.copyfile(inspect.getfile(type(encoder)), os.path.join(folder, f"{self.condition_encoder_file_name}.py"))
+            index["condition_encoder"] = [self.condition_encoder_file_name, type(encoder).__name__]
         with open(index_path, "w", encoding="utf-8") as f:
             json.dump(index, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -247,7 +271,21 @@ class FashionDDPMPipeline(DiffusionPipeline):
         config = result[0] if isinstance(result, tuple) else result
         if isinstance(config.get("_class_name"), (list, tuple)) and config["_class_name"][1] == cls.__name__:
             config["_class_name"] = cls.__name__
+        # Likewise the condition encoder: where this file is a module of an installed package that has the encoder's
+        # module beside it, that module is used; otherwise diffusers loads the folder's copy (trust_remote_code).
+        encoder = config.get("condition_encoder")
+        package = cls.__module__.rpartition(".")[0]
+        if isinstance(encoder, (list, tuple)) and encoder[0] == cls.condition_encoder_file_name and package:
+            module = f"{package}.{cls.condition_encoder_file_name}"
+            if importlib.util.find_spec(module) is not None:
+                config["condition_encoder"] = [module, encoder[1]]
         return result
+
+    @property
+    def style_attributes(self) -> list[str]:
+        """The style attributes this model takes (`style=` of `__call__`); empty for a class-only model."""
+        encoder = getattr(self, "condition_encoder", None)
+        return encoder.style_attributes if encoder is not None else []
 
     # ------------------------------------------------------------------ labels
     @property
@@ -297,6 +335,15 @@ class FashionDDPMPipeline(DiffusionPipeline):
             raise ValueError(f"class_labels is empty; give ids 0..{len(self.class_names) - 1} or names {self.class_names}")
         return [self.class_id(_plain(label)) for label in class_labels]
 
+    def parse_style(self, style) -> dict[str, float]:
+        """{attribute: percentile} of a style request; ValueError naming the bad value (also for a class-only model)."""
+        encoder = getattr(self, "condition_encoder", None)
+        if encoder is None:
+            if style is not None:
+                raise ValueError(f"this model takes no style (a class-only model); got style={style!r}")
+            return {}
+        return encoder.parse_style(style)
+
     # ------------------------------------------------------------------ sampling
     def _check_inputs(self, num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,
                       guidance_interval, guidance_rescale):
@@ -315,8 +362,21 @@ class FashionDDPMPipeline(DiffusionPipeline):
                 "(len(class_labels) * num_images_per_label); pass one generator or exactly one per image"
             )
 
+    def condition(self, class_ids: torch.Tensor, style: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """What the U-Net's `class_labels` receive: the class ids (class-only model) or the condition encoder's
+        embedding of the classes and the style (values, given); the null class takes no style."""
+        encoder = getattr(self, "condition_encoder", None)
+        if encoder is None:
+            return class_ids
+        values, given = style if style is not None else (None, None)
+        if values is not None:
+            null = class_ids == self.null_class_id  # guidance's unconditional half: no class, no style
+            given = given * (~null).unsqueeze(1).to(given.dtype)
+        return encoder(class_ids, values, given).to(self.unet.dtype)
+
     def guided_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float,
-                          guidance_rescale: float = 0.0) -> torch.Tensor:
+                          guidance_rescale: float = 0.0, style: tuple[torch.Tensor, torch.Tensor] | None = None
+                          ) -> torch.Tensor:
         """The U-Net's guided output (noise or velocity, as the scheduler's `prediction_type` says):
         out = out(x, null) + w * (out(x, c) - out(x, null)).
 
@@ -326,9 +386,11 @@ class FashionDDPMPipeline(DiffusionPipeline):
         """
         if guidance_scale == 1 or guidance_scale == 0:
             labels = class_ids if guidance_scale == 1 else torch.full_like(class_ids, self.null_class_id)
-            return self.unet(latents, t, class_labels=labels).sample
+            return self.unet(latents, t, class_labels=self.condition(labels, style)).sample
         null = torch.full_like(class_ids, self.null_class_id)
-        both = self.unet(torch.cat([latents, latents]), t, class_labels=torch.cat([null, class_ids])).sample
+        doubled = None if style is None else tuple(torch.cat([x, x]) for x in style)
+        both = self.unet(torch.cat([latents, latents]), t,
+                         class_labels=self.condition(torch.cat([null, class_ids]), doubled)).sample
         out_null, out_cond = both.chunk(2)
         guided = out_null + guidance_scale * (out_cond - out_null)
         if guidance_rescale > 0:
@@ -354,6 +416,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         guidance_rescale: float = 0.0,
         callback_on_step_end: Callable[[FashionDDPMPipeline, int, Any, dict], dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        style: str | dict | None = None,
     ) -> ImagePipelineOutput | tuple:
         r"""Generates images of the requested classes.
 
@@ -382,6 +445,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
                 `callback_on_step_end(pipe, step_index, timestep, {"latents": x_t})`; may return a dict whose
                 "latents" replaces x_t. This is how the reverse process is recorded step by step.
             callback_on_step_end_tensor_inputs (`list[str]`): tensors passed to the callback; only "latents".
+            style (`str` or `dict`, *optional*): a style model's request, the same for every image: descriptor words
+                ("wide plain"; `pipe.condition_encoder.descriptors()`) or {attribute: percentile within the class in
+                [0, 1]} for attributes of `pipe.style_attributes`; attributes not given are free. None: no style.
 
         Returns:
             [`ImagePipelineOutput`] or `tuple`: the images, as `output_type` says.
@@ -402,6 +468,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         num_images_per_label = _plain(num_images_per_label)
         self._check_inputs(num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,
                            guidance_interval, guidance_rescale)
+        requested = self.parse_style(style)
         bad_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if bad_inputs:
             raise ValueError(f"callback_on_step_end_tensor_inputs {sorted(bad_inputs)} not supported; use {self._callback_tensor_inputs}")
@@ -414,6 +481,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
         labels = torch.tensor(class_ids, device=device).repeat_interleave(num_images_per_label)
+        style_inputs = (self.condition_encoder.style_tensors(requested, batch, device) if self.style_attributes
+                        else None)
 
         set_timesteps(self.scheduler, num_inference_steps, device)
         latents = latents.to(device) * self.scheduler.init_noise_sigma
@@ -425,7 +494,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
             w = guidance_scale
             if guidance_interval is not None and not guidance_interval[0] <= (float(t) + 1) / T <= guidance_interval[1]:
                 w = 1.0
-            prediction = self.guided_prediction(model_input, t, labels, w, guidance_rescale)
+            prediction = self.guided_prediction(model_input, t, labels, w, guidance_rescale, style_inputs)
             latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
                 tensors = {"latents": latents}

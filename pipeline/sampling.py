@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .settings import SamplingSettings
 
@@ -33,6 +33,7 @@ class Samples:
     class_names: list[str]
     settings: SamplingSettings  # as used: replaying them (`generate(pipe, ..., settings=s)`) makes the same images
     seconds: float = 0.0
+    style: dict = field(default_factory=dict)  # a style model's request as parsed: {attribute: percentile}; {} = none
 
     def __len__(self) -> int:
         return len(self.class_ids)
@@ -61,7 +62,7 @@ def plan(class_ids: list[int], per_label: int, seed: int, start_index: int = 0) 
 
 
 def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: int = 100, *,
-             settings: SamplingSettings | None = None, start_index: int = 0,
+             settings: SamplingSettings | None = None, start_index: int = 0, style=None,
              progress: Callable[[int, int], None] | None = None,
              callback_on_step_end: Callable | None = None, **overrides) -> Samples:
     """Generates `per_label` images of each entry of `labels` (ids or names; None = every class), label-major.
@@ -73,6 +74,8 @@ def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: i
         settings: how to sample (`SamplingSettings`); None = `SamplingSettings.resolve(pipe, **overrides)`, i.e. the
             model's defaults for whatever `overrides` (sampler, steps, guidance, interval, rescale) leave out. A named
             sampler other than the pipeline's own is swapped in for the call and the original restored afterwards.
+        style: a style model's request for every image (descriptor words or {attribute: percentile}; see the
+            pipeline's `__call__`); it does not change the starting noise (the seed rule holds whatever the style).
         progress: called as progress(images_done, images_total) after every batch.
         callback_on_step_end: passed to the pipeline (see its `__call__`), e.g. to record the reverse process.
 
@@ -91,6 +94,7 @@ def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: i
                          f"{start_index + per_label:,}")
     class_ids = pipe.resolve_class_ids(labels)
     settings = resolve_settings(pipe, settings, overrides).check(pipe)
+    requested = pipe.parse_style(style)  # bad style input: one line, before any U-Net work
     # The only place settings become pipeline arguments: every option explicit, so the model's own defaults can never
     # fill in something the settings decided (an unguided or every-step setting passes the interval (0, 1)).
     call_kwargs = {"num_inference_steps": settings.steps, "guidance_scale": settings.guidance,
@@ -104,13 +108,19 @@ def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: i
         for lo in range(0, len(ids), batch_size):
             generators = [torch.Generator().manual_seed(s) for s in seeds[lo:lo + batch_size]]
             out = pipe(class_labels=ids[lo:lo + batch_size], generator=generators, output_type="pt",
-                       callback_on_step_end=callback_on_step_end, **call_kwargs).images
+                       callback_on_step_end=callback_on_step_end, style=requested or None, **call_kwargs).images
             chunks.append(out.float().cpu())
             if progress is not None:
                 progress(min(lo + batch_size, len(ids)), len(ids))
     finally:
         pipe.scheduler = original
-    return Samples(torch.cat(chunks), ids, seeds, list(pipe.class_names), settings, time.perf_counter() - start)
+    return Samples(torch.cat(chunks), ids, seeds, list(pipe.class_names), settings, time.perf_counter() - start,
+                   requested)
+
+
+def style_text(style: dict) -> str:
+    """'width 0.9, pattern 0.1': how titles and records name a parsed style request ('' for none)."""
+    return ", ".join(f"{a} {v:g}" for a, v in style.items())
 
 
 def resolve_settings(pipe, settings: SamplingSettings | None, overrides: dict) -> SamplingSettings:

@@ -145,13 +145,35 @@ def sample_grid(pipe, num_per_class: int = 8, seed: int = 0, scale: int = 2, cla
     return labelled_grid(rows, names, scale=scale, title=title)
 
 
+STYLE_SWEEP_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def style_sweep_figure(pipe, attribute: str, levels=STYLE_SWEEP_LEVELS, class_labels=None, seed: int = 0, scale: int = 2,
+                       **sampling) -> Image.Image:
+    """Rows = classes, columns = one style attribute requested at each percentile of `levels` (the others free), the
+    same image (seed, class, j = 0) in every column: only the request changes."""
+    if attribute not in pipe.style_attributes:
+        raise ValueError(f"style attribute {attribute!r} is not one of this model's {pipe.style_attributes or '(none: a class-only model)'}")
+    columns = [generate(pipe, class_labels, 1, seed, style={attribute: level}, **sampling) for level in levels]
+    cells = [c.pil() for c in columns]
+    rows = [[col[r] for col in cells] for r in range(len(columns[0]))]
+    names = [pipe.class_names[c] for c in columns[0].class_ids]
+    return labelled_grid(rows, names, [f"{attribute} {level:g}" for level in levels], scale=scale,
+                         title=f"Style sweep: {attribute} percentile ({columns[0].settings.describe()}, seed {seed})")
+
+
 def make_all(pipe, out_dir: str | Path, metrics: str | Path | None = None, num_per_class: int = 8, every: int = 10,
-             seed: int = 0, data_dir: str | None = None, forward: bool = True, **sampling) -> dict[str, Path]:
-    """Writes forward_diffusion.png, reverse_process.png, samples.png and (with `metrics`) loss_curve.png."""
+             seed: int = 0, data_dir: str | None = None, forward: bool = True, style_sweep=(), **sampling) -> dict[str, Path]:
+    """Writes forward_diffusion.png, reverse_process.png, samples.png, (with `metrics`) loss_curve.png and one
+    style_sweep_<attribute>.png per attribute of `style_sweep` (a style model)."""
     from .training.plots import plot_loss_curve, read_metrics
 
     if metrics is not None:
         read_metrics(metrics)  # a missing or malformed file is named before any picture is drawn
+    for attribute in style_sweep:
+        if attribute not in pipe.style_attributes:
+            raise ValueError(f"--style-sweep {attribute!r}: this model's style attributes are "
+                             f"{pipe.style_attributes or '(none: a class-only model)'}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -164,4 +186,8 @@ def make_all(pipe, out_dir: str | Path, metrics: str | Path | None = None, num_p
     sample_grid(pipe, num_per_class, seed, **sampling).save(paths["samples"])
     if metrics is not None:
         paths["loss"] = plot_loss_curve(metrics, out / "loss_curve.png")
+    sweep_sampling = {k: v for k, v in sampling.items() if k != "style"}  # a sweep sets the style itself
+    for attribute in style_sweep:
+        paths[f"style_sweep_{attribute}"] = out / f"style_sweep_{attribute}.png"
+        style_sweep_figure(pipe, attribute, seed=seed, **sweep_sampling).save(paths[f"style_sweep_{attribute}"])
     return paths

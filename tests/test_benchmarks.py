@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("demo_latency", "quality_vs_steps", "sampler_timing", "sampling_speed", "synthesize_memory", "synthetic_data",
-              "train_throughput")
+BENCHMARKS = ("demo_latency", "quality_vs_steps", "sampler_timing", "sampling_speed", "style_control", "synthesize_memory",
+              "synthetic_data", "train_throughput")
 
 
 def _bench(name: str, *args: str) -> list[str]:
@@ -146,3 +146,14 @@ def test_sampler_timing_runs_every_sampler_in_every_round(tiny_saved, tmp_path):
                                        "--threads", "1", "--model", str(tiny_saved)])
     bad = subprocess.run(_bench("sampler_timing", "--batch", "15"), cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "--batch must be a multiple of 10 (got 15)" in bad.stderr
+
+
+@pytest.mark.needs_data  # the real test images are the leakage reference
+def test_style_control_smoke(tmp_path):
+    from benchmarks.style_control import main
+
+    r = main(["--smoke", "--threads", "1", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "style_control.json").read_text())["smoke"] is True
+    assert [row["attribute"] for row in r["rows"]] == ["width", "height"] and r["num_images"] == 2 * 10 * 3 * 2
+    for row in r["rows"]:
+        assert len(row["per_class"]) == 10 and 0 <= row["mae"] <= 1 and set(row["leakage_mean_abs"]) == {"width", "height"} - {row["attribute"]}

@@ -68,7 +68,9 @@ def test_no_import_cycles():
 
 
 def test_pipeline_file_is_self_contained():
+    # both are copied beside a model's weights and loaded from there without this package
     assert _imports()["pipeline.pipeline_fashion_ddpm"] == set()
+    assert _imports()["pipeline.condition_encoder"] == set()
 
 
 @pytest.mark.slow  # subprocess

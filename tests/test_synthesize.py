@@ -273,12 +273,13 @@ def test_batch_sampler_mixing_is_addressed_by_batch_index():
     data, mix = _toy(10, 0, 0), _toy(6, 100, 1)
     sampler = BatchSampler(data, 8, seed=5, hflip=True, mix=mix, mix_size=2)
     batches = [sampler.batch(i, torch.Generator().manual_seed(i)) for i in range(6)]
-    for _, labels in batches:
-        assert labels.tolist() == [0] * 6 + [1] * 2  # 6 real, then 2 mixed
+    for _, labels, ids in batches:
+        assert labels.tolist() == [0] * 6 + [1] * 2 and len(ids) == 6  # 6 real (their indices), then 2 mixed
     # each epoch of each dataset is a permutation: 6 batches = 36 real draws (3.6 epochs), 12 mixed (2 epochs)
-    mixed = [i for images, _ in batches for i in _ids(images[6:], 100)]
+    mixed = [i for images, *_ in batches for i in _ids(images[6:], 100)]
     assert sorted(mixed[:6]) == sorted(mixed[6:]) == list(range(6))
-    real = [i for images, _ in batches for i in _ids(images[:6], 0)]
+    real = [i for images, _, ids in batches for i in _ids(images[:6], 0)]
+    assert real == [int(i) for _, _, ids in batches for i in ids]  # the indices returned are the images drawn
     assert sorted(real[:10]) == sorted(real[10:20]) == list(range(10))
     # a fresh sampler (a resumed run) draws batch 4 without having drawn 0..3, and gets the same batch
     again = BatchSampler(data, 8, seed=5, hflip=True, mix=mix, mix_size=2).batch(4, torch.Generator().manual_seed(4))

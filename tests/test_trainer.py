@@ -51,9 +51,9 @@ def test_trains_and_exports_the_recipes_defaults(tmp_path, data_dir):
     from pipeline.settings import SamplingSettings
 
     t = trainer(tmp_path, data_dir, "max_train_steps=4", "checkpointing_steps=4")
-    before = {k: v.clone() for k, v in t.unet.state_dict().items()}
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
     out = t.run()
-    assert any(not torch.equal(before[k], v) for k, v in t.unet.state_dict().items())  # it learnt something
+    assert any(not torch.equal(before[k], v) for k, v in t.model.state_dict().items())  # it learnt something
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4] and all(math.isfinite(r["loss"]) for r in rows)
     pipe = FashionDDPMPipeline.from_pretrained(out)
@@ -88,3 +88,26 @@ def test_budget_fixes_the_length_after_the_probe(tmp_path, data_dir):
 def test_budget_probe_must_end_inside_the_warm_up():
     with pytest.raises(ValueError, match=r"'budget_probe_steps' \(50\) must be <= lr_warmup_steps \(10\)"):
         load_config(None, ["max_train_minutes=5", "lr_warmup_steps=10"])
+
+
+def test_style_model_trains_exports_and_starts_as_its_class_only_base(tmp_path, data_dir):
+    from pipeline import FashionDDPMPipeline
+    from pipeline.models import load_pipeline
+
+    base = trainer(tmp_path / "base", data_dir, "max_train_steps=2", "checkpointing_steps=2").run()
+    style = ["width", "brightness"]
+    t = trainer(tmp_path / "style", data_dir, "max_train_steps=2", "checkpointing_steps=2", f"style_attributes={style}",
+                f"init_from={base}", "unet={}")
+    # before any update the style model computes exactly what its class-only base computes (style path at zero)
+    start, base_pipe = t.ema_pipeline(), FashionDDPMPipeline.from_pretrained(base)
+    g = [torch.Generator().manual_seed(0)]
+    kwargs = {"class_labels": ["Bag"], "num_inference_steps": 2, "guidance_scale": 2.0, "output_type": "pt"}
+    same = start(generator=g, style="wide dark", **kwargs).images
+    torch.testing.assert_close(same, base_pipe(generator=[torch.Generator().manual_seed(0)], **kwargs).images, rtol=0, atol=1e-5)
+    out = t.run()
+    pipe = load_pipeline(out)
+    assert pipe.style_attributes == style and pipe.condition_encoder.config.percentile_tables.keys() == set(style)
+    images = pipe(style={"width": 0.9}, **kwargs).images
+    assert images.shape == (1, 1, 28, 28)
+    with pytest.raises(ValueError, match="unknown style attribute 'pattern'; this model takes"):
+        pipe(style={"pattern": 0.5}, **kwargs)

@@ -56,7 +56,7 @@ def run_evaluate_clip(args):
 
     pipe, scorer, labels, settings = _setup(args)
     scores = evaluate_pipeline(pipe, scorer, args.num_per_class, labels, args.seed, args.out, args.top,
-                               extra={"model": str(args.model or "shipped")}, settings=settings)
+                               extra={"model": str(args.model or "shipped")}, settings=settings, style=args.style)
     table = per_class_table(scores)
     overall = table["overall"]
     print(table_markdown(table))
@@ -72,7 +72,7 @@ def run_best_of_n(args):
     if args.keep > args.pool:
         raise ValueError(f"--keep {args.keep} is more than --pool {args.pool}; need 1 <= --keep <= --pool")
     pipe, scorer, labels, settings = _setup(args)
-    result = best_of_n(pipe, scorer, args.pool, args.keep, labels, args.seed, settings=settings)
+    result = best_of_n(pipe, scorer, args.pool, args.keep, labels, args.seed, settings=settings, style=args.style)
     paths = result.save(args.out, extra={"model": str(args.model or "shipped"), "pool": args.pool, "seed": args.seed,
                                          "sampling": settings.to_json()})
     for row in result.summary()["classes"]:

@@ -64,6 +64,9 @@ def add_sampling_args(parser: argparse.ArgumentParser, seed: bool = True):
     parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                         help="guide only while the noise level t/T is in [LOW, HIGH] (default: the model's; 0 1 = every step)")
     parser.add_argument("--guidance-rescale", type=float, default=None, help="guidance rescale phi in [0, 1]")
+    parser.add_argument("--style", default=None, metavar="STYLE",
+                        help="a style model's request: descriptor words ('wide dark') or percentiles within the class "
+                             "('width=0.9,pattern=0.1'); attributes not named are free")
     if seed:
         parser.add_argument("--seed", type=int, default=0, help="image j of class c uses seed + 1e6 c + j")
 
@@ -81,6 +84,8 @@ def sampling_settings_from_args(args, pipe):
     ValueError naming the bad value, before any image is made)."""
     from ..settings import SamplingSettings
 
+    if getattr(args, "style", None) is not None:
+        pipe.parse_style(args.style)  # a style the model cannot take is named now, before any other work
     return SamplingSettings.resolve(pipe, **sampling_overrides(args)).check(pipe)
 
 

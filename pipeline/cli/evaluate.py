@@ -58,7 +58,7 @@ def run(args):
     result = evaluate(pipe, args.num_per_class, seed=args.seed, inception=not args.no_inception,
                       batch_size=args.batch_size, ref_size=args.ref_size, judge_ref_size=args.judge_ref_size,
                       data_dir=args.data_dir, out_dir=out, command=command, model_name=args.model,
-                      settings=sampling_settings_from_args(args, pipe))
+                      settings=sampling_settings_from_args(args, pipe), style=args.style)
     print(f"wrote {Path(out) / 'metrics.json'}, {Path(out) / 'metrics.md'} and {Path(out) / 'samples.png'}")
     if args.update_model_card:
         from ..training.model_card import fill_metrics

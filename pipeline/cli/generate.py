@@ -26,14 +26,14 @@ def register(sub):
 
 def run(args):
     from ..images import labelled_grid
-    from ..sampling import generate
+    from ..sampling import generate, style_text
 
     out = check_image_path(args.out)
     pipe = load_pipeline(args)
     settings = sampling_settings_from_args(args, pipe)
-    samples = generate(pipe, args.class_labels, args.num, args.seed, args.batch_size, settings=settings)
+    samples = generate(pipe, args.class_labels, args.num, args.seed, args.batch_size, settings=settings, style=args.style)
     rows, names = samples.rows()
-    title = f"{settings.describe()}, seed {args.seed}"
+    title = f"{settings.describe()}{', style ' + style_text(samples.style) if samples.style else ''}, seed {args.seed}"
     save_image(labelled_grid(rows, names, title=title), out)
     print(f"wrote {out} ({len(samples)} images: {args.num} per class for {', '.join(names)}; {title})")
     return out

@@ -47,7 +47,8 @@ def run(args):
                   batch_size=args.batch_size, model_name=args.model or SHIPPED_MODEL_NAME,
                   command=command_line(args._parser, args, ["fashion-ddpm", "synthesize"],  # never the token
                                        skip=("hub_token", "no_progress", "device"), always=("seed", "format")),
-                  push_to_hub=args.push_to_hub, hub_token=args.hub_token, settings=sampling_settings_from_args(args, pipe))
+                  push_to_hub=args.push_to_hub, hub_token=args.hub_token, settings=sampling_settings_from_args(args, pipe),
+                  style=args.style)
     if job.state == "resume":
         done = sum(s.count for s in job.shards if job.done(s))
         print(f"resuming {out}: {done} of {job.num_images} images already written")

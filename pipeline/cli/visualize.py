@@ -14,6 +14,9 @@ def register(sub):
     vis.add_argument("--every", type=positive_int, default=10, help="show x_t every this many steps in reverse_process.png")
     vis.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: the usual search)")
     vis.add_argument("--no-forward", action="store_true", help="skip forward_diffusion.png (needs the test set)")
+    vis.add_argument("--style-sweep", nargs="*", default=None, metavar="ATTRIBUTE",
+                     help="a style model: style_sweep_<attribute>.png per attribute (percentiles 0.1 .. 0.9 across the "
+                          "columns, the same seeds); no names = every attribute of the model")
     vis.set_defaults(func=run)
 
 
@@ -26,11 +29,15 @@ def run(args):
     check_output_folder(args.out)
     pipe = load_pipeline(args)
     settings = sampling_settings_from_args(args, pipe)
+    sweep = () if args.style_sweep is None else (args.style_sweep or pipe.style_attributes)
+    if args.style_sweep is not None and not pipe.style_attributes:
+        raise ValueError("--style-sweep needs a style model; this one is class-only (it takes no style)")
     if not args.no_forward:
         from ..data import load_dataset
 
         load_dataset(args.data_dir, split="test", data_flag="--data-dir DIR (or --no-forward to skip that figure)")
     paths = make_all(pipe, args.out, args.metrics, args.num_per_class, args.every, args.seed, args.data_dir,
-                     forward=not args.no_forward, settings=settings)
+                     forward=not args.no_forward, settings=settings, style=args.style,
+                     style_sweep=sweep)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return paths

@@ -77,9 +77,9 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
         forward_images = forward_examples(data_dir, len(pipe.class_names))
     forward = forward_diffusion_figure(pipe, forward_images) if forward_images is not None else None
 
-    def checked(classes, per_class, sampler, steps, guidance, seed) -> dict:
+    def checked(classes, per_class, sampler, steps, guidance, seed, style) -> dict:
         try:
-            return check_request(pipe, classes, per_class, sampler, steps, guidance, seed)
+            return check_request(pipe, classes, per_class, sampler, steps, guidance, seed, style)
         except DemoInputError as e:
             raise gr.Error(str(e), print_exception=False) from None
 
@@ -100,8 +100,9 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
 
     tracker = gr.Progress()  # gradio passes this default (it finds it by type) and routes its calls to the request
 
-    def run_grid(classes, per_class, sampler, steps, guidance, seed, progress=tracker):
-        request = checked(classes, per_class, sampler, steps, guidance, seed)
+    # `style` is the Style box of a style model; a class-only model's page has no such input (its default: none)
+    def run_grid(classes, per_class, sampler, steps, guidance, seed, style="", progress=tracker):
+        request = checked(classes, per_class, sampler, steps, guidance, seed, style)
         if request["settings"].guidance == 0:
             gr.Warning("Guidance 0 samples unconditionally: the classes are ignored.")
         total = request["per_label"] * len(request["labels"])
@@ -114,12 +115,13 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
                 raise gr.Error(str(e), print_exception=False) from None
         png, archive = write_downloads(grid, samples, _request_folder(downloads))
         count = f"{len(samples)} image{'s' if len(samples) > 1 else ''}"
-        info = (f"{count} in {samples.seconds:.1f} s ({grid_title(samples.settings, request['seed'])}). The same grid from "
+        info = (f"{count} in {samples.seconds:.1f} s ({grid_title(samples.settings, request['seed'], samples.style)}). "
+                f"The same grid from "
                 f"the command line:\n\n`{cli_command(request, pipe.class_names, model_name)}`")
         return grid, [str(png), str(archive)], info
 
-    def run_reverse(classes, per_class, sampler, steps, guidance, seed, progress=tracker):
-        request = checked(classes, per_class, sampler, steps, guidance, seed)
+    def run_reverse(classes, per_class, sampler, steps, guidance, seed, style="", progress=tracker):
+        request = checked(classes, per_class, sampler, steps, guidance, seed, style)
         progress(0, desc="reverse process of one image")
         with lock:
             gif, strip = reverse_process(pipe, request["labels"][0], request, _request_folder(downloads))
@@ -144,6 +146,12 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=start["guidance"], step=0.5, label="Guidance",
                                      info="1 = none, 0 = unconditional", elem_id="guidance")
                 seed = gr.Number(start["seed"], precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+                style = None
+                if pipe.style_attributes:  # a style model: descriptor words or attribute=percentile pairs
+                    words = ", ".join(sorted(pipe.condition_encoder.descriptors()))
+                    style = gr.Textbox("", label="Style", placeholder="e.g. wide dark, or width=0.9 pattern=0.1",
+                                       info=f"words: {words}; or attribute=percentile for {', '.join(pipe.style_attributes)}"
+                                            " (percentiles within the class); empty = free", elem_id="style")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
                 grid = gr.Image(label="Samples", type="pil", format="png", interactive=False, elem_id="grid",
@@ -159,7 +167,7 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
         with gr.Accordion("Forward process: how training noises real test images", open=False, visible=forward is not None):
             gr.Image(forward, type="pil", format="png", interactive=False, show_label=False, elem_id="forward")
 
-        inputs = [classes, per_class, sampler, steps, guidance, seed]
+        inputs = [classes, per_class, sampler, steps, guidance, seed] + ([style] if style is not None else [])
         sampler.change(lambda name: gr.update(value=steps_for(pipe, name)), sampler, steps, api_visibility="private",
                        queue=False)
         button.click(run_grid, inputs, [grid, files, info], api_name="generate", concurrency_id="sampling",

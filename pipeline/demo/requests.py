@@ -43,7 +43,7 @@ def _whole(name: str, value, low: int, high: int) -> int:
     return int(value)
 
 
-def check_request(pipe, classes, per_class, sampler, steps, guidance, seed) -> dict:
+def check_request(pipe, classes, per_class, sampler, steps, guidance, seed, style=None) -> dict:
     """The request as `generate` arguments, or DemoInputError naming the first bad value and what is accepted.
 
     Checks every limit of this module before any work; class names go through the pipeline's own resolution.
@@ -72,7 +72,13 @@ def check_request(pipe, classes, per_class, sampler, steps, guidance, seed) -> d
         raise DemoInputError(f"{total} images x {steps} steps = {total * steps} image-steps; at most {MAX_IMAGE_STEPS} "
                              f"per request. Lower the steps (e.g. {sampler_hint(sampler)}) or the number of images.")
     settings = SamplingSettings.resolve(pipe, sampler=sampler, steps=steps, guidance=float(guidance))
-    return {"labels": class_ids, "per_label": per_class, "seed": seed, "settings": settings}
+    request = {"labels": class_ids, "per_label": per_class, "seed": seed, "settings": settings}
+    if isinstance(style, str) and style.strip():  # a style model's request (the page's Style box; empty = none)
+        try:
+            request["style"] = pipe.parse_style(style)
+        except ValueError as e:
+            raise DemoInputError(str(e)) from None
+    return request
 
 
 def sampler_hint(sampler: str) -> str:
@@ -93,9 +99,11 @@ def steps_for(pipe, sampler: str) -> int:
     return min(SamplingSettings.resolve(pipe, sampler=sampler).steps, MAX_STEPS)
 
 
-def grid_title(settings: SamplingSettings, seed: int) -> str:
+def grid_title(settings: SamplingSettings, seed: int, style: dict | None = None) -> str:
     """The grid's title, as `fashion-ddpm generate` writes it (so both pictures are identical)."""
-    return f"{settings.describe()}, seed {seed}"
+    from ..sampling import style_text
+
+    return f"{settings.describe()}{', style ' + style_text(style) if style else ''}, seed {seed}"
 
 
 def cli_command(request: dict, class_names: list[str], model: str | None = None) -> str:
@@ -106,6 +114,8 @@ def cli_command(request: dict, class_names: list[str], model: str | None = None)
     for c in request["labels"]:
         parts += ["--class", class_names[c]]
     parts += ["--num", str(request["per_label"]), *request["settings"].cli_args(), "--seed", str(request["seed"])]
+    if request.get("style"):
+        parts += ["--style", " ".join(f"{a}={v:g}" for a, v in request["style"].items())]
     return shlex.join(parts)
 
 
@@ -116,7 +126,7 @@ def sample_grid(pipe, request: dict, progress=None, step_callback=None):
 
     samples = generate(pipe, batch_size=DEMO_BATCH_SIZE, progress=progress, callback_on_step_end=step_callback, **request)
     rows, names = samples.rows()
-    return labelled_grid(rows, names, title=grid_title(samples.settings, request["seed"])), samples
+    return labelled_grid(rows, names, title=grid_title(samples.settings, request["seed"], samples.style)), samples
 
 
 def _slug(name: str) -> str:
@@ -158,7 +168,7 @@ def reverse_process(pipe, class_id: int, request: dict, folder: str | os.PathLik
     from ..visualize import reverse_process_frames
 
     frames, labels, samples = reverse_process_frames(pipe, [class_id], every=1, seed=request["seed"],
-                                                     settings=request["settings"])
+                                                     settings=request["settings"], style=request.get("style"))
     cells = [to_pil(model_range_to_unit(f.float()))[0] for f in frames]
     size = cells[0].width * GIF_SCALE
     big = [im.resize((size, size), Image.NEAREST) for im in cells]

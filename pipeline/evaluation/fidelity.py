@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..images import labelled_grid
-from ..sampling import generate, resolve_settings
+from ..sampling import generate, resolve_settings, style_text
 from ..settings import SamplingSettings
 from .inception import (
     INCEPTION_NAME,
@@ -68,7 +68,7 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
              ref_size: int = DEFAULT_REF_SIZE, judge_ref_size: int = DEFAULT_JUDGE_REF_SIZE,
              judge_path: str | Path = JUDGE_WEIGHTS, data_dir: str | None = None, kid_subsets: int = 50,
              out_dir: str | Path | None = None, command: str | None = None, model_name: str | None = None,
-             verbose: bool = True, settings: SamplingSettings | None = None, **overrides) -> dict:
+             verbose: bool = True, settings: SamplingSettings | None = None, style=None, **overrides) -> dict:
     """Generates N = num_per_class × classes images and scores them; see the module docstring.
 
     Args:
@@ -102,6 +102,7 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     settings = resolve_settings(pipe, settings, overrides).check(pipe)
+    pipe.parse_style(style)  # a bad style is named before any data is loaded
     device = pipe.device
     judge_name = f"judge-{judge_fingerprint(judge_path)}"
     # Everything the scores need must be at hand before minutes of generation: data (or its cached statistics) and
@@ -113,7 +114,7 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
     reference_available(needed, data_dir)
 
     _log(verbose, f"generating {num_images} images ({num_per_class} per class), seed {seed}, on {device} ...")
-    samples = generate(pipe, None, num_per_class, seed, batch_size, settings=settings)
+    samples = generate(pipe, None, num_per_class, seed, batch_size, settings=settings, style=style)
     images, labels, gen_seconds = samples.images, np.asarray(samples.class_ids), samples.seconds
     _log(verbose, f"  {settings.describe()}: {gen_seconds:.1f} s ({gen_seconds / num_images:.3f} s per image)")
 
@@ -147,6 +148,7 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
         "guidance_rescale": settings.rescale,
         "sampler": settings.sampler,
         "steps": settings.steps,
+        **({"style": samples.style} if samples.style else {}),  # a style model's request (percentiles per attribute)
         "seed": seed,
         "device": str(device),
         "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
@@ -213,7 +215,8 @@ def metrics_markdown(result: dict) -> str:
     n = result["num_images"]
     lines = [
         f"Measured with `{result['command'] or 'pipeline.evaluate.evaluate(...)'}` on {result['date'][:10]}:",
-        f"N = {n:,} generated images ({result['num_per_class']} per class), {SamplingSettings.from_json(result).describe()}, "
+        f"N = {n:,} generated images ({result['num_per_class']} per class), {SamplingSettings.from_json(result).describe()}"
+        f"{', style ' + style_text(result['style']) if result.get('style') else ''}, "
         f"seed {result['seed']} (image j of class c: seed + 1e6 c + j), "
         f"{result['time_per_image_s']:.3f} s per image on {result['device']} ({result['hardware']}).",
         "",

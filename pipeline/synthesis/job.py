@@ -111,7 +111,8 @@ class Synthesis:
                     shown[0] = done
 
                 samples = generate(self.pipe, [shard.class_id], shard.count, self.settings["seed"], self.batch_size,
-                                   settings=self.sampling, start_index=shard.start, progress=advance)
+                                   settings=self.sampling, start_index=shard.start, progress=advance,
+                                   style=self.settings.get("style") or None)
                 self._write_shard(shard, samples)
                 generated += shard.count
         finally:
@@ -123,11 +124,30 @@ class Synthesis:
 
         s, n = self.sampling, shard.count
         rows = {"label": samples.class_ids, "index": list(range(shard.start, shard.start + n)), "seed": samples.seeds,
-                "sampler": [s.sampler] * n, "steps": [s.steps] * n, "guidance_scale": [s.guidance] * n}
+                "sampler": [s.sampler] * n, "steps": [s.steps] * n, "guidance_scale": [s.guidance] * n,
+                **self._style_columns(samples)}
         self.writer.write_shard(shard, samples.pil(), rows)
         write_timing(self.work, shard, {"images": n, "seconds": round(samples.seconds, 4),
                                         "torch_threads": torch.get_num_threads(),
                                         "device": str(getattr(self.pipe, "device", "cpu"))})
+
+    def _style_columns(self, samples) -> dict:
+        """requested_<a> and measured_<a> (percentiles within the class) of a style model's images."""
+        attributes = self.settings.get("style_attributes")
+        if not attributes:
+            return {}
+        import numpy as np
+
+        from ..style.attributes import measure
+
+        encoder, n = self.pipe.condition_encoder, len(samples)
+        measured = measure((samples.images[:, 0].numpy() * 255).round().astype(np.uint8))
+        requested = self.settings["style"]
+        columns = {}
+        for a in attributes:
+            columns[f"requested_{a}"] = [requested.get(a, float("nan"))] * n
+            columns[f"measured_{a}"] = encoder.percentiles(a, samples.class_ids, measured[a]).tolist()
+        return columns
 
     def _assemble(self):
         """The dataset in its format from the complete shards (idempotent: a killed assembly is redone)."""
@@ -144,7 +164,7 @@ class Synthesis:
 def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed: int = 0, *, fmt: str = DEFAULT_FORMAT,
             shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 100,
             model_name: str | None = None, command: str | None = None, push_to_hub: str | None = None,
-            hub_token: str | None = None, settings=None, **overrides) -> Synthesis:
+            hub_token: str | None = None, settings=None, style=None, **overrides) -> Synthesis:
     """Checks a synthesize request without writing anything or running the U-Net.
 
     Args:
@@ -158,6 +178,8 @@ def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed:
         batch_size: images per pipeline call (does not change the images).
         settings / **overrides: how to sample, as for `pipeline.sampling.generate` (`SamplingSettings`, or its fields;
             unset ones take the model's defaults).
+        style: a style model's request for every image (as for `generate`); the set records it and each image's
+            measured attributes.
         model_name: how the dataset card names the model (a folder or Hub id).
         command: the command line, for the card and the manifest.
         push_to_hub: user/name of a Hub dataset repo to upload to at the end (checked now).
@@ -178,7 +200,7 @@ def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed:
     if len(set(class_ids)) != len(class_ids):
         raise SynthesisError(f"classes {labels!r} name a class twice; name each class once")
     sampling = resolve_settings(pipe, settings, overrides).check(pipe)
-    settings = run_settings(pipe, fmt, class_ids, per_class, seed, shard_size, sampling)
+    settings = run_settings(pipe, fmt, class_ids, per_class, seed, shard_size, sampling, pipe.parse_style(style))
     out = Path(out_dir)
     state = check_out_dir(out, settings)
     if push_to_hub:

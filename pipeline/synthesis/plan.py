@@ -39,11 +39,14 @@ def plan_shards(class_ids: list[int], per_class: int, shard_size: int = DEFAULT_
     return [Shard(k, len(chunks), c, lo, n) for k, (c, lo, n) in enumerate(chunks)]
 
 
-def features(class_names: list[str], image_column: str = "image"):
-    """The dataset's `datasets.Features` (image_column="file_name": the imagefolder metadata file's)."""
+def features(class_names: list[str], image_column: str = "image", style_attributes=()):
+    """The dataset's `datasets.Features` (image_column="file_name": the imagefolder metadata file's). A style model's
+    sets add, per attribute, `requested_<a>` (the percentile asked for; NaN = free) and `measured_<a>` (the image's
+    measured value as a percentile within its class, `pipeline.style.attributes.measure`)."""
     import datasets
 
     image = datasets.Image() if image_column == "image" else datasets.Value("string")
+    style = {f"{kind}_{a}": datasets.Value("float64") for a in style_attributes for kind in ("requested", "measured")}
     return datasets.Features({
         image_column: image,
         "label": datasets.ClassLabel(names=list(class_names)),
@@ -52,6 +55,7 @@ def features(class_names: list[str], image_column: str = "image"):
         "sampler": datasets.Value("string"),
         "steps": datasets.Value("int32"),
         "guidance_scale": datasets.Value("float64"),
+        **style,
     })
 
 
@@ -74,7 +78,7 @@ def model_fingerprint(pipe) -> str:
 
 
 def run_settings(pipe, fmt: str, class_ids: list[int], per_class: int, seed: int, shard_size: int,
-                 sampling: SamplingSettings) -> dict:
+                 sampling: SamplingSettings, style: dict | None = None) -> dict:
     """The settings a manifest records, as JSON values: equal settings = the same images and layout (resumable)."""
     return json.loads(json.dumps({
         "format": fmt,
@@ -85,6 +89,8 @@ def run_settings(pipe, fmt: str, class_ids: list[int], per_class: int, seed: int
         "seed": seed,
         "shard_size": shard_size,
         **sampling.to_json(),
+        # a style model's sets: its attributes (the extra columns) and the request ({}: every attribute free)
+        **({"style_attributes": list(pipe.style_attributes), "style": dict(style or {})} if pipe.style_attributes else {}),
     }))
 
 

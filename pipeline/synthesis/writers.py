@@ -25,9 +25,10 @@ class Writer:
     card_yaml: ClassVar[dict] = {}  # extra keys of the dataset card's YAML header
     image_column: ClassVar[str] = "image"  # the shards' image column ("file_name": the names of PNG files)
 
-    def __init__(self, out_dir: str | os.PathLike, class_names: list[str]):
+    def __init__(self, out_dir: str | os.PathLike, class_names: list[str], style_attributes=()):
         self.out_dir = Path(out_dir)
         self.class_names = list(class_names)
+        self.style_attributes = list(style_attributes)
         self.work = self.out_dir / WORK_DIR
 
     def shard_path(self, shard: Shard) -> Path:
@@ -38,10 +39,13 @@ class Writer:
         """Writes a shard: its PIL images and its other columns (label, index, seed, ...); shard_path appears last."""
         import pyarrow as pa
 
-        feats = features(self.class_names, image_column=self.image_column)
+        feats = self.features(self.image_column)
         columns = {self.image_column: self.image_cells(shard, images, rows["index"]), **rows}
         atomic_write_parquet(pa.Table.from_pydict(feats.encode_batch(columns), schema=feats.arrow_schema),
                              self.shard_path(shard))
+
+    def features(self, image_column: str = "image"):
+        return features(self.class_names, image_column, self.style_attributes)
 
     def image_cells(self, shard: Shard, images: list, indices: list[int]) -> list:
         """The shard's image column: the images themselves."""
@@ -67,7 +71,7 @@ class ArrowWriter(Writer):
         final = self.work / "final"
         shutil.rmtree(final, ignore_errors=True)
         with quiet_datasets():
-            dataset = datasets.Dataset.from_parquet(paths, features=features(self.class_names),
+            dataset = datasets.Dataset.from_parquet(paths, features=self.features(),
                                                     cache_dir=str(self.work / "cache"))
             dataset.save_to_disk(str(final))
         del dataset
@@ -127,7 +131,7 @@ class ImageFolderWriter(Writer):
     def assemble(self, paths: list[str]):
         import pyarrow.parquet as pq
 
-        schema = features(self.class_names, image_column=self.image_column).arrow_schema
+        schema = self.features(self.image_column).arrow_schema
         target = self.out_dir / "train" / "metadata.parquet"
         tmp = temporary(target)
         with pq.ParquetWriter(tmp, schema) as writer:
@@ -150,4 +154,4 @@ DEFAULT_FORMAT = "arrow"
 
 def writer_for(out_dir: str | os.PathLike, settings: dict) -> Writer:
     """The writer of a run's format (settings: a manifest's)."""
-    return WRITERS[settings["format"]](out_dir, settings["class_names"])
+    return WRITERS[settings["format"]](out_dir, settings["class_names"], settings.get("style_attributes", ()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,11 @@ class TrainConfig:
     beta_schedule: str = "squaredcos_cap_v2"  # cosine: alpha_bar_T ~ 2e-7 at T=100 (linear would stop at 0.36)
     # v (Salimans & Ho 2022): with noise prediction every fast sampler collapses at the top noise level (docs/results.md)
     prediction_type: str = "v_prediction"  # or "epsilon" (noise, as in the seed notebook)
+    # --- style conditioning (a condition encoder: class + measured attributes, pipeline/style/attributes.py)
+    style_attributes: list[str] = field(default_factory=list)  # e.g. [width, height, area, slant, thickness, brightness, pattern]
+    style_dropout: float = 0.5  # probability that an attribute is left out of an image's condition (any subset can be asked)
+    style_hidden_dim: int = 128  # width of the condition encoder's style MLP
+    init_from: str | None = None  # a class-only pipeline folder whose weights start the style model (its style path at 0)
     # --- optimisation
     train_batch_size: int = 256  # per process
     gradient_accumulation_steps: int = 1
@@ -112,7 +118,8 @@ SAMPLING_KEYS = {"sampler": "config key 'sample_sampler'", "steps": "config key 
 
 def _check_type(name: str, value):
     annotation = typing.get_type_hints(TrainConfig)[name]
-    allowed = tuple(typing.get_origin(a) or a for a in (typing.get_args(annotation) or (annotation,)))
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    allowed = tuple(typing.get_origin(a) or a for a in (typing.get_args(annotation) if union else (annotation,)))
     if value is None and type(None) in allowed:
         return value
     if isinstance(value, bool):  # YAML `yes`/`true` must not pass as an int, nor 1 as a bool
@@ -165,6 +172,7 @@ def validate(values: dict) -> TrainConfig:
     _require(config, "weight_decay", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
     _require(config, "label_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
     _check_mixing(config)
+    _check_style(config)
     _require(config, "ema_max_decay", lambda v: 0 < v < 1, "in (0, 1)")
     for key in ("adam_beta1", "adam_beta2"):
         _require(config, key, lambda v: 0 <= v < 1, "in [0, 1)")
@@ -194,6 +202,27 @@ def _check_mixing(config: TrainConfig):
     if config.mix_dataset and not 1 <= mixed <= batch - 1:
         raise ValueError(f"config key 'mix_ratio' {config.mix_ratio} x train_batch_size {batch} rounds to {mixed} mixed "
                          f"images per batch; it must leave 1..{batch - 1} (some real, some mixed)")
+
+
+def _check_style(config: TrainConfig):
+    from ..style.attributes import ATTRIBUTES
+
+    unknown = [a for a in config.style_attributes if a not in ATTRIBUTES]
+    if unknown or len(set(config.style_attributes)) != len(config.style_attributes):
+        raise ValueError(f"config key 'style_attributes' must name each of {list(ATTRIBUTES)} at most once, got "
+                         f"{config.style_attributes!r}")
+    _require(config, "style_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    _require(config, "style_hidden_dim", lambda v: v >= 1, ">= 1")
+    if config.init_from is not None:
+        if not config.style_attributes:
+            raise ValueError("config key 'init_from' starts a style model from a class-only one; set style_attributes")
+        if config.unet:
+            raise ValueError("config key 'init_from' takes the U-Net of its model; leave 'unet' empty")
+        if not Path(config.init_from, "model_index.json").is_file():
+            raise ValueError(f"config key 'init_from' {config.init_from!r} is not a saved pipeline folder (no model_index.json)")
+    if config.style_attributes and config.mix_dataset:
+        raise ValueError("config keys 'style_attributes' and 'mix_dataset' do not go together (the mixed images carry "
+                         "no measured style)")
 
 
 def _require(config: TrainConfig, key: str, ok, accepted: str):

@@ -8,6 +8,7 @@ an uninterrupted run would: the final weights are bit-identical (on the CPU; GPU
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -20,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_dataset, to_model_range
 from ..hub import check_hub_access
-from ..pipeline_fashion_ddpm import FashionDDPMPipeline
+from ..pipeline_fashion_ddpm import DEFAULT_UNET_CONFIG, FashionDDPMPipeline
 from ..schedulers import make_scheduler
 from ..settings import EVERY_STEP
 from ..visualize import sample_grid
@@ -35,6 +36,7 @@ from . import checkpoints
 from .config import TrainConfig, mix_batch_size
 from .model_card import write_model_card
 from .plots import plot_loss_curve
+from .style import StyleDenoiser, build_encoder, from_class_only
 
 logger = logging.getLogger("fashion_ddpm.train")
 EXPORT_IGNORE = ["checkpoints/*", "logs/*", ".tmp*", "samples/step-*"]
@@ -68,8 +70,9 @@ class BatchSampler:
         epochs, offsets = positions // n, positions % n
         return torch.cat([self._perm(stream, int(e), n)[offsets[epochs == e]] for e in epochs.unique()])
 
-    def batch(self, index: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """The `index`-th batch (images in [-1, 1], labels): data images first, then mix images."""
+    def batch(self, index: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The `index`-th batch (images in [-1, 1], labels, the data images' indices): data images first, then mix
+        images."""
         ids = self._ids(0, len(self.data), self.batch_size - self.mix_size, index)
         images, labels = to_model_range(self.data.images[ids]), self.data.labels[ids]
         if self.mix_size:
@@ -79,7 +82,7 @@ class BatchSampler:
         if self.hflip:
             flip = torch.rand(len(labels), generator=generator) < 0.5
             images[flip] = images[flip].flip(-1)
-        return images, labels
+        return images, labels, ids
 
 
 def load_mix_dataset(config: TrainConfig, data: ImageDataset) -> ImageDataset | None:
@@ -137,19 +140,15 @@ class Trainer:
                                      self.data.class_names, self.data.source)
         self.mix = load_mix_dataset(config, self.data)
         torch.manual_seed(config.seed)  # weight initialisation
-        pipe = FashionDDPMPipeline.from_config_dict(
-            unet={**config.unet, "sample_size": self.data.images.shape[-1]},
-            scheduler={"num_train_timesteps": config.num_train_timesteps, "beta_schedule": config.beta_schedule,
-                       "prediction_type": config.prediction_type},
-            class_names=self.data.class_names,
-        )
+        pipe = self._initial_pipeline()
         self.noise_scheduler: DDPMScheduler = pipe.scheduler
-        unet = pipe.unet
+        # the trained module: the U-Net, or for a style model the U-Net and its condition encoder together
+        unet = pipe.unet if self.style is None else StyleDenoiser(pipe.unet, pipe.condition_encoder)
         on_gpu = acc.device.type == "cuda"
         # foreach on a GPU: one fused update instead of ~4 kernel launches per tensor; on the CPU the per-tensor loop
         # is as fast and keeps earlier CPU runs' resumes bit-identical.
         self.ema = EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=config.ema_power,
-                            foreach=on_gpu, model_cls=UNet2DModel, model_config=unet.config) if config.use_ema else None
+                            foreach=on_gpu) if config.use_ema else None
         if self.ema is not None:
             self.ema.to(acc.device)  # the shadow weights live beside the trained ones (update and checkpoint there)
         if on_gpu:
@@ -164,7 +163,7 @@ class Trainer:
                                           num_training_steps=self.max_steps)
         self._raw_optimizer = optimizer
         self.budget_fixed = config.max_train_minutes is None  # with a budget, the probe fixes the length
-        self.unet, self.optimizer = acc.prepare(unet, optimizer)
+        self.model, self.optimizer = acc.prepare(unet, optimizer)
         acc.register_for_checkpointing(self.lr_scheduler)
         if self.ema is not None:
             acc.register_for_checkpointing(self.ema)
@@ -172,6 +171,34 @@ class Trainer:
                                     mix_batch_size(config))
         self.null_id = len(self.data.class_names)
         self.elapsed = 0.0  # training wall time, carried across resumes
+
+    def _initial_pipeline(self) -> FashionDDPMPipeline:
+        """The pipeline training starts from: fresh weights, or (style model) a condition encoder with the training
+        set's percentile tables, optionally on the weights of the class-only model `init_from`."""
+        config = self.config
+        self.style, encoder = None, None
+        if config.style_attributes:
+            embedding_dim = 4 * ({**DEFAULT_UNET_CONFIG, **config.unet}["block_out_channels"][0])
+            base = None
+            if config.init_from:
+                from ..models import load_pipeline
+
+                base = load_pipeline(config.init_from)
+                embedding_dim = base.unet.config.time_embedding_dim or 4 * base.unet.config.block_out_channels[0]
+            encoder, self.style = build_encoder(self.data, config.style_attributes, embedding_dim, config.style_hidden_dim)
+            if base is not None:
+                if base.scheduler.config.prediction_type != config.prediction_type:
+                    raise ValueError(f"init_from {config.init_from} predicts {base.scheduler.config.prediction_type}, "
+                                     f"the config {config.prediction_type}; set prediction_type to match")
+                unet = from_class_only(base, encoder)
+                return FashionDDPMPipeline(unet, DDPMScheduler.from_config(base.scheduler.config),
+                                           class_names=self.data.class_names, condition_encoder=encoder)
+        return FashionDDPMPipeline.from_config_dict(
+            unet={**config.unet, "sample_size": self.data.images.shape[-1]},
+            scheduler={"num_train_timesteps": config.num_train_timesteps, "beta_schedule": config.beta_schedule,
+                       "prediction_type": config.prediction_type},
+            class_names=self.data.class_names, condition_encoder=encoder,
+        )
 
     def _data_source(self) -> str:
         if self.mix is None:
@@ -184,7 +211,7 @@ class Trainer:
         config, acc = self.config, self.accelerator
         g = _step_generator(config.seed, step, micro, acc.process_index)
         batch_index = (step * config.gradient_accumulation_steps + micro) * acc.num_processes + acc.process_index
-        clean, labels = self.sampler.batch(batch_index, g)
+        clean, labels, ids = self.sampler.batch(batch_index, g)
         noise = torch.randn(clean.shape, generator=g)
         t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(clean),), generator=g)
         labels = torch.where(torch.rand(len(labels), generator=g) < config.label_dropout, self.null_id, labels)
@@ -192,7 +219,16 @@ class Trainer:
         noisy = self.noise_scheduler.add_noise(clean, noise, t)
         target = noise if config.prediction_type == "epsilon" else self.noise_scheduler.get_velocity(clean, noise, t)
         with acc.autocast():
-            prediction = self.unet(noisy, t, class_labels=labels).sample
+            if self.style is None:
+                prediction = self.model(noisy, t, class_labels=labels).sample
+            else:
+                # each attribute given with probability 1 - style_dropout (so any subset can be asked for), none for
+                # the null class or an image without a measurable item (NaN)
+                style = self.style[ids]
+                given = (torch.rand(style.shape, generator=g) >= config.style_dropout) & ~style.isnan()
+                given &= (labels.cpu() != self.null_id).unsqueeze(1)
+                style, given = style.nan_to_num(0.0).to(acc.device), given.float().to(acc.device)
+                prediction = self.model(noisy, t, labels, style, given)
         return F.mse_loss(prediction.float(), target.float())
 
     def update(self, step: int) -> torch.Tensor:
@@ -201,16 +237,16 @@ class Trainer:
         total = torch.zeros((), device=acc.device)
         for micro in range(config.gradient_accumulation_steps):
             last = micro == config.gradient_accumulation_steps - 1
-            with acc.no_sync(self.unet) if not last else contextlib.nullcontext():
+            with acc.no_sync(self.model) if not last else contextlib.nullcontext():
                 loss = self.loss_on(step, micro) / config.gradient_accumulation_steps
                 acc.backward(loss)
             total += loss.detach()
-        acc.clip_grad_norm_(self.unet.parameters(), config.max_grad_norm)
+        acc.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.lr_scheduler.step()
         if self.ema is not None:
-            self.ema.step(self.unet.parameters())
+            self.ema.step(self.model.parameters())
         return total
 
     # ------------------------------------------------------------------ the wall-clock budget
@@ -244,18 +280,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ outputs
     def ema_pipeline(self) -> FashionDDPMPipeline:
-        unet = UNet2DModel.from_config(self.accelerator.unwrap_model(self.unet).config)
-        source = self.accelerator.unwrap_model(self.unet)
-        unet.load_state_dict(source.state_dict())
+        model = copy.deepcopy(self.accelerator.unwrap_model(self.model))
         if self.ema is not None:
-            self.ema.copy_to(unet.parameters())
-        unet.to(self.accelerator.device).eval()
+            self.ema.copy_to(model.parameters())
+        model.to(self.accelerator.device).eval()
+        unet, encoder = (model, None) if self.style is None else (model.unet, model.encoder)
         # Exported with the sampler, steps and guidance the config names: they become the model's defaults.
         s = self.config.sampling
         pipe = FashionDDPMPipeline(unet, make_scheduler(s.sampler, self.noise_scheduler.config),
                                    class_names=self.data.class_names, default_guidance_scale=s.guidance,
                                    default_num_inference_steps=s.steps,
-                                   default_guidance_interval=None if s.interval == EVERY_STEP else list(s.interval))
+                                   default_guidance_interval=None if s.interval == EVERY_STEP else list(s.interval),
+                                   condition_encoder=encoder)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -333,7 +369,7 @@ class Trainer:
         if self.mix is not None:
             logger.info("mixing in %s: %d images, %d of the %d images of every batch", self.mix.source, len(self.mix),
                         self.sampler.mix_size, config.train_batch_size)
-        self.unet.train()
+        self.model.train()
         bar = tqdm(initial=start, total=self.max_steps, disable=not acc.is_local_main_process, desc="train", dynamic_ncols=True)
         loss, window_loss, window_steps, window_start = None, 0.0, 0, time.perf_counter()
         logged_loss = None  # the card's final loss: the mean of the last logging window

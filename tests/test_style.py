@@ -1,0 +1,190 @@
+"""Style conditioning: the attribute measurements on shapes with known answers, the per-class percentiles, and a tiny
+random style pipeline end to end (save/load with and without this package, style=None vs given, bad style input
+before any U-Net call, the seed rule, the commands)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_UNET, run_cli
+from pipeline import FashionDDPMPipeline
+from pipeline.condition_encoder import FashionConditionEncoder, percentile_tables
+from pipeline.style.attributes import ATTRIBUTES, measure
+
+LEVELS = [0.0, 0.5, 1.0]
+
+
+# ---------------------------------------------------------------------------------------------- measurements
+def blank():
+    return np.zeros((28, 28), np.uint8)
+
+
+def test_a_rectangle_has_its_width_height_area_and_brightness():
+    image = blank()
+    image[5:11, 4:14] = 153  # 6 rows x 10 columns at 0.6 intensity
+    m = {k: float(v[0]) for k, v in measure(image).items()}
+    assert (m["width"], m["height"], m["area"]) == (10, 6, 60)
+    assert m["brightness"] == pytest.approx(0.6) and m["slant"] == pytest.approx(0, abs=1e-9)
+    assert m["pattern"] == 0  # flat inside
+
+
+def test_a_sheared_bar_has_its_slant_and_a_bar_its_thickness():
+    right, left = blank(), blank()
+    for r in range(4, 24):  # the top leans right by 0.5 columns per row
+        c = 14 + round(0.5 * (14 - r))
+        right[r, c - 2:c + 3] = 200
+        left[r, 27 - c - 2:27 - c + 3] = 200
+    slant_right, slant_left = measure(np.stack([right, left]))["slant"]
+    assert slant_right == pytest.approx(np.arctan(0.5), abs=0.03) and slant_left == pytest.approx(-slant_right)
+    bar = blank()
+    bar[4:24, 10:15] = 200  # 5 pixels wide
+    assert measure(bar)["thickness"][0] == pytest.approx(5, abs=1)
+
+
+def test_a_striped_patch_is_patterned_and_a_flat_one_plain():
+    flat = blank()
+    flat[4:24, 4:24] = 150
+    striped = flat.copy()
+    striped[4:24:2, 4:24] = 60
+    plain, patterned = measure(np.stack([flat, striped]))["pattern"]
+    assert plain == 0 and patterned > 0.3
+
+
+def test_an_empty_image_measures_nothing_and_bad_input_is_named():
+    assert all(np.isnan(v[0]) for v in measure(blank()).values())
+    with pytest.raises(ValueError, match="images must be uint8"):
+        measure(np.zeros((2, 28, 28), np.float32))
+
+
+def test_percentiles_are_per_class_and_mid_rank_on_ties():
+    values = {"width": np.array([1, 2, 3, 4, 10, 20, 30, 40], float)}
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    tables = percentile_tables(values, labels, 2, LEVELS)
+    encoder = FashionConditionEncoder(3, 8, ["width"], 4, LEVELS, tables)
+    # 4 is the widest of class 0 and the narrowest of class 1: "wide" means wide for its class
+    assert encoder.percentiles("width", [0, 1], [4, 10]).tolist() == [1.0, 0.0]
+    tied = FashionConditionEncoder(2, 8, ["width"], 4, [0, 0.25, 0.5, 0.75, 1], {"width": [[3, 3, 3, 5, 7]]})
+    assert tied.percentiles("width", [0], [3])[0] == pytest.approx(0.25)  # the middle of the tied levels
+
+
+# ---------------------------------------------------------------------------------------------- a tiny style model
+def tiny_style_pipeline(attributes=("width", "pattern"), live=True) -> FashionDDPMPipeline:
+    torch.manual_seed(0)
+    tables = {a: [[0.0, 1.0, 2.0]] * 10 for a in attributes}
+    encoder = FashionConditionEncoder(11, 4 * TINY_UNET["block_out_channels"][0], list(attributes), 8, LEVELS, tables)
+    if live:  # a trained style path: the request changes the images (a fresh one starts at zero)
+        torch.nn.init.normal_(encoder.style_mlp[-1].weight, std=0.5)
+    pipe = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET, condition_encoder=encoder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def images(pipe, **kwargs):
+    return pipe(class_labels=["Dress", "Bag"], num_inference_steps=3, guidance_scale=2.0, output_type="pt",
+                generator=[torch.Generator().manual_seed(s) for s in (1, 2)], **kwargs).images
+
+
+def test_style_changes_the_images_and_words_equal_percentiles():
+    pipe = tiny_style_pipeline()
+    assert pipe.style_attributes == ["width", "pattern"]
+    free, wide = images(pipe), images(pipe, style="wide plain")
+    assert not torch.allclose(free, wide, atol=1e-3)
+    torch.testing.assert_close(wide, images(pipe, style={"width": 0.9, "pattern": 0.1}), rtol=0, atol=0)
+
+
+def test_a_fresh_style_path_changes_nothing_so_the_seed_rule_holds():
+    """The request enters only the condition: same seed, class and j give the same noise whatever the style (a style
+    path still at zero then gives the very same images)."""
+    pipe = tiny_style_pipeline(live=False)
+    torch.testing.assert_close(images(pipe), images(pipe, style="wide plain"), rtol=0, atol=0)
+
+
+BAD_STYLES = [("wide thin", "asks for two widths"), ("spiky", "unknown style word 'spiky'"),
+              ({"colour": 0.5}, "unknown style attribute 'colour'"), ({"width": 1.5}, "must be a percentile in [0, 1]"),
+              ({"width": float("nan")}, "must be a percentile in [0, 1]"), ({"width": True}, "must be a percentile"),
+              ({}, "non-empty dict"), ("  ", "names no descriptor"), (["wide"], "must be descriptor words"),
+              ("tall", "unknown style word 'tall'")]  # 'tall' is a height word; this model takes width and pattern
+
+
+@pytest.mark.parametrize("style, words", BAD_STYLES, ids=[str(s) for s, _ in BAD_STYLES])
+def test_bad_style_is_one_line_before_any_unet_call(style, words, unet_calls):
+    pipe = tiny_style_pipeline()
+    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")) as info:
+        pipe(class_labels="Dress", style=style, num_inference_steps=2)
+    assert "\n" not in str(info.value) and not unet_calls
+
+
+def test_a_class_only_model_says_it_takes_no_style(tiny_pipe, unet_calls):
+    assert tiny_pipe.style_attributes == []
+    with pytest.raises(ValueError, match="this model takes no style"):
+        tiny_pipe(class_labels="Dress", style="wide")
+    assert not unet_calls
+
+
+def test_save_load_with_and_without_this_package(tmp_path):
+    pipe = tiny_style_pipeline()
+    pipe.save_pretrained(tmp_path / "m")
+    index = json.loads((tmp_path / "m" / "model_index.json").read_text())
+    assert index["condition_encoder"] == ["condition_encoder", "FashionConditionEncoder"]
+    assert (tmp_path / "m" / "condition_encoder" / "condition_encoder.py").is_file()
+    expected = images(pipe, style="wide")
+    loaded = FashionDDPMPipeline.from_pretrained(tmp_path / "m")  # the package's own encoder class, no remote code
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.condition_encoder).__module__ == "pipeline.condition_encoder"
+    torch.testing.assert_close(images(loaded, style="wide"), expected, rtol=0, atol=1e-6)
+    torch.save(expected, tmp_path / "expected.pt")
+    code = (f"import sys\nsys.path = [p for p in sys.path if p not in ('', {str(tmp_path.parent)!r})]\nimport torch\n"
+            "from diffusers import DiffusionPipeline\n"
+            f"p = DiffusionPipeline.from_pretrained({str(tmp_path / 'm')!r}, trust_remote_code=True)\n"
+            "p.set_progress_bar_config(disable=True)\n"
+            "got = p(class_labels=['Dress', 'Bag'], num_inference_steps=3, guidance_scale=2.0, output_type='pt', style='wide',"
+            " generator=[torch.Generator().manual_seed(s) for s in (1, 2)]).images\n"
+            f"print('SAME', torch.allclose(got, torch.load({str(tmp_path / 'expected.pt')!r}), atol=1e-6))\n"
+            "print('PACKAGE', any(m == 'pipeline' or m.startswith('pipeline.') for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "SAME True" in result.stdout and "PACKAGE False" in result.stdout, result.stderr[-2000:]
+
+
+def test_commands_take_a_style(tmp_path, capsys, tiny_saved):
+    pipe = tiny_style_pipeline(ATTRIBUTES)
+    pipe.save_pretrained(tmp_path / "m")
+    model = ["--model", str(tmp_path / "m"), "--steps", "2"]
+    code, text = run_cli(["generate", *model, "--class", "Dress", "--num", "2", "--style", "wide dark",
+                          "--out", str(tmp_path / "g.png")], capsys)
+    assert code == 0 and "style width 0.9, brightness 0.1" in text, text
+    code, text = run_cli(["generate", "--model", str(tiny_saved), "--style", "wide", "--out", str(tmp_path / "x.png")], capsys)
+    assert code == 2 and "this model takes no style" in text and not (tmp_path / "x.png").exists()
+    code, text = run_cli(["generate", *model, "--style", "width=2", "--out", str(tmp_path / "y.png")], capsys)
+    assert code == 2 and "style['width'] must be a percentile in [0, 1], got 2.0" in text
+    code, text = run_cli(["visualize", *model, "--no-forward", "--style-sweep", "width", "--num-per-class", "1",
+                          "--out", str(tmp_path / "fig")], capsys)
+    assert code == 0 and (tmp_path / "fig" / "style_sweep_width.png").is_file(), text
+
+
+def test_a_synthetic_set_records_requested_and_measured_style(tmp_path):
+    from pipeline.synthesis import load_synthetic, synthesize
+
+    pipe = tiny_style_pipeline()
+    synthesize(pipe, tmp_path / "syn", 2, ["Bag"], style={"width": 0.9}, steps=2, progress=False)
+    ds = load_synthetic(tmp_path / "syn")
+    assert ds["requested_width"] == [0.9, 0.9] and all(np.isnan(v) for v in ds["requested_pattern"])
+    assert all(0 <= v <= 1 for v in ds["measured_width"])
+
+
+def test_the_demo_offers_style_on_a_style_model_only(tiny_pipe):
+    from pipeline import demo
+
+    pipe = tiny_style_pipeline()
+    request = demo.check_request(pipe, ["Bag"], 2, "unipc", 2, 2.0, 3, "wide, pattern=0.1")
+    assert request["style"] == {"width": 0.9, "pattern": 0.1}
+    grid, samples = demo.sample_grid(pipe, request)
+    assert samples.style == request["style"] and "--style 'width=0.9 pattern=0.1'" in demo.cli_command(request, pipe.class_names)
+    with pytest.raises(demo.DemoInputError, match="unknown style word 'spiky'"):
+        demo.check_request(pipe, ["Bag"], 1, "unipc", 2, 2.0, 0, "spiky")
+    with pytest.raises(demo.DemoInputError, match="this model takes no style"):
+        demo.check_request(tiny_pipe, ["Bag"], 1, "unipc", 2, 2.0, 0, "wide")
+    assert "style" not in demo.check_request(tiny_pipe, ["Bag"], 1, "unipc", 2, 2.0, 0)
