@@ -158,7 +158,7 @@ def style_sweep_figure(pipe, attribute: str, levels=STYLE_SWEEP_LEVELS, class_la
     cells = [c.pil() for c in columns]
     rows = [[col[r] for col in cells] for r in range(len(columns[0]))]
     names = [pipe.class_names[c] for c in columns[0].class_ids]
-    return labelled_grid(rows, names, [f"{attribute} {level:g}" for level in levels], scale=scale,
+    return labelled_grid(rows, names, [f"{level:g}" for level in levels], scale=scale,
                          title=f"Style sweep: {attribute} percentile ({columns[0].settings.describe()}, seed {seed})")
 
 

@@ -137,6 +137,11 @@ def test_save_load_with_and_without_this_package(tmp_path):
     assert type(loaded.condition_encoder).__module__ == "pipeline.condition_encoder"
     torch.testing.assert_close(images(loaded, style="wide"), expected, rtol=0, atol=1e-6)
     torch.save(expected, tmp_path / "expected.pt")
+    # a fresh process with the package: load_pipeline imports the package's encoder module itself (no remote code)
+    fresh = ("from pipeline.models import load_pipeline\n"
+             f"p = load_pipeline({str(tmp_path / 'm')!r})\nprint('MODULE', type(p.condition_encoder).__module__)")
+    result = subprocess.run([sys.executable, "-c", fresh], capture_output=True, text=True, timeout=300)
+    assert "MODULE pipeline.condition_encoder" in result.stdout, result.stderr[-2000:]
     code = (f"import sys\nsys.path = [p for p in sys.path if p not in ('', {str(tmp_path.parent)!r})]\nimport torch\n"
             "from diffusers import DiffusionPipeline\n"
             f"p = DiffusionPipeline.from_pretrained({str(tmp_path / 'm')!r}, trust_remote_code=True)\n"

@@ -278,6 +278,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         if isinstance(encoder, (list, tuple)) and encoder[0] == cls.condition_encoder_file_name and package:
             module = f"{package}.{cls.condition_encoder_file_name}"
             if importlib.util.find_spec(module) is not None:
+                importlib.import_module(module)  # the package's own module (diffusers loads only imported ones)
                 config["condition_encoder"] = [module, encoder[1]]
         return result
 

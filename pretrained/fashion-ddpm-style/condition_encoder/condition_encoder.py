@@ -1,0 +1,165 @@
+"""The condition encoder of a style model: class + style attributes -> the U-Net's class embedding.
+
+Self-contained (torch, numpy and diffusers only), like the pipeline file: `FashionDDPMPipeline.save_pretrained` copies it
+to `<folder>/condition_encoder/condition_encoder.py` beside the component's weights and names it in model_index.json as
+["condition_encoder", "FashionConditionEncoder"], so `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`
+loads it in a process that never installed this package.
+
+The U-Net of a style model is built with `class_embed_type="identity"`: the embedding it adds to its time embedding
+is this encoder's output, the class embedding (one row per class plus the null class of classifier-free guidance)
+plus a small MLP of the style vector. A style vector holds, per attribute, the requested percentile within the class
+(in [0, 1]) and a "given" flag; attributes not given are free. The MLP's last layer starts at zero, so a model
+initialised from a class-only model starts exactly as that model. The percentile tables of the training set (the
+values at `percentile_levels` of each attribute, per class) are saved in the config: they turn a measurement into the
+percentile a request means ("wide" = wide for a Trouser, not compared with Coats).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+# descriptor -> (attribute, percentile): the words a request may use
+DESCRIPTORS = {
+    "thin": ("width", 0.1), "wide": ("width", 0.9),
+    "short": ("height", 0.1), "tall": ("height", 0.9),
+    "small": ("area", 0.1), "large": ("area", 0.9),
+    "slanted-left": ("slant", 0.1), "slanted-right": ("slant", 0.9),
+    "thin-strokes": ("thickness", 0.1), "thick-strokes": ("thickness", 0.9),
+    "dark": ("brightness", 0.1), "light": ("brightness", 0.9),
+    "plain": ("pattern", 0.1), "patterned": ("pattern", 0.9),
+}
+
+
+class FashionConditionEncoder(ModelMixin, ConfigMixin):
+    """class id (+ style percentiles and their "given" mask) -> an embedding of `embedding_dim` for the U-Net.
+
+    Args:
+        num_class_embeds: classes + 1 (the last id is the null class of classifier-free guidance).
+        embedding_dim: the U-Net's time-embedding size (4 × block_out_channels[0] for `UNet2DModel`).
+        style_attributes: the attribute names the model takes (empty: a class-only encoder).
+        style_hidden_dim: width of the style MLP.
+        percentile_levels / percentile_tables: {attribute: per class, the training values at those levels}.
+    """
+
+    @register_to_config
+    def __init__(self, num_class_embeds: int = 11, embedding_dim: int = 512, style_attributes: list[str] | None = None,
+                 style_hidden_dim: int = 128, percentile_levels: list[float] | None = None,
+                 percentile_tables: dict | None = None):
+        super().__init__()
+        self.class_embedding = nn.Embedding(num_class_embeds, embedding_dim)
+        attributes = list(style_attributes or [])
+        if attributes:
+            self.style_mlp = nn.Sequential(nn.Linear(2 * len(attributes), style_hidden_dim), nn.SiLU(),
+                                           nn.Linear(style_hidden_dim, embedding_dim))
+            nn.init.zeros_(self.style_mlp[-1].weight)  # starts as the class-only model
+            nn.init.zeros_(self.style_mlp[-1].bias)
+
+    @property
+    def style_attributes(self) -> list[str]:
+        return list(self.config.style_attributes or [])
+
+    def forward(self, class_labels: torch.Tensor, style: torch.Tensor | None = None,
+                given: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) class ids, (B, A) percentiles and (B, A) 1/0 "given" flags -> (B, embedding_dim)."""
+        out = self.class_embedding(class_labels)
+        if self.style_attributes:
+            batch, count = len(class_labels), len(self.style_attributes)
+            if style is None:  # nothing given: every attribute free
+                style = torch.zeros(batch, count, device=out.device)
+                given = torch.zeros(batch, count, device=out.device)
+            values = torch.where(given > 0, style, torch.zeros_like(style)).to(out.dtype)
+            out = out + self.style_mlp(torch.cat([values, given.to(out.dtype)], dim=1))
+        return out
+
+    # ------------------------------------------------------------------ requests
+    def parse_style(self, style) -> dict[str, float]:
+        """{attribute: percentile} of a request: a dict of percentiles in [0, 1], or text of descriptor words and
+        attribute=percentile pairs ("wide plain", "width=0.9 pattern=0.1", "wide, pattern=0.1").
+
+        Raises:
+            ValueError: one line naming the bad value and what is accepted (also on a model without style input).
+        """
+        if style is None:
+            return {}
+        names = self.style_attributes
+        if not names:
+            raise ValueError(f"this model takes no style (a class-only model); got style={style!r}. Use a style model "
+                             "(its model_index.json lists a condition_encoder with style_attributes)")
+        if isinstance(style, str):
+            chosen: dict[str, float] = {}
+            words = [w for w in re.split(r"[\s,]+", style.strip().lower()) if w]
+            if not words:
+                raise ValueError(f"style {style!r} names no descriptor; accepted: {sorted(self.descriptors())}")
+            for word in words:
+                if "=" in word:
+                    attribute, _, text = word.partition("=")
+                    try:
+                        value = float(text)
+                    except ValueError:
+                        raise ValueError(f"style {word!r} must be ATTRIBUTE=PERCENTILE such as width=0.9") from None
+                    (attribute, value), = self.parse_style({attribute: value}).items()
+                    if attribute in chosen and chosen[attribute] != value:
+                        raise ValueError(f"style {style!r} asks for two {attribute}s; give one")
+                    chosen[attribute] = value
+                    continue
+                if word not in self.descriptors():
+                    raise ValueError(f"unknown style word {word!r}; accepted: {sorted(self.descriptors())}")
+                attribute, value = self.descriptors()[word]
+                if attribute in chosen and chosen[attribute] != value:
+                    raise ValueError(f"style {style!r} asks for two {attribute}s; give one of "
+                                     f"{[w for w, (a, _) in self.descriptors().items() if a == attribute]}")
+                chosen[attribute] = value
+            return chosen
+        if not isinstance(style, dict) or not style:
+            raise ValueError(f"style must be descriptor words (e.g. 'wide plain') or a non-empty dict of percentiles "
+                             f"in [0, 1] for {names}; got {style!r}")
+        out = {}
+        for attribute, value in style.items():
+            if attribute not in names:
+                raise ValueError(f"unknown style attribute {attribute!r}; this model takes {names}")
+            value = value.item() if hasattr(value, "item") else value
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+                raise ValueError(f"style[{attribute!r}] must be a percentile in [0, 1], got {value!r}")
+            out[attribute] = float(value)
+        return out
+
+    def descriptors(self) -> dict[str, tuple[str, float]]:
+        """The descriptor words this model understands (those of its attributes)."""
+        return {w: (a, v) for w, (a, v) in DESCRIPTORS.items() if a in self.style_attributes}
+
+    def style_tensors(self, style: dict[str, float], batch: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, given) of shape (batch, A) for a parsed request (the same style for every image)."""
+        names = self.style_attributes
+        values = torch.tensor([style.get(n, 0.0) for n in names], device=device).expand(batch, -1)
+        given = torch.tensor([1.0 if n in style else 0.0 for n in names], device=device).expand(batch, -1)
+        return values, given
+
+    # ------------------------------------------------------------------ measurements -> percentiles
+    def percentiles(self, attribute: str, class_ids, values) -> np.ndarray:
+        """The percentile within its class (of the training set) of each measured value: mid-rank on the saved
+        quantile grid, so a value equal to many training values (integer widths) lands in the middle of them."""
+        levels = np.asarray(self.config.percentile_levels, dtype=np.float64)
+        tables = self.config.percentile_tables[attribute]
+        class_ids, values = np.asarray(class_ids), np.asarray(values, dtype=np.float64)
+        out = np.full(len(values), np.nan)
+        for c in np.unique(class_ids):
+            grid = np.asarray(tables[int(c)], dtype=np.float64)
+            unique, inverse = np.unique(grid, return_inverse=True)
+            mid = np.bincount(inverse, weights=levels) / np.bincount(inverse)  # mean level of tied grid values
+            pick = class_ids == c
+            out[pick] = np.interp(values[pick], unique, mid) if len(unique) > 1 else 0.5
+        return out
+
+
+def percentile_tables(measured: dict[str, np.ndarray], labels, num_classes: int, levels) -> dict[str, list]:
+    """{attribute: per class, the values at `levels` (quantiles)} of a training set's measurements."""
+    labels = np.asarray(labels)
+    return {a: [np.nanquantile(v[labels == c], levels).round(6).tolist() for c in range(num_classes)]
+            for a, v in measured.items()}
