@@ -61,6 +61,9 @@ class TrainConfig:
     style_dropout: float = 0.5  # probability that an attribute is left out of an image's condition (any subset can be asked)
     style_hidden_dim: int = 128  # width of the condition encoder's style MLP
     init_from: str | None = None  # a class-only pipeline folder whose weights start the style model (its style path at 0)
+    # the style MLP's learning rate (None: learning_rate). Higher than the U-Net's: the path starts at zero and the
+    # loss gains little from style, so at the U-Net's rate it grows too slowly to steer (docs/style.md)
+    style_learning_rate: float | None = None
     # --- optimisation
     train_batch_size: int = 256  # per process
     gradient_accumulation_steps: int = 1
@@ -213,6 +216,9 @@ def _check_style(config: TrainConfig):
                          f"{config.style_attributes!r}")
     _require(config, "style_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
     _require(config, "style_hidden_dim", lambda v: v >= 1, ">= 1")
+    _require(config, "style_learning_rate", lambda v: v is None or (math.isfinite(v) and v > 0), "a positive number or null")
+    if config.style_learning_rate is not None and not config.style_attributes:
+        raise ValueError("config key 'style_learning_rate' is the style MLP's; set style_attributes")
     if config.init_from is not None:
         if not config.style_attributes:
             raise ValueError("config key 'init_from' starts a style model from a class-only one; set style_attributes")

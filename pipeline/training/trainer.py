@@ -153,8 +153,8 @@ class Trainer:
             self.ema.to(acc.device)  # the shadow weights live beside the trained ones (update and checkpoint there)
         if on_gpu:
             torch.backends.cudnn.benchmark = True  # fixed 28x28 shapes: autotuned convolutions
-        optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
-                                      weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(self._param_groups(unet), lr=config.learning_rate,
+                                      betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay)
         self.images_per_step = config.train_batch_size * config.gradient_accumulation_steps * acc.num_processes
         self.steps_per_epoch = max(1, len(self.data) // self.images_per_step)
         self.max_steps = config.max_train_steps or config.num_epochs * self.steps_per_epoch
@@ -171,6 +171,15 @@ class Trainer:
                                     mix_batch_size(config))
         self.null_id = len(self.data.class_names)
         self.elapsed = 0.0  # training wall time, carried across resumes
+
+    def _param_groups(self, module) -> list[dict]:
+        """The optimizer's parameter groups: one, or the style MLP apart at style_learning_rate."""
+        rate = self.config.style_learning_rate
+        if self.style is None or rate is None:
+            return [{"params": list(module.parameters())}]
+        style = set(map(id, module.encoder.style_mlp.parameters()))
+        return [{"params": [p for p in module.parameters() if id(p) not in style]},
+                {"params": list(module.encoder.style_mlp.parameters()), "lr": rate}]
 
     def _initial_pipeline(self) -> FashionDDPMPipeline:
         """The pipeline training starts from: fresh weights, or (style model) a condition encoder with the training
