@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("demo_latency", "quality_vs_steps", "sampler_timing", "sampling_speed", "style_control", "synthesize_memory",
-              "synthetic_data", "train_throughput")
+BENCHMARKS = ("demo_latency", "quality_vs_steps", "sampler_timing", "sampling_speed", "style_control", "style_convergence",
+              "synthesize_memory", "synthetic_data", "train_throughput")
 
 
 def _bench(name: str, *args: str) -> list[str]:
@@ -148,6 +148,20 @@ def test_sampler_timing_runs_every_sampler_in_every_round(tiny_saved, tmp_path):
     assert bad.returncode == 1 and "--batch must be a multiple of 10 (got 15)" in bad.stderr
 
 
+@pytest.mark.needs_data  # training data and the judge's reference
+def test_style_convergence_smoke(tmp_path):
+    from benchmarks.style_convergence import main
+
+    r = main(["--smoke", "--threads", "1", "--out", str(tmp_path), "--work-dir", str(tmp_path / "runs")])
+    assert json.loads((tmp_path / "style_convergence.json").read_text())["smoke"] is True
+    assert (tmp_path / "style_convergence.png").stat().st_size > 0
+    assert [run["name"] for run in r["runs"]] == ["class only", "class + style"]
+    assert r["runs"][1]["style_attributes"] and not r["runs"][0]["style_attributes"]
+    for run in r["runs"]:  # both runs: the same updates, a judge-FID beside its floor at every checkpoint
+        assert [e["step"] for e in run["evaluations"]] == [4, 8] and run["loss"][-1]["step"] == 8
+        assert all(_positive(e["judge_fid"]) and _positive(e["judge_fid_floor"]) for e in run["evaluations"])
+
+
 @pytest.mark.needs_data  # the real test images are the leakage reference
 def test_style_control_smoke(tmp_path):
     from benchmarks.style_control import main
@@ -157,3 +171,8 @@ def test_style_control_smoke(tmp_path):
     assert [row["attribute"] for row in r["rows"]] == ["width", "height"] and r["num_images"] == 2 * 10 * 3 * 2
     for row in r["rows"]:
         assert len(row["per_class"]) == 10 and 0 <= row["mae"] <= 1 and set(row["leakage_mean_abs"]) == {"width", "height"} - {row["attribute"]}
+    # quality and diversity per setting, each beside the same number for as many real images of that level
+    assert [(q["attribute"], q["level"]) for q in r["quality"]] == [(a, x) for a in ("width", "height") for x in (0.1, 0.5, 0.9)]
+    for q in r["quality"]:
+        assert q["num_images"] == 20 and q["reference_images"] == 1000 and 0 <= q["judge_accuracy_floor"] <= 1
+        assert q["judge_fid_floor"] < q["judge_fid"] and q["diversity"] > 0 and q["diversity_real"] > 0
