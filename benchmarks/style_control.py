@@ -7,6 +7,9 @@ measured with `pipeline.style.attributes.measure` (the definition training used)
 its percentile within its class with the model's own tables (the training set's). Reported per attribute (mean over
 the classes, and per class):
 
+  (a class is left out of an attribute's mean where the attribute barely varies in it: fewer than 3 distinct training
+  values between its 10th and 90th percentile, e.g. the height of a Dress, which fills the frame top to bottom)
+
   spearman    Spearman ρ between requested and measured percentile of the requested attribute (pooled over levels)
   mae         mean |measured − requested| percentile
   leakage     for every other attribute b: how far its median percentile moves from the lowest to the highest level,
@@ -38,6 +41,8 @@ from benchmarks.harness import RESULTS, emit, markdown_table, parser, repo_relat
 
 NAME = "style_control"
 WINDOW = 0.1  # real images whose attribute percentile lies within this of a level stand for that level (leakage)
+MIN_DISTINCT = 3  # a class whose training values take fewer distinct values between its 10th and 90th percentile
+# cannot be asked for a thin or a wide one: the attribute barely varies in it (items that fill the 28-pixel frame)
 REFERENCE_PER_CLASS = 100  # real test images of each class nearest a level: the judge-FID reference of that level
 
 
@@ -117,13 +122,14 @@ def main(argv=None):
                                           labels, preds, features)
             print(f"{a} {level:g}: median measured {np.nanmedian(generated[a, level].percentiles[a]):.2f} "
                   f"({samples.seconds / len(samples):.3f} s / image)", flush=True)
-    rows = [control_row(a, attributes, args.levels, generated, real["test"], names) for a in attributes]
+    excluded = excluded_pairs(encoder, names)
+    rows = [control_row(a, attributes, args.levels, generated, real["test"], names, excluded[a]) for a in attributes]
     quality = [quality_row(a, level, generated[a, level], real, per_class, args.seed, num_classes)
                for a in attributes for level in args.levels]
     model = "smoke (tiny random style model)" if args.smoke else repo_relative(args.model or "pretrained/fashion-ddpm-style")
     result = {"model": model, "num_per_class": per_class, "levels": args.levels, "seed": args.seed,
               "settings": settings.to_json(), "num_images": per_class * num_classes * len(args.levels) * len(attributes),
-              "window": WINDOW, "rows": rows, "quality": quality, "smoke": args.smoke, "machine": machine}
+              "window": WINDOW, "min_distinct": MIN_DISTINCT, "rows": rows, "quality": quality, "smoke": args.smoke, "machine": machine}
     emit(args.name, result, markdown(result, args.name, settings), args)
     return result
 
@@ -162,9 +168,18 @@ class RealImages(Setting):
         return np.concatenate(picked)
 
 
+def excluded_pairs(encoder, names: list[str]) -> dict[str, list[str]]:
+    """{attribute: the classes it does not apply to}: those where its training values take fewer than MIN_DISTINCT
+    distinct values between the 10th and the 90th percentile (the model's own tables)."""
+    levels = np.asarray(encoder.config.percentile_levels)
+    inner = (levels >= 0.1 - 1e-9) & (levels <= 0.9 + 1e-9)
+    return {a: [names[c] for c, row in enumerate(encoder.config.percentile_tables[a])
+                if len(np.unique(np.asarray(row)[inner])) < MIN_DISTINCT] for a in encoder.style_attributes}
+
+
 def control_row(a: str, attributes: list[str], levels: list[float], generated: dict, real: RealImages,
-                names: list[str]) -> dict:
-    """Spearman ρ, MAE and leakage of attribute `a`, per class and their mean."""
+                names: list[str], excluded: list[str]) -> dict:
+    """Spearman ρ, MAE and leakage of attribute `a`, per class, and their mean over the classes it applies to."""
     low, high = min(levels), max(levels)
     labels = generated[a, levels[0]].labels
     per_class_rows = []
@@ -179,14 +194,17 @@ def control_row(a: str, attributes: list[str], levels: list[float], generated: d
                 real_moved = (np.nanmedian(real.percentiles[b][real.near(a, high, c)])
                               - np.nanmedian(real.percentiles[b][real.near(a, low, c)]))
                 leakage[b] = float(moved - real_moved)
-        per_class_rows.append({"class": names[c], "spearman": spearman(requested, measured),
+        per_class_rows.append({"class": names[c], "excluded": names[c] in excluded,
+                               "spearman": spearman(requested, measured),
                                "mae": float(np.nanmean(np.abs(measured - requested))),
                                "medians": {f"{level:g}": float(np.nanmedian(generated[a, level].percentiles[a][pick]))
                                            for level in levels},
                                "leakage": leakage})
-    mean_abs = {b: float(np.nanmean([abs(r["leakage"][b]) for r in per_class_rows])) for b in attributes if b != a}
-    return {"attribute": a, "spearman": float(np.nanmean([r["spearman"] for r in per_class_rows])),
-            "mae": float(np.nanmean([r["mae"] for r in per_class_rows])),
+    applies = [r for r in per_class_rows if not r["excluded"]]
+    mean_abs = {b: float(np.nanmean([abs(r["leakage"][b]) for r in applies])) for b in attributes if b != a}
+    return {"attribute": a, "classes": [r["class"] for r in applies], "excluded_classes": excluded,
+            "spearman": float(np.nanmean([r["spearman"] for r in applies])),
+            "mae": float(np.nanmean([r["mae"] for r in applies])),
             "leakage_mean_abs": mean_abs, "max_leakage": max(mean_abs.values()) if mean_abs else 0.0,
             "per_class": per_class_rows}
 
@@ -219,10 +237,11 @@ def quality_row(a: str, level: float, images: Setting, real: dict, per_class: in
 
 def markdown(result: dict, name: str, settings) -> str:
     rows = result["rows"]
-    control = markdown_table(["attribute", "Spearman ρ (mean over classes)", "MAE (percentile)", "largest mean |leakage|"],
+    control = markdown_table(["attribute", "Spearman ρ (mean over classes)", "MAE (percentile)", "largest mean |leakage|",
+                              "classes left out"],
                              [[r["attribute"], f"{r['spearman']:.2f}", f"{r['mae']:.3f}",
                                f"{r['max_leakage']:.3f} ({max(r['leakage_mean_abs'], key=r['leakage_mean_abs'].get)})"
-                               if r["leakage_mean_abs"] else "–"] for r in rows])
+                               if r["leakage_mean_abs"] else "–", ", ".join(r["excluded_classes"]) or "none"] for r in rows])
     quality = markdown_table(["attribute", "level", "judge acc. (real)", "judge-FID (real floor)", "diversity (real)"],
                              [[q["attribute"], f"{q['level']:g}", f"{q['judge_accuracy']:.3f} ({q['judge_accuracy_floor']:.3f})",
                                f"{q['judge_fid']:.2f} ({q['judge_fid_floor']:.2f})",

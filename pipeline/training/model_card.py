@@ -69,6 +69,8 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
         images_seen=f"{stats['images_seen']:,}", epochs=stats["epochs"], wall_time=_duration(stats["wall_time_s"]),
         hardware=stats["hardware"], final_loss="n/a" if loss is None else f"{loss:.4f}",
         config_yaml=yaml.safe_dump(config, sort_keys=False).strip(),
+        style_attributes=", ".join(f"`{a}`" for a in config.get("style_attributes") or []),
+        init_from=config.get("init_from"),
     )
     path = Path(folder) / "README.md"
     card.save(path)
@@ -106,7 +108,7 @@ def rewrite_model_card(folder: str | Path, local_path: str, hub_model_id: str | 
     path = write_model_card(folder, config, stats, "samples/final.png", "samples/loss_curve.png", settings, hub_model_id,
                             local_path)
     text = path.read_text(encoding="utf-8")
-    for name in ("metrics", "synthetic"):  # measured sections carried over as they were
+    for name in ("metrics", "synthetic", "style"):  # measured sections carried over as they were
         kept = _section(name).search(old)
         if kept:
             text = _section(name).sub(lambda _, kept=kept: kept.group(0), text)
