@@ -193,3 +193,25 @@ def test_the_demo_offers_style_on_a_style_model_only(tiny_pipe):
     with pytest.raises(demo.DemoInputError, match="this model takes no style"):
         demo.check_request(tiny_pipe, ["Bag"], 1, "unipc", 2, 2.0, 0, "wide")
     assert "style" not in demo.check_request(tiny_pipe, ["Bag"], 1, "unipc", 2, 2.0, 0)
+    # the page's sliders write into the Style box: a moved slider replaces its attribute's word or pair, "free" drops it
+    words = pipe.condition_encoder.descriptors()
+    assert demo.style_with("wide, pattern=0.1", "width", 0.25, words) == "pattern=0.1 width=0.25"
+    assert demo.style_with("wide plain", "pattern", None, words) == "wide"
+    assert demo.style_with("", "pattern", 0.9, words) == "pattern=0.90"
+    assert demo.check_request(pipe, ["Bag"], 1, "unipc", 2, 2.0, 0, demo.style_with("wide", "pattern", 0.9, words))["style"] == \
+        {"width": 0.9, "pattern": 0.9}
+
+
+def test_the_demo_page_of_a_style_model_has_the_style_box_and_a_slider_per_attribute(tiny_pipe):
+    from conftest import require_extra
+
+    require_extra("gradio")
+    from pipeline.demo import build_demo
+
+    def element_ids(pipe):
+        page = build_demo(pipe, forward_images=torch.zeros(10, 28, 28, dtype=torch.uint8))
+        return {c.get("props", {}).get("elem_id") for c in page.config["components"]}
+
+    ids = element_ids(tiny_style_pipeline())
+    assert {"style", "style-width", "style-width-free", "style-pattern", "style-pattern-free"} <= ids
+    assert not any(str(i).startswith("style") for i in element_ids(tiny_pipe))

@@ -23,7 +23,7 @@ _EXPORTS = {
     "requests": ("MAX_IMAGES_PER_CLASS", "MAX_IMAGES_PER_REQUEST", "MAX_STEPS", "MAX_IMAGE_STEPS", "MAX_GUIDANCE", "MAX_SEED",
                  "DEFAULT_IMAGES_PER_CLASS", "DEMO_BATCH_SIZE", "REVERSE_STRIP_FRAMES", "GIF_SCALE", "GIF_FRAME_MS",
                  "GIF_LAST_FRAME_MS", "DemoInputError", "check_request", "sampler_hint", "defaults", "steps_for",
-                 "grid_title", "cli_command", "sample_grid", "image_file_names", "write_downloads", "reverse_process"),
+                 "grid_title", "style_with", "cli_command", "sample_grid", "image_file_names", "write_downloads", "reverse_process"),
     "app": ("CONCURRENCY_LIMIT", "MAX_QUEUE_SIZE", "DOWNLOAD_MAX_AGE_S", "GRADIO_MISSING", "import_gradio", "build_demo",
             "device_text", "forward_examples"),
     "space": ("SPACE_TEMPLATE", "SPACE_FORWARD_EXAMPLES", "SPACE_MODEL_DIR", "space_model", "space_app",

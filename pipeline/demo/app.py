@@ -30,6 +30,7 @@ from .requests import (
     cli_command,
     defaults,
     grid_title,
+    style_with,
     reverse_process,
     sample_grid,
     steps_for,
@@ -148,10 +149,23 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
                 seed = gr.Number(start["seed"], precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
                 style = None
                 if pipe.style_attributes:  # a style model: descriptor words or attribute=percentile pairs
-                    words = ", ".join(sorted(pipe.condition_encoder.descriptors()))
+                    descriptors = pipe.condition_encoder.descriptors()
+                    words = ", ".join(sorted(descriptors))
                     style = gr.Textbox("", label="Style", placeholder="e.g. wide dark, or width=0.9 pattern=0.1",
                                        info=f"words: {words}; or attribute=percentile for {', '.join(pipe.style_attributes)}"
                                             " (percentiles within the class); empty = free", elem_id="style")
+                    # the sliders write into the Style box (the one input a request has): moving one sets its
+                    # attribute, its "free" button removes it
+                    with gr.Accordion("Style sliders (percentile within the class)", open=False):
+                        for attribute in pipe.style_attributes:
+                            with gr.Row(equal_height=True):
+                                slider = gr.Slider(0, 1, value=0.5, step=0.05, label=attribute, scale=4,
+                                                   elem_id=f"style-{attribute}")
+                                free = gr.Button("free", size="sm", scale=1, min_width=60, elem_id=f"style-{attribute}-free")
+                            slider.release(lambda text, v, a=attribute: style_with(text, a, v, descriptors), [style, slider],
+                                           style, api_visibility="private", queue=False)
+                            free.click(lambda text, a=attribute: style_with(text, a, None, descriptors), style, style,
+                                       api_visibility="private", queue=False)
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
                 grid = gr.Image(label="Samples", type="pil", format="png", interactive=False, elem_id="grid",

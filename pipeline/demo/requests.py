@@ -81,6 +81,14 @@ def check_request(pipe, classes, per_class, sampler, steps, guidance, seed, styl
     return request
 
 
+def style_with(text: str, attribute: str, value: float | None, descriptors: dict[str, tuple[str, float]]) -> str:
+    """The Style box's text with `attribute` set to `value` (a slider moved) or made free (None): every word or
+    attribute=percentile pair of that attribute is replaced, the rest of the request kept as typed."""
+    kept = [w for w in re.split(r"[\s,]+", (text or "").strip()) if w and w.lower().partition("=")[0] != attribute
+            and descriptors.get(w.lower(), (None,))[0] != attribute]
+    return " ".join(kept + ([] if value is None else [f"{attribute}={float(value):.2f}"]))
+
+
 def sampler_hint(sampler: str) -> str:
     from ..schedulers import default_steps
 
