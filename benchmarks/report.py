@@ -196,7 +196,7 @@ def style_control_table() -> str:
         rows.append([row["attribute"], f"{row['spearman']:.2f}", f"{row['mae']:.3f}",
                      f"{row['max_leakage']:.3f} ({worst})" if worst else "–", "yes" if met else "**no**",
                      ", ".join(misses) or "none", ", ".join(row["excluded_classes"]) or "none"])
-    return table([f"attribute", f"Spearman ρ (target ≥ {t['spearman']:g})", f"MAE (target ≤ {t['mae']:g})",
+    return table(["attribute", f"Spearman ρ (target ≥ {t['spearman']:g})", f"MAE (target ≤ {t['mae']:g})",
                   f"largest mean leakage (target ≤ {t['leakage']:g})", "all three met", "classes with ρ below target",
                   "classes left out"], rows)
 

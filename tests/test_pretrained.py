@@ -1,5 +1,5 @@
-"""The trained models shipped in pretrained/ (the default fashion-ddpm-gpu and the faster fashion-ddpm-cpu): each
-loads, and the judge recognises what it makes.
+"""The trained models shipped in pretrained/ (the default fashion-ddpm-gpu, the faster fashion-ddpm-cpu and the style
+model fashion-ddpm-style): each loads, and the judge recognises what it makes.
 
 The bound: with their defaults (UniPC 10 steps, guidance for t/T in [0.17, 0.88]: w = 1.5 and w = 2) the models reached
 judge accuracy 0.955 (fashion-ddpm-gpu, benchmarks/results/evaluate_gpu_default/metrics.md) and 0.960
@@ -60,3 +60,7 @@ def test_shipped_code_file_matches_the_package(model):
     import pipeline.pipeline_fashion_ddpm as source
 
     assert (model / "pipeline_fashion_ddpm.py").read_text() == Path(source.__file__).read_text()
+    if (model / "condition_encoder").is_dir():  # a style model: its encoder's code too
+        import pipeline.condition_encoder as encoder
+
+        assert (model / "condition_encoder" / "condition_encoder.py").read_text() == Path(encoder.__file__).read_text()

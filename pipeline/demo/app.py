@@ -30,10 +30,10 @@ from .requests import (
     cli_command,
     defaults,
     grid_title,
-    style_with,
     reverse_process,
     sample_grid,
     steps_for,
+    style_with,
     write_downloads,
 )
 
