@@ -19,7 +19,7 @@ def test_the_readme_is_a_short_guide_that_points_to_the_results():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 200
     for page in ("docs/results.md", "docs/sampling.md", "docs/training.md", "docs/evaluation.md", "docs/synthetic.md",
-                 "docs/demo.md", "model_card.md"):
+                 "docs/demo.md", "docs/style.md", "model_card.md"):
         assert f"({page})" in readme and (REPO / page).is_file(), page  # linked, and there (model_card.md resolves)
 
 

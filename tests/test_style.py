@@ -215,3 +215,20 @@ def test_the_demo_page_of_a_style_model_has_the_style_box_and_a_slider_per_attri
     ids = element_ids(tiny_style_pipeline())
     assert {"style", "style-width", "style-width-free", "style-pattern", "style-pattern-free"} <= ids
     assert not any(str(i).startswith("style") for i in element_ids(tiny_pipe))
+
+
+@pytest.mark.slow  # the shipped style model, 16 images
+def test_the_shipped_style_model_follows_a_brightness_request():
+    """Dark vs light Dresses from the same seeds: the measured brightness percentile (the training set's, within the
+    class) must move with the request. benchmarks/results/style_control.json has the full measurement; this guards
+    against a broken export or a style input that is silently ignored (then the two medians are equal)."""
+    from pipeline.models import load_pipeline
+    from pipeline.sampling import generate
+
+    pipe = load_pipeline("pretrained/fashion-ddpm-style")
+    medians = []
+    for level in (0.1, 0.9):
+        samples = generate(pipe, ["Dress"], per_label=8, seed=0, style={"brightness": level})
+        measured = measure((samples.images[:, 0].numpy() * 255).round().astype(np.uint8))["brightness"]
+        medians.append(float(np.median(pipe.condition_encoder.percentiles("brightness", samples.class_ids, measured))))
+    assert medians[1] - medians[0] >= 0.4, f"median brightness percentile at 0.1 / 0.9: {medians}"
