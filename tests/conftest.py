@@ -38,6 +38,16 @@ def pytest_runtest_setup(item):
         pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that runs a benchmark or command in-process with --threads N sets torch's thread count for the whole
+    process; the tests after it would compute with another reduction order (float differences of ~1e-6 against a
+    subprocess's images). Every test gets the thread count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def unet_calls(monkeypatch):
     """Counts U-Net forward passes in this process (bad input must be stopped before the first)."""
