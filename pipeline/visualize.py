@@ -148,12 +148,19 @@ def sample_grid(pipe, num_per_class: int = 8, seed: int = 0, scale: int = 2, cla
 STYLE_SWEEP_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
+def check_sweep_attributes(pipe, attributes):
+    """ValueError naming the first attribute a style sweep asks for that the model does not take."""
+    for attribute in attributes:
+        if attribute not in pipe.style_attributes:
+            raise ValueError(f"--style-sweep {attribute!r}: this model's style attributes are "
+                             f"{pipe.style_attributes or '(none: a class-only model)'}")
+
+
 def style_sweep_figure(pipe, attribute: str, levels=STYLE_SWEEP_LEVELS, class_labels=None, seed: int = 0, scale: int = 2,
                        **sampling) -> Image.Image:
     """Rows = classes, columns = one style attribute requested at each percentile of `levels` (the others free), the
     same image (seed, class, j = 0) in every column: only the request changes."""
-    if attribute not in pipe.style_attributes:
-        raise ValueError(f"style attribute {attribute!r} is not one of this model's {pipe.style_attributes or '(none: a class-only model)'}")
+    check_sweep_attributes(pipe, [attribute])
     columns = [generate(pipe, class_labels, 1, seed, style={attribute: level}, **sampling) for level in levels]
     cells = [c.pil() for c in columns]
     rows = [[col[r] for col in cells] for r in range(len(columns[0]))]
@@ -170,10 +177,7 @@ def make_all(pipe, out_dir: str | Path, metrics: str | Path | None = None, num_p
 
     if metrics is not None:
         read_metrics(metrics)  # a missing or malformed file is named before any picture is drawn
-    for attribute in style_sweep:
-        if attribute not in pipe.style_attributes:
-            raise ValueError(f"--style-sweep {attribute!r}: this model's style attributes are "
-                             f"{pipe.style_attributes or '(none: a class-only model)'}")
+    check_sweep_attributes(pipe, style_sweep)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}

@@ -168,6 +168,14 @@ def test_commands_take_a_style(tmp_path, capsys, tiny_saved):
     code, text = run_cli(["visualize", *model, "--no-forward", "--style-sweep", "width", "--num-per-class", "1",
                           "--out", str(tmp_path / "fig")], capsys)
     assert code == 0 and (tmp_path / "fig" / "style_sweep_width.png").is_file(), text
+    # a sweep of an attribute the model does not take, or any sweep of a class-only model: one line, no picture
+    code, text = run_cli(["visualize", *model, "--no-forward", "--style-sweep", "spikiness", "--out", str(tmp_path / "bad")],
+                         capsys)
+    assert code == 2 and "--style-sweep 'spikiness': this model's style attributes are" in text
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+    code, text = run_cli(["visualize", "--model", str(tiny_saved), "--no-forward", "--style-sweep", "--out",
+                          str(tmp_path / "bad2")], capsys)
+    assert code == 2 and "--style-sweep needs a style model" in text
 
 
 def test_a_synthetic_set_records_requested_and_measured_style(tmp_path):

@@ -177,9 +177,9 @@ class Trainer:
         rate = self.config.style_learning_rate
         if self.style is None or rate is None:
             return [{"params": list(module.parameters())}]
-        style = set(map(id, module.encoder.style_mlp.parameters()))
-        return [{"params": [p for p in module.parameters() if id(p) not in style]},
-                {"params": list(module.encoder.style_mlp.parameters()), "lr": rate}]
+        style = list(module.encoder.style_mlp.parameters())
+        apart = set(map(id, style))
+        return [{"params": [p for p in module.parameters() if id(p) not in apart]}, {"params": style, "lr": rate}]
 
     def _initial_pipeline(self) -> FashionDDPMPipeline:
         """The pipeline training starts from: fresh weights, or (style model) a condition encoder with the training
