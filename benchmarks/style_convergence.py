@@ -64,10 +64,9 @@ def trained_curve(args, name: str, attributes: list[str]) -> dict:
     out = trainer.run()
     evaluations = []
     for path in checkpoints.list_checkpoints(trainer.checkpoint_dir):
-        scorer = Trainer(config)
-        scorer.setup()
-        state = checkpoints.resume(scorer.accelerator, scorer.checkpoint_dir, str(path))
-        r = evaluate(scorer.ema_pipeline(), args.num_per_class, seed=args.seed, inception=False, verbose=False)
+        # the trained state of each checkpoint loaded into the run's own trainer: its EMA weights are what is scored
+        state = checkpoints.resume(trainer.accelerator, trainer.checkpoint_dir, str(path))
+        r = evaluate(trainer.ema_pipeline(), args.num_per_class, seed=args.seed, inception=False, verbose=False)
         evaluations.append({"step": state["step"], "judge_accuracy": r["judge_accuracy"], "judge_fid": r["judge_fid"],
                             "judge_fid_floor": r["judge_fid_floor"]})
         print(f"{name} @ {state['step']}: judge-FID {r['judge_fid']:.3f} (floor {r['judge_fid_floor']:.3f}), "
