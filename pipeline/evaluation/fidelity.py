@@ -64,6 +64,13 @@ def _accuracy(preds: np.ndarray, labels: np.ndarray, class_names: list[str]) -> 
     return float(correct.mean()), per_class
 
 
+def _per_class_fid(features: np.ndarray, labels: np.ndarray, reference: dict, class_names: list[str]) -> dict:
+    """judge-FID of each class's images against the reference images of the same class (classes with >= 2 of each)."""
+    ref_labels = np.asarray(reference["labels"])
+    return {name: fid_from_features(features[labels == c], reference["features"][ref_labels == c])
+            for c, name in enumerate(class_names) if (labels == c).sum() >= 2 and (ref_labels == c).sum() >= 2}
+
+
 def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True, batch_size: int = 100,
              ref_size: int = DEFAULT_REF_SIZE, judge_ref_size: int = DEFAULT_JUDGE_REF_SIZE,
              judge_path: str | Path = JUDGE_WEIGHTS, data_dir: str | None = None, kid_subsets: int = 50,
@@ -161,6 +168,9 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
         "judge_accuracy_floor_per_class": floor_per_class,
         "judge_fid": fid_from_features(feats, test_ref["features"]),
         "judge_fid_floor": fid_from_features(train_ref["features"], test_ref["features"]),
+        # per class: the class's generated images vs the class's test images (biased at small N: read beside the floor)
+        "judge_fid_per_class": _per_class_fid(feats, labels, test_ref, class_names),
+        "judge_fid_floor_per_class": _per_class_fid(train_ref["features"], train_ref["labels"], test_ref, class_names),
         "judge_kid": judge_kid[0],
         "judge_kid_floor": judge_kid_floor[0],
         "judge_reference_test_images": judge_ref_size,

@@ -82,12 +82,20 @@ class TrainConfig:
     lr_warmup_steps: int = 500
     max_grad_norm: float = 1.0
     label_dropout: float = 0.1  # probability of training on the null class (classifier-free guidance)
+    # How the per-image MSE is weighted over noise levels. "none": the plain MSE of the prediction target (for
+    # v-prediction that weights the noise-prediction error by SNR + 1). "min_snr": Min-SNR-gamma (Hang et al. 2023),
+    # the noise-prediction error weighted by min(SNR, snr_gamma), so that nearly clean steps stop dominating.
+    loss_weighting: str = "none"
+    snr_gamma: float = 5.0  # gamma of loss_weighting=min_snr
     seed: int = 0
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (GPU); on CPU fp16 is ignored and bf16 is slow
     # --- EMA (diffusers EMAModel; samples and exports use the EMA weights)
     use_ema: bool = True
     ema_max_decay: float = 0.9995
     ema_power: float = 0.75  # warm-up: decay = 1 - (1 + step)^-power, capped at ema_max_decay
+    # More EMAs of the same run kept side by side, one per power (0 = the raw weights), each exported at the end as a
+    # pipeline folder `ema-power-<p>/` in output_dir: one run answers "how long an average?" (benchmarks/recipe_compare.py)
+    ema_extra_powers: list[float] = field(default_factory=list)
     # --- output
     output_dir: str = "runs/fashion-ddpm"
     checkpointing_steps: int = 1000  # save accelerator state every N updates
@@ -144,6 +152,7 @@ CHOICES = {
     "prediction_type": ("epsilon", "v_prediction"),
     "mixed_precision": ("no", "fp16", "bf16"),
     "lr_scheduler": LR_SCHEDULERS,
+    "loss_weighting": ("none", "min_snr"),
 }
 
 
@@ -177,6 +186,13 @@ def validate(values: dict) -> TrainConfig:
     _check_mixing(config)
     _check_style(config)
     _require(config, "ema_max_decay", lambda v: 0 < v < 1, "in (0, 1)")
+    _require(config, "snr_gamma", lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+    powers = config.ema_extra_powers
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in powers) \
+            or len(set(powers)) != len(powers) or (config.use_ema and config.ema_power in powers):
+        raise ValueError(f"config key 'ema_extra_powers' must be distinct finite numbers >= 0 other than ema_power "
+                         f"({config.ema_power}), got {powers!r}")
+    config.ema_extra_powers = [float(v) for v in powers]
     for key in ("adam_beta1", "adam_beta2"):
         _require(config, key, lambda v: 0 <= v < 1, "in [0, 1)")
     if config.sample_steps is None and config.sample_sampler in SAMPLER_NAMES:

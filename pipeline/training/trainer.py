@@ -23,7 +23,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
+from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_dataset, to_model_range
@@ -39,7 +39,8 @@ from .plots import plot_loss_curve
 from .style import StyleDenoiser, build_encoder, from_class_only
 
 logger = logging.getLogger("fashion_ddpm.train")
-EXPORT_IGNORE = ["checkpoints/*", "logs/*", ".tmp*", "samples/step-*"]
+EXTRA_EMA_PREFIX = "ema-power-"  # the folders of the side-by-side EMAs (config ema_extra_powers), not the model
+EXPORT_IGNORE = ["checkpoints/*", "logs/*", ".tmp*", "samples/step-*", f"{EXTRA_EMA_PREFIX}*"]
 
 
 class BatchSampler:
@@ -149,8 +150,12 @@ class Trainer:
         # is as fast and keeps earlier CPU runs' resumes bit-identical.
         self.ema = EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=config.ema_power,
                             foreach=on_gpu) if config.use_ema else None
-        if self.ema is not None:
-            self.ema.to(acc.device)  # the shadow weights live beside the trained ones (update and checkpoint there)
+        # the side-by-side EMAs of ema_extra_powers (power 0: decay 0, the raw weights)
+        self.extra_emas = {power: EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=power,
+                                           foreach=on_gpu) for power in config.ema_extra_powers}
+        for ema in [self.ema, *self.extra_emas.values()]:
+            if ema is not None:
+                ema.to(acc.device)  # the shadow weights live beside the trained ones (update and checkpoint there)
         if on_gpu:
             torch.backends.cudnn.benchmark = True  # fixed 28x28 shapes: autotuned convolutions
         optimizer = torch.optim.AdamW(self._param_groups(unet), lr=config.learning_rate,
@@ -165,8 +170,9 @@ class Trainer:
         self.budget_fixed = config.max_train_minutes is None  # with a budget, the probe fixes the length
         self.model, self.optimizer = acc.prepare(unet, optimizer)
         acc.register_for_checkpointing(self.lr_scheduler)
-        if self.ema is not None:
-            acc.register_for_checkpointing(self.ema)
+        for ema in [self.ema, *self.extra_emas.values()]:
+            if ema is not None:
+                acc.register_for_checkpointing(ema)
         self.sampler = BatchSampler(self.data, config.train_batch_size, config.seed, config.hflip, self.mix,
                                     mix_batch_size(config))
         self.null_id = len(self.data.class_names)
@@ -238,7 +244,17 @@ class Trainer:
                 given &= (labels.cpu() != self.null_id).unsqueeze(1)
                 style, given = style.nan_to_num(0.0).to(acc.device), given.float().to(acc.device)
                 prediction = self.model(noisy, t, labels, style, given)
-        return F.mse_loss(prediction.float(), target.float())
+        per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        return (per_image * self.loss_weights(t)).mean()
+
+    def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """Each image's loss weight at its timestep: 1, or Min-SNR-gamma written for the prediction target (the
+        noise-prediction error weighted by min(SNR, gamma), which for a v target is min(SNR, gamma) / (SNR + 1))."""
+        if self.config.loss_weighting == "none":
+            return torch.ones(len(t), device=t.device)
+        snr = compute_snr(self.noise_scheduler, t).float()
+        clipped = torch.clamp(snr, max=self.config.snr_gamma)
+        return clipped / (snr + 1) if self.config.prediction_type == "v_prediction" else clipped / snr
 
     def update(self, step: int) -> torch.Tensor:
         """One optimizer update; returns its loss as a 0-d tensor on the device (no host sync per step)."""
@@ -254,8 +270,9 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.lr_scheduler.step()
-        if self.ema is not None:
-            self.ema.step(self.model.parameters())
+        for ema in [self.ema, *self.extra_emas.values()]:
+            if ema is not None:
+                ema.step(self.model.parameters())
         return total
 
     # ------------------------------------------------------------------ the wall-clock budget
@@ -288,10 +305,12 @@ class Trainer:
         return length
 
     # ------------------------------------------------------------------ outputs
-    def ema_pipeline(self) -> FashionDDPMPipeline:
+    def ema_pipeline(self, ema: EMAModel | None = None) -> FashionDDPMPipeline:
+        """The pipeline of the EMA weights (`ema`, default the run's EMA; the raw weights without EMA)."""
         model = copy.deepcopy(self.accelerator.unwrap_model(self.model))
-        if self.ema is not None:
-            self.ema.copy_to(model.parameters())
+        ema = ema or self.ema
+        if ema is not None:
+            ema.copy_to(model.parameters())
         model.to(self.accelerator.device).eval()
         unet, encoder = (model, None) if self.style is None else (model.unet, model.encoder)
         # Exported with the sampler, steps and guidance the config names: they become the model's defaults.
@@ -327,6 +346,15 @@ class Trainer:
             tmp.write_text("".join(r + "\n" for r in rows))
             os.replace(tmp, path)
 
+    @staticmethod
+    def save_folder(pipe: FashionDDPMPipeline, folder: Path):
+        """save_pretrained into `folder` whole or not at all (written beside it, then renamed over it)."""
+        tmp = folder.with_name(f".tmp-{folder.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        pipe.save_pretrained(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+
     def export(self, final_loss: float | None, step: int) -> Path:
         """save_pretrained of the EMA pipeline into output_dir (via a temporary folder), grids and model card."""
         pipe = self.ema_pipeline()
@@ -341,6 +369,8 @@ class Trainer:
                 shutil.rmtree(target)
             os.replace(item, target)
         tmp.rmdir()
+        for power, ema in self.extra_emas.items():
+            self.save_folder(self.ema_pipeline(ema), self.output_dir / f"{EXTRA_EMA_PREFIX}{power:g}")
         write_model_card(self.output_dir, config=asdict(self.config), stats={
             "steps": step, "images_seen": step * self.images_per_step, "wall_time_s": round(self.elapsed, 1),
             "final_loss": final_loss, "hardware": _hardware(self.accelerator), "data_source": self._data_source(),
