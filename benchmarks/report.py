@@ -222,6 +222,22 @@ def style_none_verdict() -> str:
     return "; ".join(verdicts)
 
 
+def recipe_question(name: str) -> str:
+    """One recipe question of benchmarks/recipe_compare.py: its arms beside their floors."""
+    r = load(name)
+    header = ["arm", "judge acc. (floor)", "judge-FID (floor)", "Inception FID (floor)", "Shirt acc. (floor)",
+              "Shirt judge-FID (floor)", "EMA window (updates)", "training min"]
+    rows = [[a["arm"], beside(a["judge_accuracy"], a["judge_accuracy_floor"], 3), beside(a["judge_fid"], a["judge_fid_floor"], 2),
+             beside(a["inception_fid"], a["inception_fid_floor"], 2),
+             beside(a["judge_accuracy_per_class"]["Shirt"], a["judge_accuracy_floor_per_class"]["Shirt"], 2),
+             beside(a["judge_fid_per_class"]["Shirt"], a["judge_fid_floor_per_class"]["Shirt"], 1),
+             f"{a['ema_window_updates']:.0f}", f"{a['wall_time_s'] / 60:.0f}"] for a in r["arms"]]
+    first = r["arms"][0]
+    return "\n\n".join([f"{r['text']} `{r['config']}`'s U-Net from scratch, {first['updates']} updates of "
+                         f"{first['batch_size']} ({r['epochs']:g} epochs), seed {r['seed']}, N = {r['num_per_class'] * 10}:",
+                         table(header, rows)])
+
+
 def convergence_table() -> str:
     r = load("style_convergence")
     rows = []
@@ -417,6 +433,13 @@ def results_doc() -> str:
         "On the CPU model, with a smaller classifier budget:",
         cas_table("synthetic_data"),
         provenance("synthetic_data"),
+        "## Recipe questions at an equal budget (CPU)",
+        "Each question trained from scratch on the CPU U-Net with everything else equal; per-class numbers for the "
+        "T-shirt/Pullover/Coat/Shirt group are in the result files.",
+        recipe_question("recipe_compare_ema"),
+        provenance("recipe_compare_ema"),
+        recipe_question("recipe_compare_loss_weighting"),
+        provenance("recipe_compare_loss_weighting"),
         "## Synthesis memory",
         "Peak resident memory of `fashion-ddpm synthesize` (tiny random U-Net, one step per image: the writing "
         "dominates) for two dataset sizes, one fresh process each:",

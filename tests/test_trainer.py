@@ -114,3 +114,38 @@ def test_style_model_trains_exports_and_starts_as_its_class_only_base(tmp_path, 
     assert images.shape == (1, 1, 28, 28)
     with pytest.raises(ValueError, match="unknown style attribute 'pattern'; this model takes"):
         pipe(style={"pattern": 0.5}, **kwargs)
+
+
+def test_side_by_side_emas_are_exported_and_power_0_is_the_raw_weights(tmp_path, data_dir):
+    from pipeline import FashionDDPMPipeline
+
+    t = trainer(tmp_path, data_dir, "max_train_steps=4", "checkpointing_steps=4", "ema_extra_powers=[0, 0.9]")
+    out = t.run()
+    raw = FashionDDPMPipeline.from_pretrained(out / "ema-power-0").unet.state_dict()
+    trained = t.accelerator.unwrap_model(t.model).state_dict()
+    assert all(torch.equal(raw[k], v) for k, v in trained.items())  # decay 0: the shadow is the weights
+    longer = FashionDDPMPipeline.from_pretrained(out / "ema-power-0.9").unet.state_dict()
+    recipe = FashionDDPMPipeline.from_pretrained(out).unet.state_dict()
+    assert any(not torch.equal(longer[k], recipe[k]) for k in recipe)  # another average than the recipe's EMA
+
+
+def test_min_snr_weights_the_v_loss_by_min_snr_over_snr_plus_1(tmp_path, data_dir):
+    from diffusers.training_utils import compute_snr
+
+    t = trainer(tmp_path, data_dir, "loss_weighting=min_snr", "snr_gamma=5")
+    steps = torch.arange(0, 100, 7)
+    snr = compute_snr(t.noise_scheduler, steps)
+    assert torch.allclose(t.loss_weights(steps), torch.clamp(snr, max=5) / (snr + 1))
+    assert t.loss_weights(steps).max() <= 5 / 6 + 1e-6  # the largest weight sits where SNR = gamma
+    plain = trainer(tmp_path / "plain", data_dir)
+    assert torch.equal(plain.loss_weights(steps), torch.ones(len(steps)))
+    assert math.isfinite(t.update(0).item())
+
+
+@pytest.mark.parametrize("override, named", [("loss_weighting=snr", "loss_weighting"), ("snr_gamma=0", "snr_gamma"),
+                                             ("ema_extra_powers=[0.75]", "ema_extra_powers"),
+                                             ("ema_extra_powers=[-1]", "ema_extra_powers"),
+                                             ("torch_compile=fast", "torch_compile")])
+def test_bad_recipe_keys_are_named(override, named):
+    with pytest.raises(ValueError, match=named):
+        load_config(str(TINY_CONFIG), [override])
