@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("demo_latency", "quality_vs_steps", "sampler_timing", "sampling_speed", "style_control", "style_convergence",
-              "synthesize_memory", "synthetic_data", "train_throughput")
+BENCHMARKS = ("demo_latency", "quality_vs_steps", "recipe_compare", "sampler_timing", "sampling_speed", "style_control",
+              "style_convergence", "synthesize_memory", "synthetic_data", "train_throughput")
 
 
 def _bench(name: str, *args: str) -> list[str]:
@@ -176,3 +176,22 @@ def test_style_control_smoke(tmp_path):
     for q in r["quality"]:
         assert q["num_images"] == 20 and q["reference_images"] == 1000 and 0 <= q["judge_accuracy_floor"] <= 1
         assert q["judge_fid_floor"] < q["judge_fid"] and q["diversity"] > 0 and q["diversity_real"] > 0
+
+
+def test_recipe_compare_smoke_judges_every_arm_and_reuses_the_shared_run(tmp_path):
+    """Two questions on one work folder: the second trains only its own run and re-uses the recipe run's evaluation."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    for question in ("ema", "loss_weighting"):
+        args = ["--question", question, "--smoke", "--no-inception", "--threads", "1", "--work-dir", str(work), "--out", str(out)]
+        proc = subprocess.run(_bench("recipe_compare", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    ema = json.loads((out / "recipe_compare_ema.json").read_text())
+    weighting = json.loads((out / "recipe_compare_loss_weighting.json").read_text())
+    assert [a["ema_power"] for a in ema["arms"]] == [0.0, 0.6, 0.75, 0.9]
+    assert all(_positive(a["judge_fid"]) and _positive(a["judge_fid_floor"]) for a in ema["arms"] + weighting["arms"])
+    assert set(ema["arms"][0]["judge_fid_per_class"]) == set(ema["arms"][0]["judge_accuracy_per_class"])
+    assert weighting["arms"][0]["judge_fid"] == ema["arms"][2]["judge_fid"]  # the recipe run, judged once
+    assert weighting["runs"] == {"min-snr": ["loss_weighting=min_snr", "snr_gamma=5"], "recipe": []}
+    bad = subprocess.run(_bench("recipe_compare", "--question", "ema", "--runs", "nope"), cwd=REPO, capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "nope" in bad.stderr and "recipe" in bad.stderr
