@@ -158,9 +158,9 @@ class Trainer:
         # the side-by-side EMAs of ema_extra_powers (power 0: decay 0, the raw weights)
         self.extra_emas = {power: EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=power,
                                            foreach=on_gpu) for power in config.ema_extra_powers}
-        for ema in [self.ema, *self.extra_emas.values()]:
-            if ema is not None:
-                ema.to(acc.device)  # the shadow weights live beside the trained ones (update and checkpoint there)
+        self.emas = [e for e in (self.ema, *self.extra_emas.values()) if e is not None]  # every EMA, updated together
+        for ema in self.emas:
+            ema.to(acc.device)  # the shadow weights live beside the trained ones (update and checkpoint there)
         if on_gpu:
             torch.backends.cudnn.benchmark = True  # fixed 28x28 shapes: autotuned convolutions
         optimizer = torch.optim.AdamW(self._param_groups(unet), lr=config.learning_rate,
@@ -175,9 +175,8 @@ class Trainer:
         self.budget_fixed = config.max_train_minutes is None  # with a budget, the probe fixes the length
         self.model, self.optimizer = acc.prepare(unet, optimizer)
         acc.register_for_checkpointing(self.lr_scheduler)
-        for ema in [self.ema, *self.extra_emas.values()]:
-            if ema is not None:
-                acc.register_for_checkpointing(ema)
+        for ema in self.emas:
+            acc.register_for_checkpointing(ema)
         self.sampler = BatchSampler(self.data, config.train_batch_size, config.seed, config.hflip, self.mix,
                                     mix_batch_size(config))
         self.null_id = len(self.data.class_names)
@@ -249,6 +248,8 @@ class Trainer:
                 given &= (labels.cpu() != self.null_id).unsqueeze(1)
                 style, given = style.nan_to_num(0.0).to(acc.device), given.float().to(acc.device)
                 prediction = self.model(noisy, t, labels, style, given)
+        if self.config.loss_weighting == "none":  # the plain loop's loss, computed exactly as before weighting existed
+            return F.mse_loss(prediction.float(), target.float())
         per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         return (per_image * self.loss_weights(t)).mean()
 
@@ -275,9 +276,8 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.lr_scheduler.step()
-        for ema in [self.ema, *self.extra_emas.values()]:
-            if ema is not None:
-                ema.step(self.model.parameters())
+        for ema in self.emas:
+            ema.step(self.model.parameters())
         return total
 
     # ------------------------------------------------------------------ the wall-clock budget
