@@ -179,19 +179,29 @@ def test_style_control_smoke(tmp_path):
 
 
 def test_recipe_compare_smoke_judges_every_arm_and_reuses_the_shared_run(tmp_path):
-    """Two questions on one work folder: the second trains only its own run and re-uses the recipe run's evaluation."""
+    """Two questions on one work folder: the second trains only what it lacks (its own run, a second seed) and re-uses
+    the recipe run's seed-0 evaluation; with two seeds each arm is the mean of its seeds."""
     work, out = tmp_path / "work", tmp_path / "out"
-    for question in ("ema", "loss_weighting"):
-        args = ["--question", question, "--smoke", "--no-inception", "--threads", "1", "--work-dir", str(work), "--out", str(out)]
+    for question, seeds in (("ema", "0"), ("loss_weighting", "0,1")):
+        args = ["--question", question, "--seeds", seeds, "--smoke", "--no-inception", "--threads", "1", "--work-dir",
+                str(work), "--out", str(out)]
         proc = subprocess.run(_bench("recipe_compare", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
     ema = json.loads((out / "recipe_compare_ema.json").read_text())
     weighting = json.loads((out / "recipe_compare_loss_weighting.json").read_text())
-    assert [a["ema_power"] for a in ema["arms"]] == [0.0, 0.6, 0.75, 0.9]
+    assert [a["ema_power"] for a in ema["arms"]] == [0.0, 0.6, 0.75, 0.9]  # the recipe's own, read from its run
     assert all(_positive(a["judge_fid"]) and _positive(a["judge_fid_floor"]) for a in ema["arms"] + weighting["arms"])
     assert set(ema["arms"][0]["judge_fid_per_class"]) == set(ema["arms"][0]["judge_accuracy_per_class"])
-    assert weighting["arms"][0]["judge_fid"] == ema["arms"][2]["judge_fid"]  # the recipe run, judged once
+    assert weighting["seeds"] == [0, 1] and sorted((work / "seed1").iterdir()) == [work / "seed1" / "min-snr", work / "seed1" / "recipe"]
+    recipe = weighting["arms"][0]
+    assert [s["seed"] for s in recipe["per_seed"]] == [0, 1]
+    assert recipe["per_seed"][0]["judge_fid"] == ema["arms"][2]["judge_fid"]  # the recipe run's seed 0, judged once
+    assert recipe["judge_fid"] == pytest.approx(sum(s["judge_fid"] for s in recipe["per_seed"]) / 2)
+    assert recipe["judge_fid_per_class"]["Shirt"] == pytest.approx(sum(s["judge_fid_per_class"]["Shirt"] for s in recipe["per_seed"]) / 2)
     assert weighting["runs"] == {"min-snr": ["loss_weighting=min_snr", "snr_gamma=5"], "recipe": []}
     bad = subprocess.run(_bench("recipe_compare", "--question", "ema", "--runs", "nope"), cwd=REPO, capture_output=True,
                          text=True)
     assert bad.returncode != 0 and "nope" in bad.stderr and "recipe" in bad.stderr
+    bad = subprocess.run(_bench("recipe_compare", "--question", "ema", "--seeds", "1,1"), cwd=REPO, capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "--seeds" in bad.stderr and "'1,1'" in bad.stderr
