@@ -76,7 +76,7 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _load_data(spec: dict):
+def load_data(spec: dict):
     import torch
 
     from pipeline.data import ImageDataset, load_dataset
@@ -95,7 +95,7 @@ def _load_data(spec: dict):
     return ImageDataset(images, labels, list(FASHION_MNIST_CLASSES), "synthetic")
 
 
-def _project(spec: dict, data, threads):
+def project_update(spec: dict, data, threads):
     """The code train_conditional.py runs: validate(config) -> Trainer -> setup -> update(step)."""
     import torch
 
@@ -188,10 +188,10 @@ def worker(variant: str, spec: dict):
     threads = spec.get("threads")
     if threads:
         torch.set_num_threads(threads)
-    data = _load_data(spec)
+    data = load_data(spec)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         spec["config"]["output_dir"] = tmp
-        update, params = (_project if variant == "project" else _reference)(spec, data, threads)
+        update, params = (project_update if variant == "project" else _reference)(spec, data, threads)
         warmup, steps = spec["warmup"], spec["steps"]
         losses = [update(step) for step in range(warmup)]
         gc.collect()

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("demo_latency", "quality_vs_steps", "recipe_compare", "sampler_timing", "sampling_speed", "style_control",
+BENCHMARKS = ("demo_latency", "loss_match", "quality_vs_steps", "recipe_compare", "sampler_timing", "sampling_speed", "style_control",
               "style_convergence", "synthesize_memory", "synthetic_data", "train_throughput")
 
 
@@ -205,3 +205,20 @@ def test_recipe_compare_smoke_judges_every_arm_and_reuses_the_shared_run(tmp_pat
     bad = subprocess.run(_bench("recipe_compare", "--question", "ema", "--seeds", "1,1"), cwd=REPO, capture_output=True,
                          text=True)
     assert bad.returncode != 0 and "--seeds" in bad.stderr and "'1,1'" in bad.stderr
+
+
+def test_loss_match_smoke_finds_a_maths_free_setting_identical_and_names_a_bad_one(tmp_path):
+    """log_every_steps changes no maths: from the same seed its losses are bit-identical to the plain loop's (so the
+    three runs are comparable), it matches, and the next seed is the non-zero yardstick."""
+    proc = subprocess.run(_bench("loss_match", "--smoke", "--threads", "1", "--out", str(tmp_path)), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "loss_match.json").read_text())
+    assert r["overrides"] == ["log_every_steps=1"] and r["identical_losses"] is True and r["matched"] is True
+    assert r["fast_gap"] == 0 and r["next_seed_gap"] > 0 and [len(r["runs"][k]["losses"]) for k in r["runs"]] == [8, 8, 8]
+    assert len(r["window_means"]["plain"]) == 4 and all(_positive(v) for v in r["images_per_s"].values())
+    assert "matches the plain loop" in (tmp_path / "loss_match.md").read_text()
+    bad = subprocess.run(_bench("loss_match", "--smoke", "--set", "torch_compile=fastest"), cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "torch_compile" in bad.stderr and "fastest" in bad.stderr
+    assert "plain:" not in bad.stdout  # named before any run started
