@@ -41,6 +41,7 @@ from .style import StyleDenoiser, build_encoder, from_class_only
 logger = logging.getLogger("fashion_ddpm.train")
 EXTRA_EMA_PREFIX = "ema-power-"  # the folders of the side-by-side EMAs (config ema_extra_powers), not the model
 EXPORT_IGNORE = ["checkpoints/*", "logs/*", ".tmp*", "samples/step-*", f"{EXTRA_EMA_PREFIX}*"]
+PROBE_WARMUP_UPDATES = 3  # updates before the wall-clock probe starts timing (compilation, graph capture, autotuning)
 
 
 class BatchSampler:
@@ -417,16 +418,24 @@ class Trainer:
         bar = tqdm(initial=start, total=self.max_steps, disable=not acc.is_local_main_process, desc="train", dynamic_ncols=True)
         loss, window_loss, window_steps, window_start = None, 0.0, 0, time.perf_counter()
         logged_loss = None  # the card's final loss: the mean of the last logging window
+        probe_steps = min(config.budget_probe_steps, self.max_steps)
+        # The probe times the updates after the first few, which carry torch.compile's compilation, CUDA-graph
+        # recording and cuDNN autotuning (a minute compiled, against milliseconds per update): the budget left after
+        # them is spread at the steady speed.
+        probe_warmup = min(PROBE_WARMUP_UPDATES, probe_steps - 1)
         probe_start, done = self.elapsed, start
         while done < self.max_steps:
             loss = self.update(done)
             done += 1
             bar.update()
             window_loss, window_steps = window_loss + loss, window_steps + 1
-            if not self.budget_fixed and done - start >= min(config.budget_probe_steps, self.max_steps):
+            if not self.budget_fixed and done - start == probe_warmup > 0:
+                loss.item()
+                probe_start = self.elapsed + time.perf_counter() - window_start
+            if not self.budget_fixed and done - start >= probe_steps:
                 loss.item()  # wait for the device: the probe's time is the updates' time
                 now = self.elapsed + time.perf_counter() - window_start
-                bar.total = self.fit_to_budget(done, done - start, now - probe_start, now)
+                bar.total = self.fit_to_budget(done, done - start - probe_warmup, now - probe_start, now)
                 bar.refresh()
             if done % config.log_every_steps == 0 or done == self.max_steps:
                 now = time.perf_counter()
