@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..evaluation.clip import DEFAULT_CLIP_MODEL, DEFAULT_TEMPLATES, ZERO_SHOT_TEMPLATE
+from ..evaluation.clip import DEFAULT_TEMPLATES, OPENAI_CLIP_MODEL, SHIPPED_CLIP_NAME, ZERO_SHOT_TEMPLATE
 from .common import add_sampling_args, check_output_folder, class_label, load_pipeline, positive_int, sampling_settings_from_args
 
 
@@ -25,8 +25,9 @@ def register(sub):
 
 
 def _add_clip_args(parser):
-    parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL,
-                        help=f"CLIPModel Hub id or local folder (default: {DEFAULT_CLIP_MODEL})")
+    parser.add_argument("--clip-model", default=None,
+                        help=f"CLIPModel Hub id or local folder (default: the shipped Fashion-MNIST CLIP, "
+                             f"pretrained/{SHIPPED_CLIP_NAME}; online e.g. {OPENAI_CLIP_MODEL})")
     parser.add_argument("--templates", nargs=3, metavar=("GOOD", "CLEAR", "BLURRY"), default=list(DEFAULT_TEMPLATES),
                         help="quality prompt templates with {} for the class name: positive, positive, negative")
     parser.add_argument("--zero-shot-template", default=ZERO_SHOT_TEMPLATE,

@@ -18,7 +18,7 @@ RGB PIL images (grey copied to all channels) and `CLIPProcessor` does the resize
 
 Use from Python:
 
-    >>> scorer = load_clip("openai/clip-vit-base-patch32")          # or a local folder
+    >>> scorer = load_clip()                    # pretrained/fashion-clip; or "openai/clip-vit-base-patch32", a folder
     >>> scores = scorer.score(images, labels, pipe.class_names)     # ClipScores
     >>> result = best_of_n(pipe, scorer, pool=15, keep=3)           # pipeline.evaluation.best_of_n
 
@@ -40,7 +40,11 @@ from PIL import Image
 from ..images import labelled_grid, to_rgb_pil
 from ..sampling import generate
 
-DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+OPENAI_CLIP_MODEL = "openai/clip-vit-base-patch32"  # the general-domain CLIP, for users who are online
+SHIPPED_CLIP_NAME = "fashion-clip"  # pretrained/fashion-clip: the Fashion-MNIST CLIP trained here (scripts/train_clip.py)
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# `pip install .` copies pretrained/ into the package (pipeline/pretrained is a symlink to it in the source tree)
+SHIPPED_CLIP_CANDIDATES = (_PACKAGE_DIR / "pretrained" / SHIPPED_CLIP_NAME, _PACKAGE_DIR.parent / "pretrained" / SHIPPED_CLIP_NAME)
 DEFAULT_TEMPLATES = ("a good photo of a {}", "a clear photo of a {}", "a blurry photo of a {}")
 TEMPLATE_ROLES = ("good", "clear", "blurry")  # quality = p[0] + p[1] - p[2]
 ZERO_SHOT_TEMPLATE = "a photo of a {}"
@@ -68,6 +72,15 @@ HOW_TO_GET_CLIP = (
 
 class ClipModelError(ValueError):
     """The CLIP model or processor could not be loaded; the message names the path or id and what is needed."""
+
+
+def default_clip_model() -> str:
+    """The shipped Fashion-MNIST CLIP's folder: what evaluate-clip and best-of-n use without --clip-model."""
+    for candidate in SHIPPED_CLIP_CANDIDATES:
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    raise ClipModelError(f"the shipped CLIP {SHIPPED_CLIP_NAME} was not found (looked in "
+                         f"{', '.join(str(c) for c in SHIPPED_CLIP_CANDIDATES)}); {HOW_TO_GET_CLIP}")
 
 
 def prompt_name(class_name: str) -> str:
@@ -236,9 +249,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def load_clip(model_id: str = DEFAULT_CLIP_MODEL, device=None, templates: Sequence[str] = DEFAULT_TEMPLATES,
+def load_clip(model_id: str | None = None, device=None, templates: Sequence[str] = DEFAULT_TEMPLATES,
               zero_shot_template: str = ZERO_SHOT_TEMPLATE, batch_size: int = 64) -> ClipScorer:
-    """Loads `CLIPModel` + `CLIPProcessor` from a Hub id or a local folder.
+    """Loads `CLIPModel` + `CLIPProcessor` from a Hub id or a local folder (None: the shipped Fashion-MNIST CLIP).
 
     Raises:
         ClipModelError: the folder is missing or is not a CLIP model, or the id cannot be loaded (e.g. offline).
@@ -246,7 +259,7 @@ def load_clip(model_id: str = DEFAULT_CLIP_MODEL, device=None, templates: Sequen
     import torch
     from transformers import CLIPModel, CLIPProcessor
 
-    model_id = str(model_id)
+    model_id = default_clip_model() if model_id is None else str(model_id)
     looks_local = os.path.exists(model_id) or model_id.startswith((".", "/", "~")) or os.sep + os.sep in model_id
     if looks_local:
         folder = Path(model_id).expanduser()
