@@ -185,3 +185,17 @@ def test_non_clip_folder_is_a_clear_error(tiny_saved, tmp_path):
         load_clip(str(tmp_path / "missing"))
     with pytest.raises(SystemExit, match=rf"error: .*{tiny_saved}.*not a CLIP model folder.*Hub id"):
         main(["evaluate-clip", "--model", str(tiny_saved), "--clip-model", str(tiny_saved), "--out", str(tmp_path)])
+
+
+def test_evaluate_clip_defaults_to_the_shipped_fashion_clip_offline(tiny_saved, tmp_path, capsys, monkeypatch):
+    from pipeline.evaluation.clip import SHIPPED_CLIP_CANDIDATES, default_clip_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert default_clip_model() == str(SHIPPED_CLIP_CANDIDATES[0] if (SHIPPED_CLIP_CANDIDATES[0] / "config.json").is_file()
+                                       else SHIPPED_CLIP_CANDIDATES[1])
+    main(["evaluate-clip", "--model", str(tiny_saved), "--num-per-class", "1", "--steps", "2", "--class", "Bag",
+          "--out", str(tmp_path / "eval"), "--clip-device", "cpu"])
+    table = json.loads((tmp_path / "eval" / "clip_per_class.json").read_text())
+    assert table["overall"]["n"] == 1 and "fashion-clip" in capsys.readouterr().out + json.dumps(table)
+    with pytest.raises(SystemExit, match=r"error: CLIP model folder .*nope does not exist"):
+        main(["evaluate-clip", "--model", str(tiny_saved), "--clip-model", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])

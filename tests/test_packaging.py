@@ -27,6 +27,8 @@ def test_wheel_holds_every_subpackage_and_the_shipped_model(tmp_path):
                  "pipeline/pretrained/fashion-ddpm-gpu/model_index.json",
                  "pipeline/pretrained/fashion-ddpm-gpu/unet/diffusion_pytorch_model.safetensors",
                  "pipeline/pretrained/fashion-ddpm-gpu/scheduler/scheduler_config.json",
+                 "pipeline/pretrained/fashion-clip/model.safetensors", "pipeline/pretrained/fashion-clip/config.json",
+                 "pipeline/pretrained/fashion-clip/tokenizer.json", "pipeline/pretrained/fashion-clip/processor_config.json",
                  "pipeline/demo/space_template/app.py", "pipeline/demo/space_template/requirements.txt",
                  "pipeline/demo/space_template/README.md"):
         assert path in names, path

@@ -198,10 +198,11 @@ def _byte_chars() -> list[str]:
 
 
 def build_tokenizer(folder: Path, texts: list[str]):
-    """A CLIPTokenizer whose merges spell every word of `texts` whole, and any other text byte by byte.
+    """A CLIPTokenizer with one chain of BPE merges per word of `texts`, and any other text spelled byte by byte.
 
-    Written by hand because the vocabulary is closed (the captions are ours): each word is one chain of BPE merges,
-    so it is one token, and CLIPTokenizer/CLIPTokenizerFast load the files like any CLIP tokenizer's."""
+    Written by hand because the vocabulary is closed (the captions are ours) and small: most words end as one token
+    (a few, e.g. "pullover", as pieces, where another word's earlier merge claims two of their letters first), no
+    text is lost, and CLIPTokenizer/CLIPTokenizerFast load the files like any CLIP tokenizer's."""
     from transformers import CLIPTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
