@@ -82,7 +82,7 @@ def main(argv=None):
     from scipy.stats import spearmanr
 
     from pipeline.data import load_dataset
-    from pipeline.evaluation.clip import load_clip
+    from pipeline.evaluation.clip import load_clip, per_class_table, ranked_grid
     from pipeline.evaluation.judge import JUDGE_WEIGHTS, FashionJudge
     from pipeline.models import load_pipeline
     from pipeline.sampling import generate
@@ -123,6 +123,16 @@ def main(argv=None):
     rho = spearmanr(generated.quality, confidence).statistic
     per_class_rho = {pipe.class_names[c]: float(spearmanr(generated.quality[ids == c], confidence[ids == c]).statistic)
                      for c in sorted(set(ids)) if (ids == c).sum() > 2}
+    judge_correct = judge_probs.argmax(1) == ids
+    real_table, generated_table = per_class_table(scores), per_class_table(generated)
+    section = [{"class": row["class_name"], "quality_generated": row["quality_mean"], "quality_generated_std": row["quality_std"],
+                "quality_real": real["quality_mean"], "clip_agreement_generated": row["zero_shot_agreement"],
+                "clip_agreement_real": real["zero_shot_agreement"],
+                "judge_accuracy_generated": float(judge_correct[ids == row["class_id"]].mean())}
+               for row, real in zip(generated_table["classes"], real_table["classes"]) if row["n"]]
+    if args.out and not args.smoke:  # the best and worst generated images by CLIP quality, the report's grids
+        for lowest, name in ((False, "fashion_clip_best.png"), (True, "fashion_clip_worst.png")):
+            ranked_grid(generated, 4, lowest=lowest).save(Path(args.out) / name)
     gen = {"model": repo_relative(str(args.model or "pretrained/fashion-ddpm-gpu")), "settings": samples.settings.label(),
            "num_images": len(ids), "spearman_quality_vs_judge_confidence": float(rho),
            "spearman_per_class": per_class_rho, "judge_accuracy": float((judge_probs.argmax(1) == ids).mean()),
@@ -133,6 +143,7 @@ def main(argv=None):
     result = {"clip_model": repo_relative(scorer.name), "smoke": args.smoke, "machine": machine, "seed": args.seed,
               "prompts": {"zero_shot": scorer.zero_shot_template, "quality": list(scorer.templates)},
               **prompt, **retrieval(scores.zero_shot_probs, labels), "quality_auc": rows, "generated": gen,
+              "per_class_quality": section,
               "training": None if training is None else {k: v for k, v in training.items() if k != "log"}}
     emit(NAME, result, to_markdown(result), args)
     return result
@@ -150,6 +161,9 @@ def to_markdown(r: dict) -> str:
     per_class = [[c, f"{a:.3f}", f"{r['judge_per_class_test_accuracy'][c]:.3f}"] for c, a in r["prompt_accuracy_per_class"].items()]
     g = r["generated"]
     k = next(key for key in r if key.startswith("text_to_image_precision_at_") and not key.endswith("class"))
+    quality = [[x["class"], f"{x['quality_generated']:.3f} ± {x['quality_generated_std']:.3f}", f"{x['quality_real']:.3f}",
+                f"{x['clip_agreement_generated']:.2f} / {x['clip_agreement_real']:.2f}", f"{x['judge_accuracy_generated']:.2f}"]
+               for x in r["per_class_quality"]]
     return "\n\n".join([
         f"# {NAME}: `{r['clip_model']}`{' (smoke run: not a measurement)' if r['smoke'] else ''}",
         f"Prompt accuracy on {r['test_images']} test images with \"{r['prompts']['zero_shot']}\": "
@@ -163,6 +177,10 @@ def to_markdown(r: dict) -> str:
         f"On {g['num_images']} images of `{g['model']}` ({g['settings']}): Spearman ρ of CLIP quality with the judge's "
         f"probability of the intended class {g['spearman_quality_vs_judge_confidence']:.3f}; judge accuracy "
         f"{g['judge_accuracy']:.3f}, CLIP prompt agreement {g['clip_prompt_agreement']:.3f}.",
+        "Per class (quality = p_good + p_clear − p_blurry over the three quality prompts; the real test images are the "
+        "floor):",
+        markdown_table(["class", "CLIP quality, generated", "CLIP quality, real test", "CLIP agreement generated / real",
+                        "judge accuracy, generated"], quality),
     ])
 
 

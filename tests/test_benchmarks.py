@@ -192,16 +192,16 @@ def test_recipe_compare_smoke_judges_every_arm_and_reuses_the_shared_run(tmp_pat
     assert [a["ema_power"] for a in ema["arms"]] == [0.0, 0.6, 0.75, 0.9]  # the recipe's own, read from its run
     assert all(_positive(a["judge_fid"]) and _positive(a["judge_fid_floor"]) for a in ema["arms"] + weighting["arms"])
     assert set(ema["arms"][0]["judge_fid_per_class"]) == set(ema["arms"][0]["judge_accuracy_per_class"])
-    assert weighting["seeds"] == [0, 1] and sorted((work / "seed1").iterdir()) == [work / "seed1" / "min-snr", work / "seed1" / "recipe"]
+    assert weighting["seeds"] == [0, 1] and sorted((work / "seed1").iterdir()) == [work / "seed1" / "min-snr", work / "seed1" / "v-mse"]
     recipe = weighting["arms"][0]
     assert [s["seed"] for s in recipe["per_seed"]] == [0, 1]
     assert recipe["per_seed"][0]["judge_fid"] == ema["arms"][2]["judge_fid"]  # the recipe run's seed 0, judged once
     assert recipe["judge_fid"] == pytest.approx(sum(s["judge_fid"] for s in recipe["per_seed"]) / 2)
     assert recipe["judge_fid_per_class"]["Shirt"] == pytest.approx(sum(s["judge_fid_per_class"]["Shirt"] for s in recipe["per_seed"]) / 2)
-    assert weighting["runs"] == {"min-snr": ["loss_weighting=min_snr", "snr_gamma=5"], "recipe": []}
+    assert weighting["runs"] == {"min-snr": ["loss_weighting=min_snr", "snr_gamma=5"], "v-mse": ["loss_weighting=none"]}
     bad = subprocess.run(_bench("recipe_compare", "--question", "ema", "--runs", "nope"), cwd=REPO, capture_output=True,
                          text=True)
-    assert bad.returncode != 0 and "nope" in bad.stderr and "recipe" in bad.stderr
+    assert bad.returncode != 0 and "nope" in bad.stderr and "v-mse" in bad.stderr
     bad = subprocess.run(_bench("recipe_compare", "--question", "ema", "--seeds", "1,1"), cwd=REPO, capture_output=True,
                          text=True)
     assert bad.returncode != 0 and "--seeds" in bad.stderr and "'1,1'" in bad.stderr

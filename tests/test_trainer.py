@@ -156,12 +156,13 @@ def test_side_by_side_emas_are_exported_and_power_0_is_the_raw_weights(tmp_path,
 def test_min_snr_weights_the_v_loss_by_min_snr_over_snr_plus_1(tmp_path, data_dir):
     from diffusers.training_utils import compute_snr
 
-    t = trainer(tmp_path, data_dir, "loss_weighting=min_snr", "snr_gamma=5")
+    t = trainer(tmp_path, data_dir)  # the recipe: Min-SNR-5
+    assert (t.config.loss_weighting, t.config.snr_gamma) == ("min_snr", 5.0)
     steps = torch.arange(0, 100, 7)
     snr = compute_snr(t.noise_scheduler, steps)
     assert torch.allclose(t.loss_weights(steps), torch.clamp(snr, max=5) / (snr + 1))
     assert t.loss_weights(steps).max() <= 5 / 6 + 1e-6  # the largest weight sits where SNR = gamma
-    plain = trainer(tmp_path / "plain", data_dir)
+    plain = trainer(tmp_path / "plain", data_dir, "loss_weighting=none")
     assert torch.equal(plain.loss_weights(steps), torch.ones(len(steps)))
     assert math.isfinite(t.update(0).item())
 

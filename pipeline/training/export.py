@@ -40,6 +40,7 @@ def export_checkpoint(run_dir: str | Path, step: int | None, out_dir: str | Path
         raise ValueError(f"no checkpoint-{step} in {run_dir / 'checkpoints'}; found steps {sorted(steps)}")
     step = max(steps) if step is None else step
     values = json.loads(config_path.read_text())
+    values.setdefault("loss_weighting", "none")  # a run from before the key trained with the plain loss
     for text in overrides:
         key, value = parse_override(text)
         if key not in EXPORT_ONLY_KEYS:
