@@ -145,18 +145,6 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 # ---------------------------------------------------------------- a tiny random CLIP, saved like real weights
-def _byte_chars() -> list[str]:
-    """The 256 characters byte-level BPE uses for the bytes (GPT-2 / CLIP's bytes_to_unicode)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory):
     """Folder with a random 2-layer CLIPModel, a character-level CLIPTokenizer and a 30-pixel CLIPImageProcessor."""
@@ -166,7 +154,9 @@ def tiny_clip(tmp_path_factory):
     tok_dir, model_dir = root / "tok", root / "clip"
     tok_dir.mkdir()
     # Every byte as a token, alone and word-final; no merges: any prompt tokenises character by character.
-    chars = _byte_chars()
+    from pipeline.training.clip import byte_chars
+
+    chars = byte_chars()
     vocab = {tok: i for i, tok in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
     (tok_dir / "vocab.json").write_text(json.dumps(vocab))
     (tok_dir / "merges.txt").write_text("#version: 0.2\n")

@@ -185,7 +185,7 @@ def vocabulary() -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- tokenizer, model
-def _byte_chars() -> list[str]:
+def byte_chars() -> list[str]:
     """The 256 characters CLIP's byte-level BPE stands the bytes for (bytes_to_unicode)."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs, n = bs[:], 0
@@ -206,7 +206,7 @@ def build_tokenizer(folder: Path, texts: list[str]):
     from transformers import CLIPTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    chars = _byte_chars()
+    chars = byte_chars()
     base = chars + [c + "</w>" for c in chars]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate([*base, *SPECIAL_TOKENS])}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
