@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("demo_latency", "loss_match", "quality_vs_steps", "recipe_compare", "sampler_timing", "sampling_speed", "style_control",
+BENCHMARKS = ("demo_latency", "fashion_clip", "loss_match", "quality_vs_steps", "recipe_compare", "sampler_timing", "sampling_speed", "style_control",
               "style_convergence", "synthesize_memory", "synthetic_data", "train_throughput")
 
 
@@ -222,3 +222,17 @@ def test_loss_match_smoke_finds_a_maths_free_setting_identical_and_names_a_bad_o
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "torch_compile" in bad.stderr and "fastest" in bad.stderr
     assert "plain:" not in bad.stdout  # named before any run started
+
+
+@pytest.mark.needs_data
+def test_fashion_clip_smoke_measures_the_shipped_clip(tmp_path):
+    proc = subprocess.run(_bench("fashion_clip", "--smoke", "--threads", "1", "--out", str(tmp_path)), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "fashion_clip.json").read_text())
+    assert r["smoke"] is True and r["clip_model"] == "pretrained/fashion-clip" and r["test_images"] == 200
+    assert 0 <= r["prompt_accuracy"] <= 1 and len(r["prompt_accuracy_per_class"]) == 10
+    kinds = {(x["degradation"], x["seen_in_training"]) for x in r["quality_auc"]}
+    assert kinds == {("pixelate", False), ("jpeg", False), ("salt_pepper", False), ("blur", True), ("noise", True),
+                     ("low_contrast", True)} and all(0 <= x["auc"] <= 1 for x in r["quality_auc"])
+    assert r["generated"]["num_images"] == 20 and len(r["per_class_quality"]) == 10

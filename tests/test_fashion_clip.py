@@ -106,3 +106,11 @@ def test_train_clip_script_names_a_bad_key_before_any_work(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown CLIP training key(s) ['epoch']" in proc.stderr and "'epochs'" in proc.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_average_precision_and_auc_of_the_clip_benchmark():
+    from benchmarks.fashion_clip import auc, average_precision
+
+    assert average_precision([True, False, True], [0.9, 0.8, 0.7]) == pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision([False, True], [0.9, 0.8]) == pytest.approx(0.5)
+    assert auc([3, 4], [1, 2]) == 1.0 and auc([1, 2], [3, 4]) == 0.0 and auc([1], [1]) == 0.5
