@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU runs the default model and configs/large.yaml are waiting for, most valuable first; each step resumes, each
-# fits one 10-minute command:
+# The GPU runs the default model and configs/large.yaml are waiting for, most valuable first; each step is its own
+# short command and resumes where it stopped:
 #
 #   bash scripts/gpu_session.sh OUT                      # every step
 #   STEPS=match bash scripts/gpu_session.sh OUT          # then STEPS=default, then STEPS=large
