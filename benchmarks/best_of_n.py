@@ -143,7 +143,7 @@ def mean_std(runs: list[dict]) -> dict:
     import numpy as np
 
     out = {}
-    for key, value in runs[0].items():
+    for key in runs[0]:
         values = np.asarray([r[key] for r in runs], dtype=np.float64)
         std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros_like(values[0])
         out[key] = values.mean(axis=0).tolist()

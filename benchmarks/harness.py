@@ -210,6 +210,25 @@ def report_to_parent(result: dict):
     print(WORKER_RESULT + json.dumps(result), flush=True)
 
 
+# ---------------------------------------------------------------------------------------------------- training runs
+def train_run(config) -> Path:
+    """Trains a `TrainConfig` into its output_dir, or finishes it after a kill; a finished run of the same config
+    (wherever its folder now lies: output_dir is where, not what) is left as it is."""
+    from dataclasses import asdict
+
+    from pipeline.training.trainer import Trainer
+
+    folder = Path(config.output_dir)
+    saved = folder / "train_config.json"
+    wanted = json.loads(json.dumps(asdict(config)))
+    if (folder / "model_index.json").is_file() and saved.is_file() and \
+            {**json.loads(saved.read_text()), "output_dir": None} == {**wanted, "output_dir": None}:
+        return folder
+    trainer = Trainer(config)
+    trainer.setup()
+    return trainer.run(resume_from_checkpoint="latest")
+
+
 # ---------------------------------------------------------------------------------------------------- output
 def median(values) -> float:
     return float(statistics.median(values))

@@ -23,7 +23,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import REPO, RESULTS, emit, parser, torch_machine
+from benchmarks.harness import REPO, RESULTS, emit, parser, torch_machine, train_run
 
 NAME = "recipe_compare"
 EXTRA_EMA_POWERS = [0.0, 0.6, 0.9]  # kept side by side in every run (0: the raw weights)
@@ -113,24 +113,7 @@ def run_config(args, run: str, seed: int):
 
 def train(args, run: str, seed: int) -> Path:
     """Trains `run` (or finishes it after a kill); a finished run with the same config is left as it is."""
-    from pipeline.training.trainer import Trainer
-
-    config = run_config(args, run, seed)
-    folder = Path(config.output_dir)
-    card = folder / "train_config.json"
-    if (folder / "model_index.json").is_file() and card.is_file() and _same_run(json.loads(card.read_text()), config):
-        return folder
-    trainer = Trainer(config)
-    trainer.setup()
-    return trainer.run(resume_from_checkpoint="latest")
-
-
-def _same_run(saved: dict, config) -> bool:
-    """The saved run is this config's, wherever its folder now lies (output_dir is where, not what)."""
-    from dataclasses import asdict
-
-    wanted = json.loads(json.dumps(asdict(config)))
-    return {**saved, "output_dir": None} == {**wanted, "output_dir": None}
+    return train_run(run_config(args, run, seed))
 
 
 def _weights(args, arm: Arm, seed: int) -> Path:

@@ -249,6 +249,28 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def check_clip_source(model_id: str, what: str = "--clip-model"):
+    """A local CLIP folder must exist and hold a config.json of model_type 'clip' (a Hub id is checked when loaded):
+    a ClipModelError naming `what` and the value otherwise, before any work."""
+    model_id = str(model_id)
+    looks_local = os.path.exists(model_id) or model_id.startswith((".", "/", "~")) or os.sep + os.sep in model_id
+    if not looks_local:
+        return
+    folder = Path(model_id).expanduser()
+    if not folder.is_dir():
+        raise ClipModelError(f"{what}: CLIP model folder {model_id} does not exist; {HOW_TO_GET_CLIP}")
+    config_path = folder / "config.json"
+    model_type = None
+    if config_path.is_file():
+        try:
+            model_type = json.loads(config_path.read_text()).get("model_type")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            model_type = None
+    if model_type != "clip":
+        found = f"model_type {model_type!r} in config.json" if config_path.is_file() else "no config.json"
+        raise ClipModelError(f"{what}: {model_id} is not a CLIP model folder ({found}); {HOW_TO_GET_CLIP}")
+
+
 def load_clip(model_id: str | None = None, device=None, templates: Sequence[str] = DEFAULT_TEMPLATES,
               zero_shot_template: str = ZERO_SHOT_TEMPLATE, batch_size: int = 64) -> ClipScorer:
     """Loads `CLIPModel` + `CLIPProcessor` from a Hub id or a local folder (None: the shipped Fashion-MNIST CLIP).
@@ -260,21 +282,7 @@ def load_clip(model_id: str | None = None, device=None, templates: Sequence[str]
     from transformers import CLIPModel, CLIPProcessor
 
     model_id = default_clip_model() if model_id is None else str(model_id)
-    looks_local = os.path.exists(model_id) or model_id.startswith((".", "/", "~")) or os.sep + os.sep in model_id
-    if looks_local:
-        folder = Path(model_id).expanduser()
-        if not folder.is_dir():
-            raise ClipModelError(f"CLIP model folder {model_id} does not exist; {HOW_TO_GET_CLIP}")
-        config_path = folder / "config.json"
-        model_type = None
-        if config_path.is_file():
-            try:
-                model_type = json.loads(config_path.read_text()).get("model_type")
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                model_type = None
-        if model_type != "clip":
-            found = f"model_type {model_type!r} in config.json" if config_path.is_file() else "no config.json"
-            raise ClipModelError(f"{model_id} is not a CLIP model folder ({found}); {HOW_TO_GET_CLIP}")
+    check_clip_source(model_id)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         model = CLIPModel.from_pretrained(model_id)

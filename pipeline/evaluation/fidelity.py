@@ -75,7 +75,7 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
              ref_size: int = DEFAULT_REF_SIZE, judge_ref_size: int = DEFAULT_JUDGE_REF_SIZE,
              judge_path: str | Path = JUDGE_WEIGHTS, data_dir: str | None = None, kid_subsets: int = 50,
              out_dir: str | Path | None = None, command: str | None = None, model_name: str | None = None,
-             verbose: bool = True, settings: SamplingSettings | None = None, style=None, **overrides) -> dict:
+             verbose: bool = True, settings: SamplingSettings | None = None, style=None, samples=None, **overrides) -> dict:
     """Generates N = num_per_class × classes images and scores them; see the module docstring.
 
     Args:
@@ -89,6 +89,9 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
         command: the command line to record in the report (for reproducibility).
         settings / **overrides: how to sample (`SamplingSettings`, or its fields: sampler, steps, guidance, interval,
             rescale; unset ones take the model's defaults), as for `generate`.
+        samples: the images already made with `generate(pipe, None, k, seed, settings=...)` for some k >=
+            num_per_class (the first num_per_class of each class are scored: the images this call would make), so
+            that one sampling serves several measurements; None = generate them here.
 
     Raises:
         ValueError / FileNotFoundError: bad arguments, or no Fashion-MNIST / Inception weights; raised before any
@@ -120,8 +123,11 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
         needed += [("test", ref_size, INCEPTION_NAME), ("train", num_images, INCEPTION_NAME)]
     reference_available(needed, data_dir)
 
-    _log(verbose, f"generating {num_images} images ({num_per_class} per class), seed {seed}, on {device} ...")
-    samples = generate(pipe, None, num_per_class, seed, batch_size, settings=settings, style=style)
+    if samples is None:
+        _log(verbose, f"generating {num_images} images ({num_per_class} per class), seed {seed}, on {device} ...")
+        samples = generate(pipe, None, num_per_class, seed, batch_size, settings=settings, style=style)
+    else:
+        samples = _first_per_class(samples, num_per_class, seed, settings, class_names)
     images, labels, gen_seconds = samples.images, np.asarray(samples.class_ids), samples.seconds
     _log(verbose, f"  {settings.describe()}: {gen_seconds:.1f} s ({gen_seconds / num_images:.3f} s per image)")
 
@@ -213,6 +219,23 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
     if out_dir is not None:
         write_report(result, out_dir, images)
     return result
+
+
+def _first_per_class(samples, num_per_class: int, seed: int, settings: SamplingSettings, class_names: list[str]):
+    """The first `num_per_class` images of every class of `samples` (label-major, every class, the seed rule), after
+    checking that they are the images `generate(pipe, None, num_per_class, seed, settings=settings)` makes."""
+    from dataclasses import replace
+
+    from ..sampling import plan
+
+    per_class = len(samples) // len(class_names)
+    ids, seeds = plan(list(range(len(class_names))), per_class, seed)
+    if samples.class_ids != ids or samples.seeds != seeds or samples.settings != settings or per_class < num_per_class:
+        raise ValueError(f"samples must be generate(pipe, None, k, seed={seed}, settings={settings.describe()!r}) for some "
+                         f"k >= num_per_class ({num_per_class}); got {len(samples)} images with other seeds or settings")
+    keep = np.concatenate([np.arange(c * per_class, c * per_class + num_per_class) for c in range(len(class_names))])
+    return replace(samples, images=samples.images[torch.from_numpy(keep)], class_ids=[ids[i] for i in keep],
+                   seeds=[seeds[i] for i in keep], seconds=samples.seconds * num_per_class / per_class)
 
 
 # ---------------------------------------------------------------------------------------------- reports

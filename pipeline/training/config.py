@@ -60,7 +60,9 @@ class TrainConfig:
     style_attributes: list[str] = field(default_factory=list)  # e.g. [width, height, area, slant, thickness, brightness, pattern]
     style_dropout: float = 0.5  # probability that an attribute is left out of an image's condition (any subset can be asked)
     style_hidden_dim: int = 128  # width of the condition encoder's style MLP
-    init_from: str | None = None  # a class-only pipeline folder whose weights start the style model (its style path at 0)
+    # a class-only pipeline folder whose weights start training: a fine-tune of it, or (with style_attributes) a style
+    # model on its U-Net with the style path at 0
+    init_from: str | None = None
     # the style MLP's learning rate (None: learning_rate). Higher than the U-Net's: the path starts at zero and the
     # loss gains little from style, so at the U-Net's rate it grows too slowly to steer (docs/style.md)
     style_learning_rate: float | None = None
@@ -89,6 +91,15 @@ class TrainConfig:
     # seeds); models trained before that used "none" (a saved train_config.json without the key means "none").
     loss_weighting: str = "min_snr"
     snr_gamma: float = 5.0  # gamma of loss_weighting=min_snr
+    # The founding report's CLIP-guided loss: lambda * (1 - cos(image, prompt) + cos(image, negative prompt)) of CLIP's
+    # embedding of the model's x0 estimate and of the prompts for the image's class, added to the diffusion loss, for
+    # images with t/T <= clip_max_noise (where x0 is informative), each weighted by alpha_bar_t (its signal share);
+    # null-class images get none. Gradients flow through the frozen CLIP into the U-Net (pipeline/training/clip_loss.py).
+    clip_loss_weight: float = 0.0  # lambda; 0 = off (the recipe: benchmarks/results/clip_loss.json)
+    clip_model: str | None = None  # a CLIPModel folder or Hub id; null = the shipped pretrained/fashion-clip
+    clip_prompt: str = "a clear photo of a {}"  # {} = the class's prompt name (pipeline.evaluation.clip.PROMPT_NAMES)
+    clip_negative_prompt: str | None = "a blurry photo of a {}"  # null = no negative term
+    clip_max_noise: float = 0.5
     seed: int = 0
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (GPU); on CPU fp16 is ignored and bf16 is slow
     # Throughput on a GPU, the same maths: torch.compile of the trained module through Accelerate's dynamo plugin
@@ -193,6 +204,7 @@ def validate(values: dict) -> TrainConfig:
     _require(config, "label_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
     _check_mixing(config)
     _check_style(config)
+    _check_clip_loss(config)
     _require(config, "ema_max_decay", lambda v: 0 < v < 1, "in (0, 1)")
     _require(config, "snr_gamma", lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
     powers = config.ema_extra_powers
@@ -244,8 +256,6 @@ def _check_style(config: TrainConfig):
     if config.style_learning_rate is not None and not config.style_attributes:
         raise ValueError("config key 'style_learning_rate' is the style MLP's; set style_attributes")
     if config.init_from is not None:
-        if not config.style_attributes:
-            raise ValueError("config key 'init_from' starts a style model from a class-only one; set style_attributes")
         if config.unet:
             raise ValueError("config key 'init_from' takes the U-Net of its model; leave 'unet' empty")
         if not Path(config.init_from, "model_index.json").is_file():
@@ -253,6 +263,24 @@ def _check_style(config: TrainConfig):
     if config.style_attributes and config.mix_dataset:
         raise ValueError("config keys 'style_attributes' and 'mix_dataset' do not go together (the mixed images carry "
                          "no measured style)")
+
+
+def _check_clip_loss(config: TrainConfig):
+    _require(config, "clip_loss_weight", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0 = no CLIP loss)")
+    _require(config, "clip_max_noise", lambda v: 0 < v <= 1, "in (0, 1] (the largest t/T that gets the CLIP loss)")
+    def is_prompt(v):
+        return isinstance(v, str) and v.count("{}") == 1
+
+    _require(config, "clip_prompt", is_prompt, "a prompt with exactly one {} for the class name")
+    _require(config, "clip_negative_prompt", lambda v: v is None or is_prompt(v),
+             "a prompt with exactly one {} for the class name or null")
+    if config.clip_loss_weight > 0 and config.clip_model is not None:
+        from ..evaluation.clip import check_clip_source
+
+        check_clip_source(config.clip_model, what="config key 'clip_model'")
+    elif config.clip_model is not None:
+        raise ValueError(f"config key 'clip_model' is {config.clip_model!r} but clip_loss_weight is 0, so it would not be "
+                         "used; set clip_loss_weight > 0 or clip_model=null")
 
 
 def _require(config: TrainConfig, key: str, ok, accepted: str):

@@ -70,11 +70,22 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
         hardware=stats["hardware"], final_loss="n/a" if loss is None else f"{loss:.4f}",
         config_yaml=yaml.safe_dump(config, sort_keys=False).strip(),
         style_attributes=", ".join(f"`{a}`" for a in config.get("style_attributes") or []),
-        init_from=config.get("init_from"),
+        init_from=config.get("init_from"), clip_loss=clip_loss_text(config),
     )
     path = Path(folder) / "README.md"
     card.save(path)
     return path
+
+
+def clip_loss_text(config: dict) -> str | None:
+    """The CLIP-guided loss of a run's config in one line (None when it had none)."""
+    weight = config.get("clip_loss_weight") or 0
+    if not weight:
+        return None
+    negative = config.get("clip_negative_prompt")
+    term = f"1 − cos(CLIP(x̂0), “{config['clip_prompt']}”)" + (f" + cos(CLIP(x̂0), “{negative}”)" if negative else "")
+    return (f"λ = {weight:g} × ({term}) on `{config.get('clip_model') or 'pretrained/fashion-clip'}`, for t/T ≤ "
+            f"{config['clip_max_noise']:g}, each image weighted by ᾱ_t (pipeline/training/clip_loss.py)")
 
 
 def rewrite_model_card(folder: str | Path, local_path: str, hub_model_id: str | None = None) -> Path:

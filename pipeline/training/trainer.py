@@ -33,6 +33,7 @@ from ..schedulers import make_scheduler
 from ..settings import EVERY_STEP
 from ..visualize import sample_grid
 from . import checkpoints
+from .clip_loss import ClipGuidanceLoss
 from .config import TrainConfig, mix_batch_size
 from .model_card import write_model_card
 from .plots import plot_loss_curve
@@ -147,6 +148,10 @@ class Trainer:
         torch.manual_seed(config.seed)  # weight initialisation
         pipe = self._initial_pipeline()
         self.noise_scheduler: DDPMScheduler = pipe.scheduler
+        self.clip_loss = None  # the CLIP-guided loss term (config clip_loss_weight > 0), on a frozen CLIP
+        if config.clip_loss_weight > 0:
+            self.clip_loss = ClipGuidanceLoss.from_config(config, self.noise_scheduler, self.data.class_names, acc.device)
+        self.clip_window = []  # the CLIP terms of the updates since the last log row
         # the trained module: the U-Net, or for a style model the U-Net and its condition encoder together
         unet = pipe.unet if self.style is None else StyleDenoiser(pipe.unet, pipe.condition_encoder)
         on_gpu = acc.device.type == "cuda"
@@ -213,12 +218,32 @@ class Trainer:
                 unet = from_class_only(base, encoder)
                 return FashionDDPMPipeline(unet, DDPMScheduler.from_config(base.scheduler.config),
                                            class_names=self.data.class_names, condition_encoder=encoder)
+        if config.init_from:  # a fine-tune of a class-only model: its U-Net and noise schedule
+            return self._fine_tune_start()
         return FashionDDPMPipeline.from_config_dict(
             unet={**config.unet, "sample_size": self.data.images.shape[-1]},
             scheduler={"num_train_timesteps": config.num_train_timesteps, "beta_schedule": config.beta_schedule,
                        "prediction_type": config.prediction_type},
             class_names=self.data.class_names, condition_encoder=encoder,
         )
+
+    def _fine_tune_start(self) -> FashionDDPMPipeline:
+        from ..models import load_pipeline
+
+        config = self.config
+        base = load_pipeline(config.init_from)
+        if base.condition_encoder is not None:
+            raise ValueError(f"init_from {config.init_from} is a style model; a fine-tune starts from a class-only one")
+        theirs = base.scheduler.config
+        for key, ours in (("prediction_type", config.prediction_type), ("num_train_timesteps", config.num_train_timesteps),
+                          ("beta_schedule", config.beta_schedule)):
+            if theirs[key] != ours:
+                raise ValueError(f"init_from {config.init_from} has {key} {theirs[key]!r}, the config {ours!r}; set "
+                                 f"{key}={theirs[key]} to fine-tune it")
+        if list(base.class_names) != list(self.data.class_names):
+            raise ValueError(f"init_from {config.init_from} has classes {list(base.class_names)}, the training data "
+                             f"{list(self.data.class_names)}")
+        return FashionDDPMPipeline(base.unet, DDPMScheduler.from_config(theirs), class_names=self.data.class_names)
 
     def _data_source(self) -> str:
         if self.mix is None:
@@ -250,9 +275,15 @@ class Trainer:
                 style, given = style.nan_to_num(0.0).to(acc.device), given.float().to(acc.device)
                 prediction = self.model(noisy, t, labels, style, given)
         if self.config.loss_weighting == "none":  # the plain loop's loss, computed exactly as before weighting existed
-            return F.mse_loss(prediction.float(), target.float())
-        per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-        return (per_image * self.loss_weights(t)).mean()
+            loss = F.mse_loss(prediction.float(), target.float())
+        else:
+            per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+            loss = (per_image * self.loss_weights(t)).mean()
+        if self.clip_loss is not None:
+            clip, term = self.clip_loss(noisy, prediction, t, labels)
+            self.clip_window.append(term)
+            loss = loss + clip
+        return loss
 
     def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
         """Each image's loss weight at its timestep: 1, or Min-SNR-gamma written for the prediction target (the
@@ -444,6 +475,9 @@ class Trainer:
                 mean_loss = acc.reduce(window_loss / window_steps, "mean").item()
                 row = {"step": done, "loss": mean_loss, "lr": self.lr_scheduler.get_last_lr()[0],
                        "images_per_s": speed, "epoch": done * self.images_per_step / len(self.data), "wall_time_s": self.elapsed}
+                if self.clip_window:  # the mean CLIP term (1 - cos + cos negative, before lambda) of the window
+                    row["clip_term"] = acc.reduce(torch.stack(self.clip_window).mean(), "mean").item()
+                    self.clip_window = []
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", img_s=f"{speed:.0f}")
                 logged_loss = mean_loss
                 if acc.is_main_process:
