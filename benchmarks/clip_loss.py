@@ -183,11 +183,16 @@ def verdict(result: dict) -> str:
             "Inception FID": clip["inception_fid"] is not None and clip["inception_fid"] < plain["inception_fid"],
             "CAS": clip["cas"]["mean"] > plain["cas"]["mean"]}
     won = [k for k, v in wins.items() if v]
+    lost = [k for k, v in wins.items() if not v]
     gamed = clip["clip_quality"] > plain["clip_quality"]
-    return (f"Against the plain fine-tune the CLIP term {'wins' if len(won) == 3 else 'does not win'} on the critic-free "
-            f"metrics (better on {', '.join(won) if won else 'none'} of judge-FID, Inception FID and CAS), while the "
-            f"critic's own quality score {'rises' if gamed else 'does not rise'} "
-            f"({plain['clip_quality']:.3f} -> {clip['clip_quality']:.3f}). "
+    if len(won) == 3:
+        outcome = "wins on all three critic-free metrics (judge-FID, Inception FID, CAS)"
+    elif won:
+        outcome = f"does not win: it is better on {' and '.join(won)} but not on {' and '.join(lost)}"
+    else:
+        outcome = "does not win: it is better on none of judge-FID, Inception FID and CAS"
+    return (f"Against the plain fine-tune the CLIP term {outcome}, while the critic's own quality score "
+            f"{'rises' if gamed else 'does not rise'} ({plain['clip_quality']:.3f} -> {clip['clip_quality']:.3f}). "
             + ("It could become a default." if len(won) == 3 else "It stays off by default (clip_loss_weight: 0)."))
 
 
