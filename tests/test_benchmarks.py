@@ -17,8 +17,9 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("demo_latency", "fashion_clip", "loss_match", "quality_vs_steps", "recipe_compare", "sampler_timing", "sampling_speed", "style_control",
-              "style_convergence", "synthesize_memory", "synthetic_data", "train_throughput")
+BENCHMARKS = ("best_of_n", "clip_loss", "demo_latency", "fashion_clip", "loss_match", "quality_vs_steps", "recipe_compare",
+              "sampler_timing", "sampling_speed", "style_control", "style_convergence", "synthesize_memory", "synthetic_data",
+              "train_throughput")
 
 
 def _bench(name: str, *args: str) -> list[str]:
@@ -236,3 +237,78 @@ def test_fashion_clip_smoke_measures_the_shipped_clip(tmp_path):
     assert kinds == {("pixelate", False), ("jpeg", False), ("salt_pepper", False), ("blur", True), ("noise", True),
                      ("low_contrast", True)} and all(0 <= x["auc"] <= 1 for x in r["quality_auc"])
     assert r["generated"]["num_images"] == 20 and len(r["per_class_quality"]) == 10
+
+
+def test_best_of_n_selections_keep_the_top_of_each_class_and_group():
+    import numpy as np
+
+    from benchmarks.best_of_n import random_select, select
+
+    # 2 classes x 2 groups x pools of 3: flat index = class * 6 + group * 3 + position
+    scores = np.array([[0.1, 0.9, 0.5, 0.3, 0.2, 0.8], [1.0, 0.0, 0.0, 0.4, 0.7, 0.7]])
+    assert select(scores, 2, 3, 1).tolist() == [1, 5, 6, 10]  # the tie (0.7, 0.7) keeps generation order
+    assert select(scores, 2, 3, 2).tolist() == [1, 2, 3, 5, 6, 7, 10, 11]
+    picks = random_select(np.random.default_rng(0), 2, 2, 3, 2)
+    assert len(picks) == 8 and len(set(picks.tolist())) == 8
+    assert [(i // 3) for i in picks.tolist()] == [0, 0, 1, 1, 2, 2, 3, 3]  # two from every class and group
+
+
+@pytest.mark.needs_data  # the judge's references are real images
+def test_best_of_n_smoke_reuses_its_pools_and_refuses_another_models(tmp_path):
+    args = ["--smoke", "--threads", "1", "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "pools")]
+    first = subprocess.run(_bench("best_of_n", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "groups 0..1:" in first.stdout
+    r = json.loads((tmp_path / "out" / "best_of_n.json").read_text())
+    assert r["smoke"] is True and (r["groups"], r["pool"], r["keep"]) == (2, 3, 1) and r["kept_images"] == 20
+    assert r["pool_images"] == 60 and r["clip_model"] == "pretrained/fashion-clip"
+    assert set(r["selections"]) == {"random", "clip", "judge"}
+    assert r["selections"]["judge"]["judge_accuracy"] >= r["selections"]["random"]["judge_accuracy"]  # it picks by the judge
+    assert 0 <= r["clip_judge_overlap"] <= 1 and _positive(r["floor"]["judge_fid"])
+    again = subprocess.run(_bench("best_of_n", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "groups 0..1:" not in again.stdout  # the cached pools, not sampled again
+    assert json.loads((tmp_path / "out" / "best_of_n.json").read_text())["selections"] == r["selections"]
+    other = subprocess.run(_bench("best_of_n", *args, "--seed", "1"), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert other.returncode != 0 and "holds pools of another model, sampling, seed or pool size" in other.stderr
+
+
+@pytest.mark.needs_data  # CAS and the judge need real images
+def test_clip_loss_smoke_trains_both_fine_tunes_at_an_equal_budget(tmp_path):
+    args = ["--smoke", "--threads", "1", "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "work")]
+    proc = subprocess.run(_bench("clip_loss", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "out" / "clip_loss.json").read_text())
+    assert r["smoke"] is True and [a["arm"] for a in r["arms"]] == ["base", "plain fine-tune", "CLIP fine-tune"]
+    base, plain, clip = r["arms"]
+    assert base["updates"] is None and plain["updates"] == clip["updates"] == 4
+    assert (plain["clip_loss_weight"], clip["clip_loss_weight"]) == (0.0, 0.01)
+    assert plain["final_clip_term"] is None and 0 < clip["final_clip_term"] < 4
+    for arm in r["arms"]:
+        assert _positive(arm["judge_fid"]) and _positive(arm["judge_fid_floor"]) and len(arm["cas"]["per_seed"]) == 1
+        assert 0 <= arm["clip_agreement"] <= 1 and arm["inception_fid"] is None  # the smoke run skips Inception
+    assert 0 < r["floors"]["cas"]["mean"] <= 1
+    md = (tmp_path / "out" / "clip_loss.md").read_text()
+    assert "Against the plain fine-tune the CLIP term" in md and "| CLIP fine-tune |" in md
+    bad = subprocess.run(_bench("clip_loss", "--arms", "base,nope"), cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "'nope'" in bad.stderr and "plain fine-tune" in bad.stderr
+
+
+def test_train_run_reuses_a_finished_identical_run_and_trains_a_changed_one(tmp_path):
+    from test_trainer import write_idx_folder
+
+    from benchmarks.harness import train_run
+    from conftest import TINY_CONFIG
+    from pipeline.training.config import load_config
+
+    data = write_idx_folder(tmp_path / "idx")
+
+    def config(*more):
+        return load_config(str(TINY_CONFIG), [f"data_dir={data}", f"output_dir={tmp_path / 'run'}", "sample_every_steps=0",
+                                              "max_train_steps=2", "checkpointing_steps=2", *more])
+
+    folder = train_run(config())
+    stamp = (folder / "model_index.json").stat().st_mtime_ns
+    assert train_run(config()) == folder and (folder / "model_index.json").stat().st_mtime_ns == stamp  # not trained again
+    train_run(config("max_train_steps=4", "checkpointing_steps=4"))  # longer: resumes from the step-2 checkpoint
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 4

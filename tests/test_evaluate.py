@@ -251,6 +251,20 @@ def test_cli_evaluate_without_inception(tmp_path, tiny_saved, monkeypatch):
     assert again["judge_fid"] == pytest.approx(result["judge_fid"], rel=1e-5)
     assert again["judge_fid_floor"] == pytest.approx(result["judge_fid_floor"], rel=1e-9)
 
+    # Images made once for several measurements: the first 2 of each class of 3 per class are the images scored.
+    from pipeline.sampling import generate
+    from pipeline.settings import SamplingSettings
+
+    settings = SamplingSettings.resolve(pipe, steps=2)
+    made = generate(pipe, None, 3, 3, settings=settings)
+    reused = evaluate(pipe, 2, seed=3, inception=False, judge_ref_size=200, verbose=False, settings=settings, samples=made)
+    assert reused["judge_accuracy"] == result["judge_accuracy"]
+    assert reused["judge_fid"] == pytest.approx(result["judge_fid"], rel=1e-5)
+    with pytest.raises(ValueError, match=r"samples must be generate\(pipe, None, k, seed=4"):
+        evaluate(pipe, 2, seed=4, inception=False, judge_ref_size=200, verbose=False, settings=settings, samples=made)
+    with pytest.raises(ValueError, match="k >= num_per_class \\(4\\)"):
+        evaluate(pipe, 4, seed=3, inception=False, judge_ref_size=200, verbose=False, settings=settings, samples=made)
+
 
 @needs_data
 @needs_inception
