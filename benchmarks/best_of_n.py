@@ -256,9 +256,30 @@ def to_markdown(r: dict) -> str:
         f"of CLIP quality with the judge's probability of the intended class {pool['spearman_clip_quality_vs_judge_confidence']:.3f}. "
         f"The CLIP and judge selections share {100 * r['clip_judge_overlap']:.0f} % of their images "
         f"(two random selections: {100 * r['keep'] / r['pool']:.0f} % expected).",
+        verdict(r),
         "Judge accuracy per class:",
         markdown_table(["class", "random", "CLIP best", "judge best (circular)"], per_class),
     ])
+
+
+def verdict(r: dict) -> str:
+    """What CLIP selection did against random picks from the same pools, in words drawn from the numbers: a
+    difference counts only beyond two standard deviations of the random draws."""
+    rnd, clip = r["selections"]["random"], r["selections"]["clip"]
+
+    def compared(key, better_when_higher, digits):
+        diff, spread = clip[key] - rnd[key], 2 * rnd[key + "_std"]
+        if abs(diff) <= spread:
+            word = "no different from"
+        else:
+            word = "higher than" if diff > 0 else "lower than"
+            if better_when_higher is not None:
+                word = word.replace(" than", " (better) than" if (diff > 0) == better_when_higher else " (worse) than")
+        return f"{word} random picks' ({clip[key]:.{digits}f} vs {rnd[key]:.{digits}f} ± {rnd[key + '_std']:.{digits}f})"
+
+    return (f"Keeping CLIP's best {r['keep']} of {r['pool']}: judge accuracy {compared('judge_accuracy', True, 3)}, "
+            f"judge-FID {compared('judge_fid', False, 3)}, diversity {compared('diversity', None, 2)}; CLIP's own "
+            f"quality score {compared('clip_quality', True, 3)}.")
 
 
 if __name__ == "__main__":

@@ -469,6 +469,13 @@ def results_doc() -> str:
         "The best and worst generated images by CLIP quality: ![best](../benchmarks/results/fashion_clip_best.png) "
         "![worst](../benchmarks/results/fashion_clip_worst.png)",
         provenance("fashion_clip"),
+        "## Best-of-N selection by CLIP",
+        "The founding report's selection (15 → 3 per class by CLIP quality), on the default model's images, repeated "
+        "over seed groups (group g holds images 15g … 15g + 14 of each class, so each group is reproducible alone) and "
+        "set beside random picks from the same pools and picks by the judge's own confidence (circular on the judge's "
+        "accuracy; its judge-FID and diversity show what choosing by a classifier's certainty costs):",
+        sourced(to_markdown_body("best_of_n"), "best_of_n"),
+        provenance("best_of_n"),
         "## Synthesis memory",
         "Peak resident memory of `fashion-ddpm synthesize` (tiny random U-Net, one step per image: the writing "
         "dominates) for two dataset sizes, one fresh process each:",
@@ -534,6 +541,8 @@ def sourced(markdown: str, name: str) -> str:
 
 def clip_card() -> str:
     """pretrained/fashion-clip/README.md: what the CLIP is, how it was trained, what it measures (from the results)."""
+    from benchmarks.best_of_n import verdict as best_of_n_verdict
+
     t = json.loads((CLIP_FOLDER / "training.json").read_text())
     c = t["config"]
     measured = to_markdown_body("fashion_clip")  # the benchmark's own tables
@@ -562,6 +571,10 @@ def clip_card() -> str:
         "## Measured on the test set and on generated images",
         measured,
         provenance("fashion_clip"),
+        "## As a selector",
+        "Best-of-N on the default diffusion model's images (`benchmarks/best_of_n.py`): "
+        + best_of_n_verdict(load("best_of_n"))
+        + f" From `{source_path('best_of_n')}`.",
         "## What it cannot know",
         "It has seen only Fashion-MNIST training images and the captions above: its text side knows the ten classes, "
         "their other names, eight attribute words and the quality words; any other prompt is spelled byte by byte and "
