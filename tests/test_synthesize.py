@@ -308,6 +308,52 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tiny_saved, tmp_path, ca
     assert not (out / WORK_DIR).exists() and json.loads((out / MANIFEST).read_text())["complete"]
 
 
+LAUNCH_2 = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "pipeline.cli", "synthesize"]
+
+
+@pytest.mark.slow  # subprocesses: two CPU processes (gloo) under accelerate launch
+def test_two_processes_write_the_set_one_process_writes_and_a_killed_one_loses_no_shard(tiny_saved, tmp_path, capsys):
+    import signal
+    import time
+
+    import psutil
+
+    args = ["--model", str(tiny_saved), "--per-class", "4", "--shard-size", "2", "--steps", "10", "--batch-size", "1",
+            "--seed", "7", "--no-progress"]
+    reference = tmp_path / "reference"
+    code, text = run_cli(["synthesize", *args, "--out", str(reference)], capsys)
+    assert code == 0, text
+    out = tmp_path / "two"
+    done = subprocess.run([*LAUNCH_2, *args, "--out", str(out)], env=ENV, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "by 2 processes" in done.stdout and done.stdout.count("wrote ") == 1  # process 0 alone assembles and reports
+    assert_same_dataset(datasets.load_from_disk(str(reference)), datasets.load_from_disk(str(out)))
+    assert json.loads((out / MANIFEST).read_text())["stats"]["timed_images"] == 40
+
+    # SIGKILL one worker as soon as a shard of the other's is written: the launch fails, the written shards stay
+    killed = tmp_path / "killed"
+    launch = subprocess.Popen([*LAUNCH_2, *args, "--out", str(killed)], env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    shards = killed / WORK_DIR / "shards"
+    deadline = time.time() + 300
+    while not (shards / "train-00000-of-00020.parquet").exists():
+        assert launch.poll() is None and time.time() < deadline, "the launch ended or stalled before its first shard"
+        time.sleep(0.02)
+    workers = sorted(psutil.Process(launch.pid).children(recursive=True), key=lambda p: p.pid)
+    os.kill(workers[-1].pid, signal.SIGKILL)
+    assert launch.wait(timeout=120) != 0
+    written = len(list(shards.glob("train-*.parquet")))
+    assert 1 <= written < 20 and not json.loads((killed / MANIFEST).read_text())["complete"]
+    again = subprocess.run([*LAUNCH_2, *args, "--out", str(killed)], env=ENV, cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming {killed}: " in again.stdout
+    assert_same_dataset(datasets.load_from_disk(str(reference)), datasets.load_from_disk(str(killed)))
+    assert not (killed / WORK_DIR).exists()
+
+
 def _train(out: Path, *overrides: str) -> list[str]:
     return [sys.executable, str(REPO / "train_conditional.py"), "--config", str(REPO / "configs/tiny.yaml"),
             f"output_dir={out}", "sample_every_steps=0", *overrides]

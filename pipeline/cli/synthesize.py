@@ -40,15 +40,22 @@ def register(sub):
 def run(args):
     from ..models import SHIPPED_MODEL_NAME
     from ..synthesis import prepare
+    from ..synthesis.processes import Processes
 
     out = check_output_folder(args.out)
+    processes = Processes.from_environment()  # under `accelerate launch`: this process's share, on its own device
+    if args.device is None and processes.device is not None:
+        args.device = str(processes.device)
     pipe = load_pipeline(args)
     job = prepare(pipe, out, args.per_class, args.classes, args.seed, fmt=args.format, shard_size=args.shard_size,
                   batch_size=args.batch_size, model_name=args.model or SHIPPED_MODEL_NAME,
                   command=command_line(args._parser, args, ["fashion-ddpm", "synthesize"],  # never the token
                                        skip=("hub_token", "no_progress", "device"), always=("seed", "format")),
                   push_to_hub=args.push_to_hub, hub_token=args.hub_token, settings=sampling_settings_from_args(args, pipe),
-                  style=args.style)
+                  style=args.style, processes=processes)
+    if not processes.is_main:
+        job.run(progress=False)
+        return job.summary
     if job.state == "resume":
         done = sum(s.count for s in job.shards if job.done(s))
         print(f"resuming {out}: {done} of {job.num_images} images already written")
@@ -59,8 +66,9 @@ def run(args):
         print(f"{out} is already complete ({summary['images']} images, {what}); nothing to do")
     else:
         rate = summary.get("seconds_per_image")
+        by = f" by {processes.count} processes" if processes.count > 1 else ""
         print(f"wrote {out} ({summary['images']} images as {s['format']}: {what}; generated {summary['generated']} now"
-              + (f", {rate:.4f} s/image" if rate else "") + ")")
+              + by + (f", {rate:.4f} s/image" if rate else "") + ")")
     if summary.get("url"):
         print(f"pushed to {summary['url']}")
     return summary

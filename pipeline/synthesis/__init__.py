@@ -37,6 +37,7 @@ Modules (torch- and datasets-free at import, so the command's --help and argumen
     writers.py    one writer per format: shard location, shard writing, assembly, loading, the card's snippet/YAML
     card.py       README.md from dataset_card_template.md
     job.py        `prepare`, `Synthesis`, `synthesize`
+    processes.py  `Processes`: this process's share of a multi-process launch (every N-th shard; process 0 assembles)
     reading.py    `load_synthetic`, `push_dataset`
 """
 

@@ -13,6 +13,7 @@ from .card import write_dataset_card
 from .files import WORK_DIR, remove_temporaries
 from .manifest import build_manifest, check_out_dir, timing_stats, write_manifest, write_timing
 from .plan import DEFAULT_SHARD_SIZE, Shard, SynthesisError, plan_shards, run_settings
+from .processes import Processes
 from .reading import push_dataset
 from .writers import DEFAULT_FORMAT, FORMATS, Writer, writer_for
 
@@ -31,6 +32,7 @@ class Synthesis:
     command: str | None = None
     push_to_hub: str | None = None
     hub_token: str | None = None
+    processes: Processes = field(default_factory=Processes)  # this one's share of a multi-process launch
     summary: dict = field(default_factory=dict)
 
     @property
@@ -66,23 +68,35 @@ class Synthesis:
     def run(self, progress: bool = True) -> dict:
         """Generates the missing shards, assembles the dataset, writes the card; pushes when asked. Returns a summary."""
         if self.state == "complete":
-            shutil.rmtree(self.work, ignore_errors=True)  # killed after completion, before the clean-up
+            if self.processes.is_main:
+                shutil.rmtree(self.work, ignore_errors=True)  # killed after completion, before the clean-up
             self.summary = {"out_dir": str(self.out_dir), "images": self.num_images, "generated": 0,
                             "already_complete": True, "format": self.fmt}
         else:
             self._complete(progress)
-        if self.push_to_hub:
+        if self.push_to_hub and self.processes.is_main:
             self.summary["url"] = push_dataset(self.out_dir, self.push_to_hub, self.hub_token)
         return self.summary
 
     def _complete(self, progress: bool):
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self.state == "new":
-            write_manifest(self.out_dir, self._manifest(complete=False))
-        for folder in (self.out_dir, self.work):
-            remove_temporaries(folder)
+        processes = self.processes
+        if processes.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if self.state == "new":
+                write_manifest(self.out_dir, self._manifest(complete=False))
+            for folder in (self.out_dir, self.work):
+                remove_temporaries(folder)
+        processes.wait()  # the folder is set up before any process writes a shard
         todo = [s for s in self.shards if not self.done(s)]
-        generated = self._generate(todo, progress)
+        mine = processes.mine(self.shards)
+        self._generate([s for s in mine if not self.done(s)], progress and processes.is_main, sum(s.count for s in mine))
+        processes.wait()  # every shard is written before process 0 assembles them
+        generated = sum(s.count for s in todo)
+        if not processes.is_main:
+            self.summary = {"out_dir": str(self.out_dir), "images": self.num_images, "generated": generated,
+                            "process": processes.index, "processes": processes.count, "already_complete": False,
+                            "format": self.fmt}
+            return
         self._assemble()
         write_dataset_card(self.out_dir, self._manifest(complete=True))
         write_manifest(self.out_dir, self._manifest(complete=True, stats=timing_stats(self.work, self.shards,
@@ -90,16 +104,18 @@ class Synthesis:
         shutil.rmtree(self.work, ignore_errors=True)
         self.summary = {"out_dir": str(self.out_dir), "images": self.num_images, "generated": generated,
                         "shards": len(self.shards), "shards_generated": len(todo), "already_complete": False,
-                        "format": self.fmt, **self._manifest(True)["stats"]}
+                        "format": self.fmt, "process": 0, "processes": processes.count,
+                        **self._manifest(True)["stats"]}
 
-    def _generate(self, todo: list[Shard], progress: bool) -> int:
+    def _generate(self, todo: list[Shard], progress: bool, share: int) -> int:
+        """Makes and writes the `todo` shards; the bar counts this process's `share` of the images."""
         from tqdm.auto import tqdm
 
         from ..sampling import generate
 
         remaining = sum(shard.count for shard in todo)
-        bar = tqdm(total=self.num_images, initial=self.num_images - remaining, unit="img", desc="synthesize",
-                   dynamic_ncols=True, disable=not progress)
+        bar = tqdm(total=share, initial=share - remaining, unit="img", desc="synthesize", dynamic_ncols=True,
+                   disable=not progress)
         generated = 0
         try:
             for shard in todo:
@@ -164,7 +180,8 @@ class Synthesis:
 def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed: int = 0, *, fmt: str = DEFAULT_FORMAT,
             shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 100,
             model_name: str | None = None, command: str | None = None, push_to_hub: str | None = None,
-            hub_token: str | None = None, settings=None, style=None, **overrides) -> Synthesis:
+            hub_token: str | None = None, settings=None, style=None, processes: Processes | None = None,
+            **overrides) -> Synthesis:
     """Checks a synthesize request without writing anything or running the U-Net.
 
     Args:
@@ -183,6 +200,8 @@ def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed:
         model_name: how the dataset card names the model (a folder or Hub id).
         command: the command line, for the card and the manifest.
         push_to_hub: user/name of a Hub dataset repo to upload to at the end (checked now).
+        processes: this process's place in a launch of several (None: from the environment, `Processes`); each
+            makes every N-th shard and process 0 assembles, so the set is the one a single process writes.
 
     Raises:
         ValueError: (SynthesisError, HubAccessError, the pipeline's own) naming the bad value.
@@ -208,7 +227,7 @@ def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed:
 
         check_hub_access(push_to_hub, hub_token, flag="--push-to-hub")
     return Synthesis(pipe, out, settings, plan_shards(class_ids, per_class, shard_size), state, batch_size,
-                     model_name, command, push_to_hub, hub_token)
+                     model_name, command, push_to_hub, hub_token, processes or Processes.from_environment())
 
 
 def synthesize(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed: int = 0, *, progress: bool = True,
