@@ -289,13 +289,19 @@ def test_batch_sampler_mixing_is_addressed_by_batch_index():
 
 
 # ---------------------------------------------------------------------------------------------- subprocesses
-@pytest.mark.slow  # subprocess
-def test_sigkill_then_rerun_equals_an_uninterrupted_run(tiny_saved, tmp_path, capsys):
+def _uninterrupted_run(tiny_saved: Path, tmp_path: Path, capsys) -> tuple[list[str], Path]:
+    """The arguments of a 40-image run in 20 shards, slow enough to be killed mid-way, and that run done in one go."""
     args = ["--model", str(tiny_saved), "--per-class", "4", "--shard-size", "2", "--steps", "10", "--batch-size", "1",
             "--seed", "7", "--no-progress"]
     reference = tmp_path / "reference"
     code, text = run_cli(["synthesize", *args, "--out", str(reference)], capsys)
     assert code == 0, text
+    return args, reference
+
+
+@pytest.mark.slow  # subprocess
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(tiny_saved, tmp_path, capsys):
+    args, reference = _uninterrupted_run(tiny_saved, tmp_path, capsys)
     out = tmp_path / "killed"
     sigkill_when_exists([sys.executable, "-m", "pipeline.cli", "synthesize", *args, "--out", str(out)],
                         out / WORK_DIR / "shards" / "train-00000-of-00020.parquet", ENV, REPO)
@@ -319,11 +325,7 @@ def test_two_processes_write_the_set_one_process_writes_and_a_killed_one_loses_n
 
     import psutil
 
-    args = ["--model", str(tiny_saved), "--per-class", "4", "--shard-size", "2", "--steps", "10", "--batch-size", "1",
-            "--seed", "7", "--no-progress"]
-    reference = tmp_path / "reference"
-    code, text = run_cli(["synthesize", *args, "--out", str(reference)], capsys)
-    assert code == 0, text
+    args, reference = _uninterrupted_run(tiny_saved, tmp_path, capsys)
     out = tmp_path / "two"
     done = subprocess.run([*LAUNCH_2, *args, "--out", str(out)], env=ENV, cwd=REPO, capture_output=True, text=True,
                           timeout=300)
