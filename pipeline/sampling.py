@@ -98,7 +98,8 @@ def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: i
     # The only place settings become pipeline arguments: every option explicit, so the model's own defaults can never
     # fill in something the settings decided (an unguided or every-step setting passes the interval (0, 1)).
     call_kwargs = {"num_inference_steps": settings.steps, "guidance_scale": settings.guidance,
-                   "guidance_interval": settings.interval, "guidance_rescale": settings.rescale}
+                   "guidance_interval": settings.interval, "guidance_rescale": settings.rescale,
+                   "timesteps": list(settings.timesteps) if settings.timesteps else None}
     ids, seeds = plan(class_ids, per_label, seed, start_index)
     original = pipe.scheduler
     if settings.sampler != sampler_name(original):

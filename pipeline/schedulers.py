@@ -55,6 +55,17 @@ def default_steps(name: str) -> int:
     return SAMPLERS[name][2]
 
 
+def takes_timesteps(name: str, pipe=None) -> bool:
+    """Whether the named sampler's `set_timesteps` accepts a timestep list (a model's own scheduler: asked directly)."""
+    import inspect
+
+    import diffusers
+
+    if name not in SAMPLERS:
+        return pipe is not None and "timesteps" in inspect.signature(pipe.scheduler.set_timesteps).parameters
+    return "timesteps" in inspect.signature(getattr(diffusers, SAMPLERS[name][0]).set_timesteps).parameters
+
+
 def sampler_name(scheduler) -> str:
     """The registry name of a scheduler instance (the class's name when it is not one of ours)."""
     class_name, config = type(scheduler).__name__, scheduler.config

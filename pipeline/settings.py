@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass
 
 EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides at every noise level
-FIELDS = ("sampler", "steps", "guidance", "interval", "rescale")
-LABEL_FORM = "SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI]"
+FIELDS = ("sampler", "steps", "guidance", "interval", "rescale", "timesteps")
+LABEL_FORM = "SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI][:t=T1-T2-...]"
 
 
 def _number(value):
@@ -37,6 +37,8 @@ class SamplingSettings:
         guidance: classifier-free guidance w (1 = none, 0 = unconditional).
         interval: guide only for noise levels t/T in [low, high] (Kynkäänniemi et al. 2024); (0, 1) = every step.
         rescale: guidance rescale φ of Lin et al. 2023 (0 = off).
+        timesteps: the exact timesteps, noisiest first (a searched few-step schedule; `steps` is their count), on a
+            sampler that takes them (ddpm, ddim, dpm++, euler); None = the sampler's trailing spacing of `steps`.
 
     Unguided settings (w = 0 or 1) run one U-Net pass per step, so their interval and rescale change nothing: two
     settings that differ only there are equal, and their names and JSON leave them out. The values are kept as given,
@@ -48,6 +50,7 @@ class SamplingSettings:
     guidance: float
     interval: tuple[float, float] = EVERY_STEP
     rescale: float = 0.0
+    timesteps: tuple[int, ...] | None = None
 
     def __post_init__(self):
         # numpy / torch scalars, YAML and JSON lists, ints: stored as the Python floats / tuple they mean
@@ -58,13 +61,17 @@ class SamplingSettings:
             if all(isinstance(v, int) and not isinstance(v, bool) for v in interval):
                 interval = tuple(float(v) for v in interval)
         guidance, rescale = (float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in (guidance, rescale))
-        for name, value in (("steps", steps), ("guidance", guidance), ("interval", interval), ("rescale", rescale)):
+        timesteps = self.timesteps
+        if isinstance(timesteps, (list, tuple)):
+            timesteps = tuple(_number(v) for v in timesteps)
+        for name, value in (("steps", steps), ("guidance", guidance), ("interval", interval), ("rescale", rescale),
+                            ("timesteps", timesteps)):
             object.__setattr__(self, name, value)
 
     def _key(self) -> tuple:
         guided = self.guided
         return (self.sampler, self.steps, self.guidance, self.interval if guided else EVERY_STEP,
-                self.rescale if guided else 0.0)
+                self.rescale if guided else 0.0, self.timesteps)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, SamplingSettings) and self._key() == other._key()
@@ -78,13 +85,19 @@ class SamplingSettings:
     # ------------------------------------------------------------------ building
     @classmethod
     def resolve(cls, pipe, *, sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
-                interval: tuple[float, float] | None = None, rescale: float | None = None) -> SamplingSettings:
+                interval: tuple[float, float] | None = None, rescale: float | None = None,
+                timesteps: tuple[int, ...] | None = None) -> SamplingSettings:
         """The settings a call on `pipe` uses: what is given, the model's saved defaults (`model_index.json`) for the
-        rest. Steps default to the model's for its own sampler and to the named sampler's default for another one."""
+        rest. Steps default to the model's for its own sampler and to the named sampler's default for another one;
+        a model's own timesteps (`default_timesteps`) are its default only where neither sampler nor steps are given."""
         from .schedulers import default_steps, sampler_name
 
         own = sampler_name(pipe.scheduler)
         config = pipe.config
+        if timesteps is None and steps is None and (sampler is None or sampler == own):
+            timesteps = config.get("default_timesteps")
+        if timesteps is not None and steps is None:
+            steps = len(timesteps)
         if steps is None:
             if sampler is None or sampler == own:
                 steps = config.get("default_num_inference_steps") or pipe.scheduler.config.num_train_timesteps
@@ -98,7 +111,7 @@ class SamplingSettings:
                 guidance = DEFAULT_GUIDANCE_SCALE
         if interval is None:
             interval = config.get("default_guidance_interval") or EVERY_STEP
-        return cls(sampler or own, steps, guidance, interval, 0.0 if rescale is None else rescale)
+        return cls(sampler or own, steps, guidance, interval, 0.0 if rescale is None else rescale, timesteps)
 
     @classmethod
     def parse(cls, text: str, pipe=None) -> SamplingSettings:
@@ -127,7 +140,7 @@ class SamplingSettings:
         if missing:
             raise ValueError(f"sampling settings {data!r} lack {', '.join(missing)}")
         return cls(data["sampler"], steps, guidance, data.get("guidance_interval") or EVERY_STEP,
-                   data.get("guidance_rescale") or 0.0)
+                   data.get("guidance_rescale") or 0.0, data.get("timesteps"))
 
     # ------------------------------------------------------------------ checking
     def check(self, pipe=None, max_steps: int | None = None, names: dict | None = None) -> SamplingSettings:
@@ -135,11 +148,18 @@ class SamplingSettings:
         pipeline file's public validators (the pipeline checks its own inputs with the same ones); the step limit is
         `pipe`'s training steps (or `max_steps`). `names` maps fields to how the caller's user spells them (e.g.
         {"guidance": "config key 'sample_guidance_scale'"})."""
-        from .pipeline_fashion_ddpm import check_guidance_interval, check_guidance_rescale, check_guidance_scale, check_steps
-        from .schedulers import SAMPLER_NAMES, sampler_name
+        from .pipeline_fashion_ddpm import (
+            check_guidance_interval,
+            check_guidance_rescale,
+            check_guidance_scale,
+            check_steps,
+            check_timesteps,
+        )
+        from .schedulers import SAMPLER_NAMES, sampler_name, takes_timesteps
 
         names = {"sampler": "sampler", "steps": "num_inference_steps", "guidance": "guidance_scale",
-                 "interval": "guidance_interval", "rescale": "guidance_rescale", **(names or {})}
+                 "interval": "guidance_interval", "rescale": "guidance_rescale", "timesteps": "timesteps",
+                 **(names or {})}
         own = sampler_name(pipe.scheduler) if pipe is not None else None
         if self.sampler not in SAMPLER_NAMES and self.sampler != own:
             raise ValueError(f"{names['sampler']} must be one of {list(SAMPLER_NAMES)}, got {self.sampler!r}")
@@ -149,6 +169,15 @@ class SamplingSettings:
         check_guidance_scale(self.guidance, names["guidance"])
         check_guidance_interval(self.interval, names["interval"])
         check_guidance_rescale(self.rescale, names["rescale"])
+        if self.timesteps is not None:
+            check_timesteps(list(self.timesteps), max_steps or 10**9, names["timesteps"])
+            if len(self.timesteps) != self.steps:
+                raise ValueError(f"{names['steps']} {self.steps} and the {len(self.timesteps)} {names['timesteps']} "
+                                 f"{list(self.timesteps)} disagree; give one of them")
+            if not takes_timesteps(self.sampler, pipe):
+                raise ValueError(f"{names['timesteps']} {list(self.timesteps)} need a sampler that takes a timestep "
+                                 f"list ({', '.join(n for n in SAMPLER_NAMES if takes_timesteps(n))}); "
+                                 f"{self.sampler!r} does not")
         return self
 
     # ------------------------------------------------------------------ naming
@@ -172,8 +201,10 @@ class SamplingSettings:
         return text
 
     def describe(self) -> str:
-        """'unipc 10 steps, guidance 1.5 for t/T in [0.17, 0.88]': every title, card and report line."""
-        return f"{self.sampler} {self.steps} steps, {self.guidance_text()}"
+        """'unipc 10 steps, guidance 1.5 for t/T in [0.17, 0.88]': every title, card and report line (a searched
+        schedule: 'dpm++ 4 steps at t = 99, 70, 35, 10, guidance ...')."""
+        at = f" at t = {', '.join(map(str, self.timesteps))}" if self.timesteps else ""
+        return f"{self.sampler} {self.steps} steps{at}, {self.guidance_text()}"
 
     def label(self) -> str:
         """'unipc:10:1.5:i=0.17-0.88' (interval and rescale only when they change anything): the benchmarks' form."""
@@ -182,6 +213,8 @@ class SamplingSettings:
             text += f":i={self.interval[0]:g}-{self.interval[1]:g}"
         if self.guided and self.rescale:
             text += f":r={self.rescale:g}"
+        if self.timesteps:
+            text += ":t=" + "-".join(map(str, self.timesteps))
         return text
 
     def to_json(self) -> dict:
@@ -192,6 +225,8 @@ class SamplingSettings:
             data["guidance_interval"] = list(self.interval)
             if self.rescale:
                 data["guidance_rescale"] = self.rescale
+        if self.timesteps:
+            data["timesteps"] = list(self.timesteps)
         return data
 
     def cli_args(self) -> list[str]:
@@ -201,6 +236,8 @@ class SamplingSettings:
             args += ["--guidance-interval", f"{self.interval[0]:g}", f"{self.interval[1]:g}"]
             if self.rescale:
                 args += ["--guidance-rescale", f"{self.rescale:g}"]
+        if self.timesteps:
+            args += ["--timesteps", *map(str, self.timesteps)]
         return args
 
 
@@ -220,6 +257,8 @@ def parse_overrides(text: str) -> dict:
                 overrides["interval"] = (float(low), float(high))
             elif extra.startswith("r="):
                 overrides["rescale"] = float(extra[2:])
+            elif extra.startswith("t="):
+                overrides["timesteps"] = tuple(int(t) for t in extra[2:].split("-"))
             else:
                 overrides["guidance"] = float(extra)
                 if not math.isfinite(overrides["guidance"]):

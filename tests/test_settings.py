@@ -108,3 +108,75 @@ def test_cli_args_replay_the_same_settings(interval_pipe):
     args = build_parser().parse_args(["generate", *s.cli_args()])
     assert sampling_settings_from_args(args, interval_pipe) == s
 
+
+
+# ---------------------------------------------------------------------------------------------- a searched schedule
+SCHEDULE = (99, 70, 35, 10)
+
+
+def test_a_schedule_names_itself_round_trips_and_replays(interval_pipe):
+    from pipeline.cli import build_parser
+    from pipeline.cli.common import sampling_settings_from_args
+
+    s = SamplingSettings("dpm++", 4, 1.5, INTERVAL, 0.0, list(SCHEDULE))
+    assert s.timesteps == SCHEDULE and s != SamplingSettings("dpm++", 4, 1.5, INTERVAL)
+    assert s.label() == "dpm++:4:1.5:i=0.17-0.88:t=99-70-35-10"
+    assert s.describe() == "dpm++ 4 steps at t = 99, 70, 35, 10, guidance 1.5 for t/T in [0.17, 0.88]"
+    assert s.to_json()["timesteps"] == list(SCHEDULE) and SamplingSettings.from_json(s.to_json()) == s
+    assert SamplingSettings.parse(s.label(), interval_pipe) == s
+    args = build_parser().parse_args(["generate", *s.cli_args()])
+    assert sampling_settings_from_args(args, interval_pipe) == s
+    assert "timesteps" not in SamplingSettings("dpm++", 4, 1.5).to_json()  # old records keep their keys
+
+
+def test_a_models_own_schedule_is_its_default_only_when_no_sampler_or_steps_are_given(interval_pipe):
+    from pipeline.schedulers import use_sampler
+
+    pipe = use_sampler(interval_pipe, "dpm++")
+    pipe.register_to_config(default_timesteps=list(SCHEDULE))
+    assert SamplingSettings.resolve(pipe).timesteps == SCHEDULE and SamplingSettings.resolve(pipe).steps == 4
+    assert SamplingSettings.resolve(pipe, steps=10).timesteps is None
+    assert SamplingSettings.resolve(pipe, sampler="ddpm").timesteps is None
+
+
+@pytest.mark.parametrize("label, words", [
+    ("unipc:4:2:t=99-70-35-10", "need a sampler that takes a timestep list (ddpm, ddim, dpm++, euler); 'unipc' does not"),
+    ("dpm++:5:2:t=99-70-35-10", "num_inference_steps 5 and the 4 timesteps [99, 70, 35, 10] disagree"),
+    ("dpm++:4:2:t=99-70-70-10", "timesteps must be a list of ints strictly decreasing within 0..99"),
+    ("dpm++:2:2:t=120-10", "timesteps must be a list of ints strictly decreasing within 0..99"),
+])
+def test_a_bad_schedule_is_named(label, words, interval_pipe):
+    with pytest.raises(ValueError) as error:
+        SamplingSettings.parse(label, interval_pipe).check(interval_pipe)
+    assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_pipeline_denoises_at_exactly_the_schedule_and_saves_it_as_its_default(tmp_path):
+    import torch
+
+    from pipeline import FashionDDPMPipeline
+    from pipeline.sampling import generate
+    from pipeline.schedulers import use_sampler
+
+    pipe = use_sampler(make_tiny_pipeline(), "dpm++")
+    seen = []
+
+    def record(_pipe, _i, t, tensors):
+        seen.append(int(t))
+        return tensors
+
+    kwargs = {"class_labels": ["Bag"], "guidance_scale": 2.0, "output_type": "pt"}
+    explicit = pipe(generator=torch.Generator().manual_seed(0), timesteps=list(SCHEDULE), callback_on_step_end=record,
+                    **kwargs).images
+    assert seen == list(SCHEDULE)
+    with pytest.raises(ValueError, match="num_inference_steps 3 and 4 timesteps"):
+        pipe(timesteps=list(SCHEDULE), num_inference_steps=3, **kwargs)
+    pipe.register_to_config(default_timesteps=list(SCHEDULE))
+    pipe.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "model_index.json").read_text())["default_timesteps"] == list(SCHEDULE)
+    loaded = FashionDDPMPipeline.from_pretrained(tmp_path / "saved")
+    torch.testing.assert_close(loaded(generator=torch.Generator().manual_seed(0), **kwargs).images, explicit, rtol=0, atol=0)
+    made = generate(loaded, ["Bag"], 1, 0)  # the one sampling function uses the saved schedule and records it
+    assert made.settings.timesteps == SCHEDULE
+    with pytest.raises(ValueError, match="UniPCMultistepScheduler does not"):
+        use_sampler(loaded, "unipc")(**kwargs)

@@ -64,6 +64,9 @@ def add_sampling_args(parser: argparse.ArgumentParser, seed: bool = True):
     parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                         help="guide only while the noise level t/T is in [LOW, HIGH] (default: the model's; 0 1 = every step)")
     parser.add_argument("--guidance-rescale", type=float, default=None, help="guidance rescale phi in [0, 1]")
+    parser.add_argument("--timesteps", type=int, nargs="+", default=None, metavar="T",
+                        help="the exact timesteps, noisiest first (a searched schedule; samplers ddpm, ddim, dpm++, "
+                             "euler); default: the model's own, else the sampler's even spacing of --steps")
     parser.add_argument("--style", default=None, metavar="STYLE",
                         help="a style model's request: descriptor words ('wide dark') or percentiles within the class "
                              "('width=0.9,pattern=0.1'); attributes not named are free")
@@ -75,7 +78,8 @@ def sampling_overrides(args) -> dict:
     """The options of `add_sampling_args` the user gave, as `SamplingSettings.resolve` keywords."""
     given = {"sampler": args.scheduler, "steps": args.steps, "guidance": args.guidance,
              "interval": tuple(args.guidance_interval) if args.guidance_interval is not None else None,
-             "rescale": args.guidance_rescale}
+             "rescale": args.guidance_rescale,
+             "timesteps": tuple(args.timesteps) if getattr(args, "timesteps", None) is not None else None}
     return {k: v for k, v in given.items() if v is not None}
 
 

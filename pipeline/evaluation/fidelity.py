@@ -161,6 +161,7 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
         "guidance_rescale": settings.rescale,
         "sampler": settings.sampler,
         "steps": settings.steps,
+        **({"timesteps": list(settings.timesteps)} if settings.timesteps else {}),  # a searched schedule
         **({"style": samples.style} if samples.style else {}),  # a style model's request (percentiles per attribute)
         "seed": seed,
         "device": str(device),

@@ -101,6 +101,21 @@ def check_steps(num_inference_steps, max_steps: int | None = None, name: str = "
         raise ValueError(f"{name} must be an int in {upper}, got {num_inference_steps!r}")
 
 
+def check_timesteps(timesteps, num_train_timesteps: int, name: str = "timesteps"):
+    """Raises ValueError unless `timesteps` is a non-empty list of ints strictly decreasing within 0..T-1."""
+    ok = isinstance(timesteps, (list, tuple)) and len(timesteps) >= 1 and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in timesteps)
+    if not (ok and all(a > b for a, b in zip(timesteps, timesteps[1:])) and 0 <= timesteps[-1]
+            and timesteps[0] <= num_train_timesteps - 1):
+        raise ValueError(f"{name} must be a list of ints strictly decreasing within 0..{num_train_timesteps - 1} (the "
+                         f"training timesteps, noisiest first), got {timesteps!r}")
+
+
+def takes_timesteps(scheduler) -> bool:
+    """Whether the scheduler's `set_timesteps` accepts a list of timesteps (DDPM, DPM-Solver, Euler; not UniPC)."""
+    return "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
+
+
 def check_guidance_interval(interval, name: str = "guidance_interval"):
     """Raises ValueError unless `interval` is (low, high) with 0 <= low < high <= 1."""
     ok = isinstance(interval, (list, tuple)) and len(interval) == 2
@@ -128,8 +143,9 @@ def trailing_timesteps(num_train_timesteps: int, num_inference_steps: int) -> li
     return [T - round(Fraction(i * T, n)) - 1 for i in range(n)]
 
 
-def set_timesteps(scheduler, num_inference_steps: int, device=None):
-    """`scheduler.set_timesteps`, made exact: every step count starts at t = T - 1 and walks down T-1 > ... > 0.
+def set_timesteps(scheduler, num_inference_steps: int, device=None, timesteps: list[int] | None = None):
+    """`scheduler.set_timesteps`, made exact: every step count starts at t = T - 1 and walks down T-1 > ... > 0; or
+    exactly `timesteps` (checked by the caller) on a scheduler that `takes_timesteps`.
 
     Schedulers that accept a timestep list (DDPM, DPM-Solver, Euler) get `trailing_timesteps`. The others (UniPC,
     Euler-ancestral) compute their own; when that goes wrong (diffusers' float "trailing" for n in
@@ -137,8 +153,11 @@ def set_timesteps(scheduler, num_inference_steps: int, device=None):
     the two spacings, which is right for those n, is used for this call. Anything still wrong is named in a warning.
     """
     T = scheduler.config.num_train_timesteps
+    if timesteps is not None:
+        scheduler.set_timesteps(timesteps=list(timesteps), device=device)
+        return
     spacing = scheduler.config.get("timestep_spacing")
-    if spacing == "trailing" and "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
+    if spacing == "trailing" and takes_timesteps(scheduler):
         scheduler.set_timesteps(timesteps=trailing_timesteps(T, num_inference_steps), device=device)
         return
     scheduler.set_timesteps(num_inference_steps, device=device)
@@ -194,7 +213,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
 
     def __init__(self, unet: UNet2DModel, scheduler, class_names: list[str] | None = None,
                  default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE, default_num_inference_steps: int | None = None,
-                 default_guidance_interval: list[float] | None = None, condition_encoder=None):
+                 default_guidance_interval: list[float] | None = None, condition_encoder=None,
+                 default_timesteps: list[int] | None = None):
         super().__init__()
         class_names = list(class_names) if class_names is not None else list(FASHION_MNIST_CLASSES)
         if condition_encoder is not None:
@@ -212,12 +232,16 @@ class FashionDDPMPipeline(DiffusionPipeline):
         if default_guidance_interval is not None:
             check_guidance_interval(default_guidance_interval, "default_guidance_interval")
             default_guidance_interval = [float(v) for v in default_guidance_interval]
+        if default_timesteps is not None:
+            default_timesteps = [int(_plain(t)) for t in default_timesteps]
+            check_timesteps(default_timesteps, scheduler.config.num_train_timesteps, "default_timesteps")
         self.register_modules(unet=unet, scheduler=scheduler, condition_encoder=condition_encoder)
         # Stored in model_index.json: each saved model carries the guidance (scale and noise-level interval) and the
-        # step count measured best for it.
+        # step count (or the timesteps themselves) measured best for it.
         self.register_to_config(class_names=class_names, default_guidance_scale=float(default_guidance_scale),
                                 default_num_inference_steps=default_num_inference_steps,
-                                default_guidance_interval=default_guidance_interval)
+                                default_guidance_interval=default_guidance_interval,
+                                default_timesteps=default_timesteps)
 
     # ------------------------------------------------------------------ construction and saving
     @classmethod
@@ -418,6 +442,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         callback_on_step_end: Callable[[FashionDDPMPipeline, int, Any, dict], dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
         style: str | dict | None = None,
+        timesteps: list[int] | None = None,
     ) -> ImagePipelineOutput | tuple:
         r"""Generates images of the requested classes.
 
@@ -449,6 +474,10 @@ class FashionDDPMPipeline(DiffusionPipeline):
             style (`str` or `dict`, *optional*): a style model's request, the same for every image: descriptor words
                 ("wide plain"; `pipe.condition_encoder.descriptors()`) or {attribute: percentile within the class in
                 [0, 1]} for attributes of `pipe.style_attributes`; attributes not given are free. None: no style.
+            timesteps (`list[int]`, *optional*): the exact timesteps to denoise at, noisiest first (e.g. a searched
+                few-step schedule), on a scheduler whose `set_timesteps` takes them (DDPM, DPM-Solver++); overrides
+                `num_inference_steps`. Defaults to the model's `default_timesteps` (model_index.json) unless
+                `num_inference_steps` is given.
 
         Returns:
             [`ImagePipelineOutput`] or `tuple`: the images, as `output_type` says.
@@ -461,6 +490,18 @@ class FashionDDPMPipeline(DiffusionPipeline):
         batch = len(class_ids) * _plain(num_images_per_label)
         if guidance_scale is None:
             guidance_scale = self.config.get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE)
+        if timesteps is None and num_inference_steps is None:
+            timesteps = self.config.get("default_timesteps")
+        if timesteps is not None:
+            timesteps = [_plain(t) for t in timesteps]
+            check_timesteps(timesteps, self.scheduler.config.num_train_timesteps)
+            if not takes_timesteps(self.scheduler):
+                raise ValueError(f"timesteps {timesteps} need a scheduler whose set_timesteps takes timesteps (DDPM, "
+                                 f"DPM-Solver++); {type(self.scheduler).__name__} does not")
+            if num_inference_steps is not None and num_inference_steps != len(timesteps):
+                raise ValueError(f"num_inference_steps {num_inference_steps} and {len(timesteps)} timesteps {timesteps} "
+                                 "disagree; give one of them")
+            num_inference_steps = len(timesteps)
         if num_inference_steps is None:
             num_inference_steps = self.config.get("default_num_inference_steps") or self.scheduler.config.num_train_timesteps
         if guidance_interval is None:
@@ -485,7 +526,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         style_inputs = (self.condition_encoder.style_tensors(requested, batch, device) if self.style_attributes
                         else None)
 
-        set_timesteps(self.scheduler, num_inference_steps, device)
+        set_timesteps(self.scheduler, num_inference_steps, device, timesteps)
         latents = latents.to(device) * self.scheduler.init_noise_sigma
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         T = self.scheduler.config.num_train_timesteps
