@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
 BENCHMARKS = ("best_of_n", "clip_loss", "demo_latency", "fashion_clip", "loss_match", "quality_vs_steps", "recipe_compare",
-              "sampler_timing", "sampling_speed", "style_control", "style_convergence", "synthesize_memory", "synthetic_data",
-              "train_throughput")
+              "sampler_timing", "sampling_speed", "step_schedule", "style_control", "style_convergence", "synthesize_memory",
+              "synthetic_data", "train_throughput")
 
 
 def _bench(name: str, *args: str) -> list[str]:
@@ -312,3 +312,25 @@ def test_train_run_reuses_a_finished_identical_run_and_trains_a_changed_one(tmp_
     train_run(config("max_train_steps=4", "checkpointing_steps=4"))  # longer: resumes from the step-2 checkpoint
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 4
+
+
+@pytest.mark.needs_data  # the judge's references are real images
+def test_step_schedule_smoke_searches_without_adding_passes_and_resumes_from_its_cache(tmp_path):
+    args = ["--smoke", "--threads", "1", "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "work")]
+    first = subprocess.run(_bench("step_schedule", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    r = json.loads((tmp_path / "out" / "step_schedule.json").read_text())
+    assert [s["steps"] for s in r["searches"]] == [2, 3] and r["teacher"] == "unipc:4:2:i=0.17-0.88"
+    for s in r["searches"]:
+        assert s["even"][0] == s["searched"][0] == 99 and len(s["searched"]) == s["steps"]
+        assert s["searched_distance"] <= s["even_distance"] and s["searched_passes"] <= s["even_passes"]
+    assert [row["name"] for row in r["rows"]] == ["teacher (the model's default)", "2 steps, even", "2 steps, searched",
+                                                   "3 steps, even", "3 steps, searched"]
+    assert r["rows"][2]["setting"].startswith("dpm++:2:2:i=0.17-0.88:t=99-") and r["rows"][0]["passes"] == 7
+    cache = json.loads((tmp_path / "work" / "smoke" / "distances.json").read_text())
+    assert len(cache["distances"]) >= sum(s["candidates"] for s in r["searches"]) - len(r["searches"])
+    again = subprocess.run(_bench("step_schedule", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and json.loads((tmp_path / "out" / "step_schedule.json").read_text())["searches"] == r["searches"]
+    other = subprocess.run(_bench("step_schedule", *args, "--search-seed", "7"), cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+    assert other.returncode != 0 and "give another --work-dir" in other.stderr
