@@ -30,6 +30,7 @@ ARMS = {  # arm -> overrides of configs/clip_finetune.yaml (None: the base model
     "base": None,
     "plain fine-tune": ["clip_loss_weight=0"],
     "CLIP fine-tune": [],
+    "CLIP fine-tune λ 0.1": ["clip_loss_weight=0.1"],  # 10× the config's: what a strong term does
 }
 
 
@@ -66,10 +67,17 @@ def smoke_base(args) -> Path:
                                  ["max_train_steps=8", f"output_dir={Path(args.work_dir) / 'base'}"]))
 
 
+def folder_name(arm: str) -> str:
+    """'CLIP fine-tune λ 0.1' -> 'CLIP-fine-tune-0.1': the arm's run folder."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9.]+", "-", arm).strip("-")
+
+
 def arm_config(args, arm: str, base: str):
     from pipeline.training.config import load_config
 
-    overrides = [*ARMS[arm], f"init_from={base}", f"seed={args.seed}", f"output_dir={Path(args.work_dir) / arm.replace(' ', '-')}"]
+    overrides = [*ARMS[arm], f"init_from={base}", f"seed={args.seed}", f"output_dir={Path(args.work_dir) / folder_name(arm)}"]
     if args.updates:
         overrides += [f"max_train_steps={args.updates}", f"checkpointing_steps={max(1, args.updates // 3)}"]
     if args.smoke:
@@ -173,27 +181,42 @@ def main(argv=None):
 
 
 def verdict(result: dict) -> str:
-    """Whether the CLIP term won on the critic-free metrics (all three of judge-FID, Inception FID, CAS) against the
-    plain fine-tune: the rule for making it a default."""
+    """Whether a CLIP fine-tune won on the critic-free metrics (all three of judge-FID, Inception FID, CAS) against the
+    plain fine-tune, the rule for making the term a default; the base-to-plain change is set beside it as the size of
+    what the same updates without the term do."""
     arms = {a["arm"]: a for a in result["arms"]}
-    if "plain fine-tune" not in arms or "CLIP fine-tune" not in arms:
-        return "Not decided: the plain and the CLIP fine-tune were not both measured."
-    plain, clip = arms["plain fine-tune"], arms["CLIP fine-tune"]
-    wins = {"judge-FID": clip["judge_fid"] < plain["judge_fid"],
-            "Inception FID": clip["inception_fid"] is not None and clip["inception_fid"] < plain["inception_fid"],
-            "CAS": clip["cas"]["mean"] > plain["cas"]["mean"]}
-    won = [k for k, v in wins.items() if v]
-    lost = [k for k, v in wins.items() if not v]
-    gamed = clip["clip_quality"] > plain["clip_quality"]
-    if len(won) == 3:
-        outcome = "wins on all three critic-free metrics (judge-FID, Inception FID, CAS)"
-    elif won:
-        outcome = f"does not win: it is better on {' and '.join(won)} but not on {' and '.join(lost)}"
-    else:
-        outcome = "does not win: it is better on none of judge-FID, Inception FID and CAS"
-    return (f"Against the plain fine-tune the CLIP term {outcome}, while the critic's own quality score "
-            f"{'rises' if gamed else 'does not rise'} ({plain['clip_quality']:.3f} -> {clip['clip_quality']:.3f}). "
-            + ("It could become a default." if len(won) == 3 else "It stays off by default (clip_loss_weight: 0)."))
+    clip_arms = [a for a in result["arms"] if a["clip_loss_weight"]]
+    if "plain fine-tune" not in arms or not clip_arms:
+        return "Not decided: the plain fine-tune and a CLIP fine-tune were not both measured."
+    plain = arms["plain fine-tune"]
+    parts, any_default = [], False
+    for clip in clip_arms:
+        wins = {"judge-FID": clip["judge_fid"] < plain["judge_fid"],
+                "Inception FID": clip["inception_fid"] is not None and clip["inception_fid"] < plain["inception_fid"],
+                "CAS": clip["cas"]["mean"] > plain["cas"]["mean"]}
+        won = [k for k, v in wins.items() if v]
+        lost = [k for k, v in wins.items() if not v]
+        any_default |= len(won) == 3
+        if len(won) == 3:
+            outcome = "wins on all three critic-free metrics (judge-FID, Inception FID, CAS)"
+        elif won:
+            outcome = f"does not win: it is better on {' and '.join(won)} but not on {' and '.join(lost)}"
+        else:
+            outcome = "does not win: it is better on none of judge-FID, Inception FID and CAS"
+        gamed = "rises" if clip["clip_quality"] > plain["clip_quality"] else "does not rise"
+        parts.append(f"At λ = {clip['clip_loss_weight']:g} the CLIP term {outcome}, while the critic's own quality "
+                     f"score {gamed} ({plain['clip_quality']:.3f} -> {clip['clip_quality']:.3f}).")
+    if "base" in arms:
+        base = arms["base"]
+        moved = [f"judge-FID {base['judge_fid']:.3f} -> {plain['judge_fid']:.3f}"]
+        if base["inception_fid"] is not None:
+            moved.append(f"Inception FID {base['inception_fid']:.2f} -> {plain['inception_fid']:.2f}")
+        moved.append(f"CAS {100 * base['cas']['mean']:.2f} -> {100 * plain['cas']['mean']:.2f} %")
+        parts.append(f"For scale, the same updates without the term moved the base by {', '.join(moved)}; "
+                     "differences of that size are within what a fine-tune's own course does (one seed).")
+    parts.append("The term could become a default." if any_default else
+                 "It stays off by default (clip_loss_weight: 0).")
+    return " ".join(parts)
 
 
 def to_markdown(r: dict) -> str:

@@ -278,17 +278,21 @@ def test_clip_loss_smoke_trains_both_fine_tunes_at_an_equal_budget(tmp_path):
     proc = subprocess.run(_bench("clip_loss", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((tmp_path / "out" / "clip_loss.json").read_text())
-    assert r["smoke"] is True and [a["arm"] for a in r["arms"]] == ["base", "plain fine-tune", "CLIP fine-tune"]
-    base, plain, clip = r["arms"]
-    assert base["updates"] is None and plain["updates"] == clip["updates"] == 4
-    assert (plain["clip_loss_weight"], clip["clip_loss_weight"]) == (0.0, 0.01)
+    assert r["smoke"] is True
+    assert [a["arm"] for a in r["arms"]] == ["base", "plain fine-tune", "CLIP fine-tune", "CLIP fine-tune λ 0.1"]
+    base, plain, clip, strong = r["arms"]
+    assert base["updates"] is None and plain["updates"] == clip["updates"] == strong["updates"] == 4
+    assert (plain["clip_loss_weight"], clip["clip_loss_weight"], strong["clip_loss_weight"]) == (0.0, 0.01, 0.1)
     assert plain["final_clip_term"] is None and 0 < clip["final_clip_term"] < 4
+    assert sorted(p.name for p in (tmp_path / "work" / "smoke").iterdir() if not p.name.endswith((".json", "-eval"))) == [
+        "CLIP-fine-tune", "CLIP-fine-tune-0.1", "base", "plain-fine-tune"]
     for arm in r["arms"]:
         assert _positive(arm["judge_fid"]) and _positive(arm["judge_fid_floor"]) and len(arm["cas"]["per_seed"]) == 1
         assert 0 <= arm["clip_agreement"] <= 1 and arm["inception_fid"] is None  # the smoke run skips Inception
     assert 0 < r["floors"]["cas"]["mean"] <= 1
     md = (tmp_path / "out" / "clip_loss.md").read_text()
-    assert "Against the plain fine-tune the CLIP term" in md and "| CLIP fine-tune |" in md
+    assert "At λ = 0.01 the CLIP term" in md and "At λ = 0.1 the CLIP term" in md and "| CLIP fine-tune |" in md
+    assert "the same updates without the term moved the base by" in md
     bad = subprocess.run(_bench("clip_loss", "--arms", "base,nope"), cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "'nope'" in bad.stderr and "plain fine-tune" in bad.stderr
 
