@@ -9,11 +9,13 @@ and the base model untouched, each judged with metrics the critic never saw, bes
   CLIP quality and agreement                     the critic's own score (p_good + p_clear - p_blurry) on the same images:
                                                  what the loss optimises, reported to show whether it was gamed
 
-The images of an arm are made once (the model's default sampling, seed 0): the first --num-per-class of each class are
-the evaluation's, all --cas-per-class the CAS training set. Runs train into --work-dir/<arm> and resume after a kill;
-each arm's measurements are kept beside its weights.
+Every arm is trained and judged once per --seeds entry (the seed of its data order and noise, and of its images);
+a CLIP arm counts as better on a metric only if it beats the plain fine-tune on every seed. The images of an arm and
+seed are made once (the model's default sampling): the first --num-per-class of each class are the evaluation's, all
+--cas-per-class the CAS training set. Runs train into --work-dir/seed<S>/<arm> and resume after a kill; each
+measurement is kept beside the runs.
 
-  python -m benchmarks.clip_loss --threads 2 --out benchmarks/results     # ~1 h on 2 CPU threads
+  python -m benchmarks.clip_loss --threads 2 --out benchmarks/results     # ~1 h 40 min on 2 CPU threads
   python -m benchmarks.clip_loss --smoke
 """
 
@@ -35,7 +37,7 @@ ARMS = {  # arm -> overrides of configs/clip_finetune.yaml (None: the base model
 
 
 def parse_args(argv=None):
-    p = parser(NAME, __doc__.split("\n\n")[0], threads=True, seed=0, out=RESULTS,
+    p = parser(NAME, __doc__.split("\n\n")[0], threads=True, out=RESULTS,
                smoke="configs/tiny.yaml's U-Net as the base (8 updates), 4-update fine-tunes, 2 images per class, "
                      "CAS on 4 per class for 5 updates, no Inception")
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms (default: all of {list(ARMS)})")
@@ -44,15 +46,23 @@ def parse_args(argv=None):
     p.add_argument("--cas-per-class", type=int, default=300, help="generated images per class the CAS CNN trains on (default 300)")
     p.add_argument("--cas-updates", type=int, default=500, help="CAS classifier updates (default 500, synthetic_data's CPU size)")
     p.add_argument("--cas-seeds", default="0,1,2", help="CAS classifier seeds (default 0,1,2)")
+    p.add_argument("--seeds", default="0,1", help="fine-tune seeds, each also the seed of its images (default 0,1)")
     p.add_argument("--work-dir", default="runs/clip_loss", help="where the fine-tunes are trained (default %(default)s)")
     args = p.parse_args(argv)
     args.arms = args.arms.split(",")
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         raise SystemExit(f"error: --arms {unknown} not among {list(ARMS)}")
-    args.cas_seeds = [int(s) for s in args.cas_seeds.split(",")]
+    try:
+        args.cas_seeds, args.seeds = ([int(s) for s in text.split(",")] for text in (args.cas_seeds, args.seeds))
+    except ValueError:
+        raise SystemExit(f"error: --seeds and --cas-seeds take comma-separated ints, got {args.seeds!r}, "
+                         f"{args.cas_seeds!r}") from None
+    if len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"error: --seeds {args.seeds} names a seed twice")
     if args.smoke:
         args.updates, args.num_per_class, args.cas_per_class, args.cas_updates, args.cas_seeds = 4, 2, 4, 5, [0]
+        args.seeds = [0, 1]
         args.work_dir = str(Path(args.work_dir) / "smoke")
     if not 1 <= args.num_per_class <= args.cas_per_class:
         raise SystemExit(f"error: need 1 <= --num-per-class <= --cas-per-class, got {args.num_per_class}, {args.cas_per_class}")
@@ -74,10 +84,14 @@ def folder_name(arm: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", arm).strip("-")
 
 
-def arm_config(args, arm: str, base: str):
+def seed_dir(args, seed: int) -> Path:
+    return Path(args.work_dir) / f"seed{seed}"
+
+
+def arm_config(args, arm: str, base: str, seed: int):
     from pipeline.training.config import load_config
 
-    overrides = [*ARMS[arm], f"init_from={base}", f"seed={args.seed}", f"output_dir={Path(args.work_dir) / folder_name(arm)}"]
+    overrides = [*ARMS[arm], f"init_from={base}", f"seed={seed}", f"output_dir={seed_dir(args, seed) / folder_name(arm)}"]
     if args.updates:
         overrides += [f"max_train_steps={args.updates}", f"checkpointing_steps={max(1, args.updates // 3)}"]
     if args.smoke:
@@ -97,20 +111,21 @@ def cas(images, labels, args, test) -> dict:
             "per_seed": accuracies}
 
 
-def measure(args, folder: Path, name: str, scorer, test) -> dict:
-    """An arm's evaluation, CLIP scores and CAS on one set of images (kept in --work-dir/<arm>-eval/)."""
+def measure(args, folder: Path, name: str, scorer, test, seed: int) -> dict:
+    """An arm's evaluation, CLIP scores and CAS on one set of images made with `seed` (kept in
+    --work-dir/seed<S>/<arm>-eval/)."""
     import numpy as np
 
     from pipeline.evaluation.fidelity import evaluate
     from pipeline.models import load_pipeline
     from pipeline.sampling import generate
 
-    kept = Path(args.work_dir) / f"{Path(name).name}-eval" / f"n{args.num_per_class}-cas{args.cas_per_class}x{args.cas_updates}-seed{args.seed}.json"
+    kept = seed_dir(args, seed) / f"{Path(name).name}-eval" / f"n{args.num_per_class}-cas{args.cas_per_class}x{args.cas_updates}-seed{seed}.json"
     if kept.is_file():
         return json.loads(kept.read_text())
     pipe = load_pipeline(str(folder))
-    samples = generate(pipe, None, args.cas_per_class, args.seed)
-    metrics = evaluate(pipe, args.num_per_class, seed=args.seed, inception=not args.smoke, samples=samples,
+    samples = generate(pipe, None, args.cas_per_class, seed)
+    metrics = evaluate(pipe, args.num_per_class, seed=seed, inception=not args.smoke, samples=samples,
                        model_name=name, verbose=False)
     labels = np.asarray(samples.class_ids)
     first = np.concatenate([np.flatnonzero(labels == c)[:args.num_per_class] for c in range(len(pipe.class_names))])
@@ -148,6 +163,40 @@ def floors(args, scorer, test) -> dict:
     return result
 
 
+MEANS = ("judge_accuracy", "judge_fid", "inception_fid", "clip_quality", "clip_agreement")  # averaged over the seeds
+
+
+def one_run(args, arm: str, base: str, seed: int, scorer, test) -> dict:
+    """One arm at one seed: trained (or found trained), then measured."""
+    if ARMS[arm] is None:
+        folder, config = Path(base), None
+    else:
+        config = arm_config(args, arm, base, seed)
+        folder = train_run(config)
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {"seed": seed, "model": repo_relative(str(folder)),
+            "updates": None if config is None else rows[-1]["step"],
+            "train_minutes": None if config is None else rows[-1]["wall_time_s"] / 60,
+            "final_clip_term": None if config is None else rows[-1].get("clip_term"),
+            **measure(args, folder, repo_relative(str(folder)), scorer, test, seed)}
+
+
+def combined(arm: str, runs: list[dict]) -> dict:
+    """An arm over its seeds: the mean of each metric (CAS: of the per-seed means), each seed kept."""
+    import statistics
+
+    first = runs[0]
+    out = {"arm": arm, "overrides": ARMS[arm], "clip_loss_weight": None, "updates": first["updates"],
+           "train_minutes": first["train_minutes"], "per_seed": runs,
+           **{k: first[k] for k in ("judge_accuracy_floor", "judge_fid_floor", "inception_fid_floor")}}
+    for key in MEANS:
+        values = [r[key] for r in runs]
+        out[key] = None if None in values else statistics.fmean(values)
+    out["cas"] = {"mean": statistics.fmean(r["cas"]["mean"] for r in runs),
+                  "std": statistics.fmean(r["cas"]["std"] for r in runs)}
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     machine = torch_machine(args.threads)
@@ -160,60 +209,62 @@ def main(argv=None):
     base = str(smoke_base(args)) if args.smoke else load_config(str(CONFIG)).init_from
     arms = []
     for arm in args.arms:
-        if ARMS[arm] is None:
-            folder, config = Path(base), None
-        else:
-            config = arm_config(args, arm, base)
-            folder = train_run(config)
-        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        arms.append({"arm": arm, "model": repo_relative(str(folder)), "overrides": ARMS[arm],
-                     "clip_loss_weight": None if config is None else config.clip_loss_weight,
-                     "updates": None if config is None else rows[-1]["step"],
-                     "train_minutes": None if config is None else rows[-1]["wall_time_s"] / 60,
-                     "final_clip_term": None if config is None else rows[-1].get("clip_term"),
-                     **measure(args, folder, repo_relative(str(folder)), scorer, test)})
+        entry = combined(arm, [one_run(args, arm, base, seed, scorer, test) for seed in args.seeds])
+        if ARMS[arm] is not None:
+            entry["clip_loss_weight"] = arm_config(args, arm, base, args.seeds[0]).clip_loss_weight
+        arms.append(entry)
     result = {"config": repo_relative(str(CONFIG)), "base": repo_relative(base), "smoke": args.smoke, "machine": machine,
-              "seed": args.seed, "num_per_class": args.num_per_class, "cas_per_class": args.cas_per_class,
+              "seeds": args.seeds, "num_per_class": args.num_per_class, "cas_per_class": args.cas_per_class,
               "cas_updates": args.cas_updates, "cas_seeds": args.cas_seeds, "clip_model": repo_relative(scorer.name),
               "floors": floors(args, scorer, test), "arms": arms}
     emit(NAME, result, to_markdown(result), args)
     return result
 
 
+METRICS = {"judge-FID": ("judge_fid", -1), "Inception FID": ("inception_fid", -1), "CAS": ("cas", 1)}  # sign: better
+
+
+def _value(run: dict, key: str):
+    return run["cas"]["mean"] if key == "cas" else run[key]
+
+
+def wins(clip: dict, plain: dict) -> dict:
+    """Per critic-free metric, on how many seeds the CLIP arm beat the plain one (paired: same seed, same data order,
+    noise and images' seeds)."""
+    out = {}
+    for name, (key, sign) in METRICS.items():
+        pairs = [(_value(c, key), _value(p, key)) for c, p in zip(clip["per_seed"], plain["per_seed"])]
+        out[name] = sum(1 for c, p in pairs if c is not None and p is not None and sign * (c - p) > 0)
+    return out
+
+
 def verdict(result: dict) -> str:
-    """Whether a CLIP fine-tune won on the critic-free metrics (all three of judge-FID, Inception FID, CAS) against the
-    plain fine-tune, the rule for making the term a default; the base-to-plain change is set beside it as the size of
-    what the same updates without the term do."""
+    """Whether a CLIP fine-tune beat the plain fine-tune on every critic-free metric (judge-FID, Inception FID, CAS) on
+    every seed: the rule for making the term a default. The base-to-plain change is set beside it for scale."""
     arms = {a["arm"]: a for a in result["arms"]}
     clip_arms = [a for a in result["arms"] if a["clip_loss_weight"]]
     if "plain fine-tune" not in arms or not clip_arms:
         return "Not decided: the plain fine-tune and a CLIP fine-tune were not both measured."
-    plain = arms["plain fine-tune"]
+    plain, seeds = arms["plain fine-tune"], len(result["seeds"])
     parts, any_default = [], False
     for clip in clip_arms:
-        wins = {"judge-FID": clip["judge_fid"] < plain["judge_fid"],
-                "Inception FID": clip["inception_fid"] is not None and clip["inception_fid"] < plain["inception_fid"],
-                "CAS": clip["cas"]["mean"] > plain["cas"]["mean"]}
-        won = [k for k, v in wins.items() if v]
-        lost = [k for k, v in wins.items() if not v]
-        any_default |= len(won) == 3
-        if len(won) == 3:
-            outcome = "wins on all three critic-free metrics (judge-FID, Inception FID, CAS)"
-        elif won:
-            outcome = f"does not win: it is better on {' and '.join(won)} but not on {' and '.join(lost)}"
-        else:
-            outcome = "does not win: it is better on none of judge-FID, Inception FID and CAS"
+        counts = wins(clip, plain)
+        every = [k for k, n in counts.items() if n == seeds]
+        any_default |= len(every) == len(METRICS)
+        tally = ", ".join(f"{k} on {n} of {seeds}" for k, n in counts.items())
+        outcome = ("wins: it is better on every critic-free metric on every seed" if len(every) == len(METRICS)
+                   else "does not win")
         gamed = "rises" if clip["clip_quality"] > plain["clip_quality"] else "does not rise"
-        parts.append(f"At λ = {clip['clip_loss_weight']:g} the CLIP term {outcome}, while the critic's own quality "
-                     f"score {gamed} ({plain['clip_quality']:.3f} -> {clip['clip_quality']:.3f}).")
+        parts.append(f"At λ = {clip['clip_loss_weight']:g} the CLIP term {outcome} (better than the plain fine-tune "
+                     f"on {tally} seeds), while the critic's own quality score {gamed} "
+                     f"({plain['clip_quality']:.3f} -> {clip['clip_quality']:.3f}, mean over seeds).")
     if "base" in arms:
         base = arms["base"]
         moved = [f"judge-FID {base['judge_fid']:.3f} -> {plain['judge_fid']:.3f}"]
         if base["inception_fid"] is not None:
             moved.append(f"Inception FID {base['inception_fid']:.2f} -> {plain['inception_fid']:.2f}")
         moved.append(f"CAS {100 * base['cas']['mean']:.2f} -> {100 * plain['cas']['mean']:.2f} %")
-        parts.append(f"For scale, the same updates without the term moved the base by {', '.join(moved)}; "
-                     "differences of that size are within what a fine-tune's own course does (one seed).")
+        parts.append(f"For scale, the same updates without the term moved the base by {', '.join(moved)} (means).")
     parts.append("The term could become a default." if any_default else
                  "It stays off by default (clip_loss_weight: 0).")
     return " ".join(parts)
@@ -233,19 +284,26 @@ def to_markdown(r: dict) -> str:
     rows.append(["real training images (floor)", "–", "–", "–", "–",
                  f"{100 * floor['cas']['mean']:.2f} ± {100 * floor['cas']['std']:.2f}", f"{floor['clip_quality']:.3f}",
                  f"{floor['clip_agreement']:.3f}"])
+    per_seed = [[a["arm"], run["seed"], f"{run['judge_fid']:.3f}", "–" if run["inception_fid"] is None else
+                 f"{run['inception_fid']:.2f}", f"{100 * run['cas']['mean']:.2f}", f"{run['clip_quality']:.3f}"]
+                for a in r["arms"] for run in a["per_seed"]]
     n = r["num_per_class"] * 10
+    seeds = ", ".join(map(str, r["seeds"]))
     return "\n\n".join([
         f"# {NAME}: the CLIP-guided loss vs a plain fine-tune{' (smoke run: not a measurement)' if r['smoke'] else ''}",
-        f"Fine-tunes of `{r['base']}` by `{r['config']}` (seed {r['seed']}); the critic is `{r['clip_model']}`. Judge "
-        f"accuracy, judge-FID and Inception FID at N = {n:,} against the test set (floors: {n:,} real training images); "
-        f"CAS: synthetic_data's CNN, {r['cas_updates']} updates of 128 on {r['cas_per_class']} generated images per "
-        f"class, tested on the 10,000 test images, seeds {', '.join(map(str, r['cas_seeds']))} (mean ± std; floor: as "
-        "many real training images); CLIP quality and agreement are the critic's own scores on the judged images.",
+        f"Fine-tunes of `{r['base']}` by `{r['config']}`, seeds {seeds} (a seed sets the fine-tune's data order and "
+        f"noise and its images' seeds); the critic is `{r['clip_model']}`. Judge accuracy, judge-FID and Inception FID "
+        f"at N = {n:,} against the test set (floors: {n:,} real training images); CAS: synthetic_data's CNN, "
+        f"{r['cas_updates']} updates of 128 on {r['cas_per_class']} generated images per class, tested on the 10,000 "
+        f"test images, classifier seeds {', '.join(map(str, r['cas_seeds']))} (± their std; floor: as many real "
+        "training images); CLIP quality and agreement are the critic's own scores on the judged images. Means over "
+        "the seeds:",
         markdown_table(["arm", "updates", "judge accuracy", "judge-FID", "Inception FID", "CAS %", "CLIP quality",
                         "CLIP agreement"], rows),
+        "Each seed:",
+        markdown_table(["arm", "seed", "judge-FID", "Inception FID", "CAS %", "CLIP quality"], per_seed),
         verdict(r),
     ])
-
 
 if __name__ == "__main__":
     main()

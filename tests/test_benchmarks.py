@@ -283,15 +283,19 @@ def test_clip_loss_smoke_trains_both_fine_tunes_at_an_equal_budget(tmp_path):
     base, plain, clip, strong = r["arms"]
     assert base["updates"] is None and plain["updates"] == clip["updates"] == strong["updates"] == 4
     assert (plain["clip_loss_weight"], clip["clip_loss_weight"], strong["clip_loss_weight"]) == (0.0, 0.01, 0.1)
-    assert plain["final_clip_term"] is None and 0 < clip["final_clip_term"] < 4
-    assert sorted(p.name for p in (tmp_path / "work" / "smoke").iterdir() if not p.name.endswith((".json", "-eval"))) == [
-        "CLIP-fine-tune", "CLIP-fine-tune-0.1", "base", "plain-fine-tune"]
+    assert r["seeds"] == [0, 1] and all([run["seed"] for run in a["per_seed"]] == [0, 1] for a in r["arms"])
+    assert plain["per_seed"][0]["final_clip_term"] is None and 0 < clip["per_seed"][0]["final_clip_term"] < 4
+    assert clip["judge_fid"] == pytest.approx(sum(run["judge_fid"] for run in clip["per_seed"]) / 2)
+    assert sorted(p.name for p in (tmp_path / "work" / "smoke" / "seed1").iterdir() if not p.name.endswith("-eval")) == [
+        "CLIP-fine-tune", "CLIP-fine-tune-0.1", "plain-fine-tune"]
     for arm in r["arms"]:
-        assert _positive(arm["judge_fid"]) and _positive(arm["judge_fid_floor"]) and len(arm["cas"]["per_seed"]) == 1
+        assert _positive(arm["judge_fid"]) and _positive(arm["judge_fid_floor"])
+        assert all(len(run["cas"]["per_seed"]) == 1 for run in arm["per_seed"])
         assert 0 <= arm["clip_agreement"] <= 1 and arm["inception_fid"] is None  # the smoke run skips Inception
     assert 0 < r["floors"]["cas"]["mean"] <= 1
     md = (tmp_path / "out" / "clip_loss.md").read_text()
     assert "At λ = 0.01 the CLIP term" in md and "At λ = 0.1 the CLIP term" in md and "| CLIP fine-tune |" in md
+    assert "on 2 seeds)" not in md and " of 2 seeds)" in md
     assert "the same updates without the term moved the base by" in md
     bad = subprocess.run(_bench("clip_loss", "--arms", "base,nope"), cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "'nope'" in bad.stderr and "plain fine-tune" in bad.stderr
