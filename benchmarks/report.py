@@ -476,6 +476,12 @@ def results_doc() -> str:
         "accuracy; its judge-FID and diversity show what choosing by a classifier's certainty costs):",
         sourced(to_markdown_body("best_of_n"), "best_of_n"),
         provenance("best_of_n"),
+        "## The CLIP-guided training loss",
+        "The founding report's CLIP loss term (`pipeline/training/clip_loss.py`, docs/training.md) in fine-tunes of the "
+        "CPU model, beside the same fine-tune without it (same updates, data order and noise) and the untouched base, "
+        "judged with metrics the critic never saw; the critic's own score is shown to see whether it was gamed:",
+        sourced(to_markdown_body("clip_loss"), "clip_loss"),
+        provenance("clip_loss"),
         "## Synthesis memory",
         "Peak resident memory of `fashion-ddpm synthesize` (tiny random U-Net, one step per image: the writing "
         "dominates) for two dataset sizes, one fresh process each:",
@@ -542,6 +548,7 @@ def sourced(markdown: str, name: str) -> str:
 def clip_card() -> str:
     """pretrained/fashion-clip/README.md: what the CLIP is, how it was trained, what it measures (from the results)."""
     from benchmarks.best_of_n import verdict as best_of_n_verdict
+    from benchmarks.clip_loss import verdict as clip_loss_verdict
 
     t = json.loads((CLIP_FOLDER / "training.json").read_text())
     c = t["config"]
@@ -575,6 +582,9 @@ def clip_card() -> str:
         "Best-of-N on the default diffusion model's images (`benchmarks/best_of_n.py`): "
         + best_of_n_verdict(load("best_of_n"))
         + f" From `{source_path('best_of_n')}`.",
+        "## As a training signal",
+        "The CLIP-guided loss term in fine-tunes of `pretrained/fashion-ddpm-cpu` (`benchmarks/clip_loss.py`): "
+        + clip_loss_verdict(load("clip_loss")) + f" From `{source_path('clip_loss')}`.",
         "## What it cannot know",
         "It has seen only Fashion-MNIST training images and the captions above: its text side knows the ten classes, "
         "their other names, eight attribute words and the quality words; any other prompt is spelled byte by byte and "
