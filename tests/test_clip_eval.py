@@ -197,5 +197,5 @@ def test_evaluate_clip_defaults_to_the_shipped_fashion_clip_offline(tiny_saved, 
           "--out", str(tmp_path / "eval"), "--clip-device", "cpu"])
     table = json.loads((tmp_path / "eval" / "clip_per_class.json").read_text())
     assert table["overall"]["n"] == 1 and "fashion-clip" in capsys.readouterr().out + json.dumps(table)
-    with pytest.raises(SystemExit, match=r"error: CLIP model folder .*nope does not exist"):
+    with pytest.raises(SystemExit, match=r"error: --clip-model: CLIP model folder .*nope does not exist"):
         main(["evaluate-clip", "--model", str(tiny_saved), "--clip-model", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
