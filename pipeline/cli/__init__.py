@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import clip, demo, evaluate, generate, synthesize, visualize
+from . import clip, demo, distill, evaluate, generate, synthesize, visualize
 
-COMMANDS = [generate, evaluate, clip, visualize, synthesize, demo]
+COMMANDS = [generate, evaluate, clip, visualize, synthesize, distill, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fashion-ddpm", description="A class-conditional DDPM for Fashion-MNIST: "
-                                     "generate, evaluate, score with CLIP, draw, synthesize datasets, demo.")
+                                     "generate, evaluate, score with CLIP, draw, synthesize datasets, distil, demo.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)

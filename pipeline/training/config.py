@@ -145,8 +145,8 @@ SAMPLING_KEYS = {"sampler": "config key 'sample_sampler'", "steps": "config key 
                  "guidance": "config key 'sample_guidance_scale'", "interval": "config key 'sample_guidance_interval'"}
 
 
-def _check_type(name: str, value):
-    annotation = typing.get_type_hints(TrainConfig)[name]
+def _check_type(name: str, value, config_class=None):
+    annotation = typing.get_type_hints(config_class or TrainConfig)[name]
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     allowed = tuple(typing.get_origin(a) or a for a in (typing.get_args(annotation) if union else (annotation,)))
     if value is None and type(None) in allowed:
@@ -320,6 +320,11 @@ def parse_override(text: str) -> tuple[str, object]:
 
 
 def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
+    return validate(read_values(path, overrides))
+
+
+def read_values(path: str | None, overrides: list[str] = ()) -> dict:
+    """The keys of a YAML config file with `key=value` overrides applied (not yet validated)."""
     values = {}
     if path:
         if not Path(path).is_file():
@@ -328,4 +333,4 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
         if not isinstance(values, dict):
             raise ValueError(f"config file {path} must hold a mapping of keys to values")
     values.update(parse_override(o) for o in overrides)
-    return validate(values)
+    return values

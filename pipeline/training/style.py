@@ -21,14 +21,15 @@ PERCENTILE_LEVELS = [round(i / 100, 2) for i in range(101)]
 
 
 class StyleDenoiser(nn.Module):
-    """The U-Net and its condition encoder as the one module training optimises (and averages, with EMA)."""
+    """The U-Net and its condition encoder as the one module training (and distillation) optimises and averages."""
 
     def __init__(self, unet, encoder: FashionConditionEncoder):
         super().__init__()
         self.unet, self.encoder = unet, encoder
 
-    def forward(self, noisy, t, class_labels, style, given):
-        return self.unet(noisy, t, class_labels=self.encoder(class_labels, style, given)).sample
+    def forward(self, noisy, t, class_labels, style=None, given=None, **inputs):
+        """`inputs`: a distilled encoder's guidance weights and target noise levels."""
+        return self.unet(noisy, t, class_labels=self.encoder(class_labels, style, given, **inputs)).sample
 
 
 def measured_attributes(images: torch.Tensor, attributes: list[str]) -> dict[str, np.ndarray]:
@@ -71,7 +72,9 @@ def from_class_only(base, encoder: FashionConditionEncoder):
 
     if getattr(base, "condition_encoder", None) is not None:
         raise ValueError("init_from must be a class-only model (its U-Net has a class embedding of its own)")
-    config = {**base.unet.config, "class_embed_type": "identity", "num_class_embeds": None}
+    # `_use_default_values` (set on a U-Net built in this process) would reset class_embed_type to its default
+    config = {k: v for k, v in base.unet.config.items() if k != "_use_default_values"}
+    config.update(class_embed_type="identity", num_class_embeds=None)
     unet = UNet2DModel.from_config(config)
     state = {k: v for k, v in base.unet.state_dict().items() if not k.startswith("class_embedding.")}
     missing, unexpected = unet.load_state_dict(state, strict=False)

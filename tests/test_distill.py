@@ -1,0 +1,196 @@
+"""The few-step student: its targets, its one pass per step, its inputs checked, its training run and resume."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import make_tiny_pipeline, run_cli
+from pipeline import FashionDDPMPipeline, generate
+from pipeline.condition_encoder import FashionConditionEncoder
+from pipeline.schedulers import make_scheduler
+from pipeline.training.distill import load_config, validate, velocity_target
+from pipeline.training.style import from_class_only
+
+INTERVAL = [0.17, 0.88]
+SCHEDULES = {"1": [99], "2": [99, 49], "4": [99, 74, 49, 24]}
+
+
+def tiny_teacher(seed: int = 0) -> FashionDDPMPipeline:
+    base = make_tiny_pipeline(seed)
+    pipe = FashionDDPMPipeline(base.unet, make_scheduler("unipc", base.scheduler.config), default_guidance_scale=2.0,
+                               default_num_inference_steps=4, default_guidance_interval=INTERVAL)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_student(teacher: FashionDDPMPipeline, trained: bool = True) -> FashionDDPMPipeline:
+    """The teacher's U-Net with a distilled encoder; `trained` puts random weights in the (zero-initialised) MLP."""
+    torch.manual_seed(1)
+    encoder = FashionConditionEncoder(11, teacher.unet.config.block_out_channels[0] * 4, guidance_range=[1.0, 3.0],
+                                      guidance_interval=INTERVAL, step_schedules=SCHEDULES, distill_hidden_dim=16)
+    unet = from_class_only(teacher, encoder)
+    if trained:
+        torch.nn.init.normal_(encoder.distill_mlp[-1].weight, std=0.5)
+    pipe = FashionDDPMPipeline(unet, make_scheduler("ddim", teacher.scheduler.config), default_guidance_scale=2.0,
+                               default_num_inference_steps=4, default_guidance_interval=INTERVAL,
+                               condition_encoder=encoder, default_timesteps=SCHEDULES["4"])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def student_saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp("student") / "student"
+    tiny_student(tiny_teacher()).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("t_from,t_to", [(99, -1), (99, 49), (74, 49), (49, 24), (24, -1)])
+def test_the_velocity_target_makes_the_students_ddim_step_land_on_the_teachers_state(t_from, t_to):
+    teacher = tiny_teacher()
+    scheduler = make_scheduler("ddim", teacher.scheduler.config)
+    x_from, x_to = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)).unbind(0)[0:2]
+    x_from, x_to = x_from[None].repeat(3, 1, 1, 1), x_to[None].repeat(3, 1, 1, 1)
+    t = torch.full((3,), t_from)
+    v = velocity_target(x_from, x_to, t, torch.full((3,), t_to), teacher.scheduler.alphas_cumprod)
+    scheduler.set_timesteps(timesteps=[t_from] + ([t_to] if t_to >= 0 else []))
+    landed = scheduler.step(v, t_from, x_from).prev_sample
+    torch.testing.assert_close(landed, x_to, rtol=0, atol=1e-5)
+
+
+def test_an_untrained_student_is_its_teachers_conditional_model():
+    teacher = tiny_teacher()
+    student = tiny_student(teacher, trained=False)
+    x, t, labels = torch.randn(4, 1, 28, 28), torch.tensor(74), torch.tensor([0, 3, 8, 10])
+    expected = teacher.unet(x, t, class_labels=labels).sample
+    for w, level in ((1.0, 0.5), (3.0, 0.0)):
+        condition = student.condition(labels, None, torch.full((4,), w), torch.full((4,), level))
+        torch.testing.assert_close(student.unet(x, t, class_labels=condition).sample, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_the_student_samples_in_one_unet_pass_per_step(steps, unet_calls):
+    student = tiny_student(tiny_teacher())
+    samples = generate(student, ["Bag", "Sneaker"], per_label=3, steps=steps)
+    assert len(unet_calls) == steps and samples.images.shape == (6, 1, 28, 28)
+    assert samples.settings.guidance == 2.0
+
+
+def test_the_students_w_changes_its_images_and_its_default_is_its_four_step_schedule():
+    student = tiny_student(tiny_teacher())
+    default = generate(student, ["Bag"], per_label=2)
+    assert default.settings.timesteps == tuple(SCHEDULES["4"]) and default.settings.sampler == "ddim"
+    other_w = generate(student, ["Bag"], per_label=2, guidance=3.0)
+    assert not torch.allclose(default.images, other_w.images)
+    again = generate(student, ["Bag"], per_label=2, steps=4)  # the same schedule asked for by its count
+    torch.testing.assert_close(again.images, default.images, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("call,match", [
+    (dict(num_inference_steps=3), r"num_inference_steps must be one of \[1, 2, 4\]"),
+    (dict(timesteps=[99, 50]), r"timesteps \[99, 50\] are not a schedule"),
+    (dict(guidance_scale=5.0), r"guidance_scale must be in \[1, 3\]"),
+    (dict(guidance_scale=0.0), r"guidance_scale must be in \[1, 3\]"),
+    (dict(guidance_interval=(0.0, 1.0)), r"guidance_interval must be \[0.17, 0.88\]"),
+    (dict(guidance_rescale=0.5), "guidance_rescale must be 0"),
+])
+def test_bad_input_to_a_student_is_one_line_before_any_unet_call(call, match, unet_calls):
+    student = tiny_student(tiny_teacher())
+    with pytest.raises(ValueError, match=match) as error:
+        student(class_labels="Bag", **call)
+    assert "\n" not in str(error.value) and not unet_calls
+
+
+def test_a_student_needs_a_scheduler_that_takes_its_timesteps(unet_calls):
+    student = tiny_student(tiny_teacher())
+    student.scheduler = make_scheduler("unipc", student.scheduler.config)
+    with pytest.raises(ValueError, match="need a scheduler whose set_timesteps takes timesteps"):
+        student(class_labels="Bag")
+    assert not unet_calls
+
+
+def test_generate_on_the_command_line_makes_eight_bags_in_four_passes(student_saved, tmp_path, capsys, unet_calls):
+    out = tmp_path / "bags.png"
+    code, text = run_cli(["generate", "--model", str(student_saved), "--class", "Bag", "--num", "8", "--out", str(out)],
+                         capsys)
+    assert code == 0 and out.is_file(), text
+    assert len(unet_calls) == 4  # 8 images in one batch: 4 steps, one pass each
+    code, text = run_cli(["generate", "--model", str(student_saved), "--class", "Bag", "--steps", "3"], capsys)
+    assert code == 2 and "num_inference_steps must be one of [1, 2, 4]" in text
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_a_saved_student_loads_without_this_package(student_saved, tmp_path):
+    expected = generate(FashionDDPMPipeline.from_pretrained(student_saved), ["Dress", "Bag"], seed=3).images
+    torch.save(expected, tmp_path / "expected.pt")
+    code = (f"import sys\nsys.path = [p for p in sys.path if p not in ('',)]\nimport torch\n"
+            "from diffusers import DiffusionPipeline\n"
+            f"p = DiffusionPipeline.from_pretrained({str(student_saved)!r}, trust_remote_code=True)\n"
+            "p.set_progress_bar_config(disable=True)\n"
+            "g = [torch.Generator().manual_seed(s) for s in (3 + 3_000_000, 3 + 8_000_000)]\n"
+            "got = p(class_labels=['Dress', 'Bag'], generator=g, output_type='pt').images\n"
+            f"print('SAME', torch.allclose(got, torch.load({str(tmp_path / 'expected.pt')!r}), atol=1e-6))\n"
+            "print('PACKAGE', any(m == 'pipeline' or m.startswith('pipeline.') for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "SAME True" in result.stdout and "PACKAGE False" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("values,match", [
+    ({"grid_step": 12}, r"unknown config key\(s\) \['grid_step'\]"),
+    ({"student_steps": [5]}, "config key 'student_steps' must be distinct ints >= 1 dividing grid_steps"),
+    ({"default_steps": 3}, r"config key 'default_steps' must be one of student_steps \[1, 2, 4\]"),
+    ({"guidance_values": [2.0]}, "needs at least two weights"),
+    ({"max_train_steps": 0}, "config key 'max_train_steps' must be >= 1"),
+    ({"learning_rate": "fast"}, "config key 'learning_rate' must be float"),
+])
+def test_distill_config_errors_are_one_line(values, match):
+    with pytest.raises(ValueError, match=match):
+        validate(values)
+
+
+def test_the_distill_command_rejects_a_bad_key_before_loading_anything(capsys, unet_calls):
+    code, text = run_cli(["distill", "--config", "configs/distill.yaml", "grid_steps=7"], capsys)
+    assert code == 2 and "config key 'student_steps' must be distinct ints >= 1 dividing grid_steps (7)" in text
+    assert not unet_calls
+
+
+TINY_RUN = ["trajectories_per_class=2", "shard_per_class=1", "guidance_values=[1, 2]", "max_train_steps=4",
+            "train_batch_size=8", "log_every_steps=2", "checkpointing_steps=2", "sample_images_per_class=1"]
+
+
+@pytest.mark.slow  # two short distillation runs of a tiny teacher
+def test_distill_exports_a_student_and_a_resumed_run_ends_bit_identical(tmp_path):
+    from pipeline.training.distill import distill
+
+    tiny_teacher().save_pretrained(tmp_path / "teacher")
+    config = load_config("configs/distill.yaml", [f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'a'}",
+                                                  *TINY_RUN])
+    folder = distill(config)
+    student = FashionDDPMPipeline.from_pretrained(folder)
+    assert student.is_distilled and student.condition_encoder.config.step_schedules == SCHEDULES
+    assert student.condition_encoder.config.guidance_range == [1.0, 2.0]
+    assert (folder / "samples" / "final.png").is_file() and (folder / "samples" / "loss_curve.png").is_file()
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all(r["loss"] > 0 for r in rows)
+    assert "4 updates" in (folder / "README.md").read_text()
+    shards = sorted((folder / "trajectories").glob("w*.pt"))
+    assert len(shards) == 4  # 2 weights x 2 shards of one image per class
+    # a run killed after update 2 (its last checkpoint): resumed, it ends where the uninterrupted run did
+    shutil.copytree(folder, tmp_path / "b", ignore=shutil.ignore_patterns("checkpoint-4", "unet", "condition_encoder"))
+    (tmp_path / "b" / "trajectories" / ".tmp-w1_000005.pt").write_bytes(b"half a shard")  # killed mid-write: ignored
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "b" / "trajectories").glob("w*.pt")}
+    resumed = distill(load_config(None, [f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'b'}", *TINY_RUN]),
+                      "latest")
+    assert {p.name: p.stat().st_mtime_ns for p in (resumed / "trajectories").glob("w*.pt")} == stamps  # reused
+    again = FashionDDPMPipeline.from_pretrained(resumed)
+    for a, b in zip(student.unet.state_dict().values(), again.unet.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # trajectories of another teacher are refused, not mixed in
+    tiny_teacher(seed=5).save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="holds trajectories of"):
+        distill(load_config(None, [f"teacher={tmp_path / 'other'}", f"output_dir={tmp_path / 'c'}",
+                                   f"trajectories_dir={folder / 'trajectories'}", *TINY_RUN]))
