@@ -274,11 +274,47 @@ class PairSampler:
         return trajectories, torch.tensor(picks)
 
 
+# ---------------------------------------------------------------------------------------------------- the student
+def build_student(teacher, config: DistillConfig):
+    """The untrained student: the teacher's U-Net (class embedding moved into a distilled condition encoder whose MLP
+    starts at zero, so it computes the teacher's conditional output), as one module to train."""
+    from ..condition_encoder import FashionConditionEncoder
+    from .style import StyleDenoiser, from_class_only
+
+    T = teacher.scheduler.config.num_train_timesteps
+    encoder = FashionConditionEncoder(
+        len(teacher.class_names) + 1, teacher.unet.config.block_out_channels[0] * 4,
+        guidance_range=[config.guidance_values[0], config.guidance_values[-1]],
+        guidance_interval=teacher.config.get("default_guidance_interval"),
+        step_schedules={str(n): ts for n, ts in config.schedules(T).items()},
+        distill_hidden_dim=config.distill_hidden_dim, fourier_features=config.fourier_features)
+    return StyleDenoiser(from_class_only(teacher, encoder), encoder)
+
+
+def student_pipeline(teacher, config: DistillConfig, student):
+    """A student module as a pipeline: DDIM (DPM-Solver++ of order 1) on its schedules, `default_steps` of them, and
+    the teacher's w (clipped to the distilled range) unless `default_guidance_scale` names another."""
+    from ..pipeline_fashion_ddpm import FashionDDPMPipeline
+    from ..schedulers import make_scheduler
+
+    w = config.default_guidance_scale
+    if w is None:
+        w = min(max(teacher.config.default_guidance_scale, config.guidance_values[0]), config.guidance_values[-1])
+    T = teacher.scheduler.config.num_train_timesteps
+    pipe = FashionDDPMPipeline(student.unet, make_scheduler("ddim", teacher.scheduler.config),
+                               class_names=teacher.class_names, default_guidance_scale=w,
+                               default_num_inference_steps=config.default_steps,
+                               default_guidance_interval=teacher.config.get("default_guidance_interval"),
+                               condition_encoder=student.encoder, default_timesteps=config.schedules(T)[config.default_steps])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 # ---------------------------------------------------------------------------------------------------- training
 class Distiller:
     def __init__(self, config: DistillConfig):
-        from accelerate import Accelerator
         import torch
+        from accelerate import Accelerator
 
         self.config = config
         self.output_dir = Path(config.output_dir)
@@ -291,10 +327,8 @@ class Distiller:
         from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
 
-        from ..condition_encoder import FashionConditionEncoder
         from ..models import load_pipeline
         from . import checkpoints
-        from .style import StyleDenoiser, from_class_only
 
         config, acc = self.config, self.accelerator
         self.teacher = load_pipeline(config.teacher)
@@ -310,16 +344,8 @@ class Distiller:
         acc.wait_for_everyone()
         self.data = load_trajectories(config)
         self.pairs = PairSampler(config, self.T)
-        embedding_dim = self.teacher.unet.config.block_out_channels[0] * 4
-        interval = self.teacher.config.get("default_guidance_interval")
-        encoder = FashionConditionEncoder(
-            len(self.teacher.class_names) + 1, embedding_dim,
-            guidance_range=[config.guidance_values[0], config.guidance_values[-1]], guidance_interval=interval,
-            step_schedules={str(n): ts for n, ts in self.pairs.schedules.items()},
-            distill_hidden_dim=config.distill_hidden_dim, fourier_features=config.fourier_features)
         torch.manual_seed(config.seed)  # the zero-initialised MLP's first layer
-        unet = from_class_only(self.teacher, encoder)
-        student = StyleDenoiser(unet, encoder)
+        student = build_student(self.teacher, config)
         self.ema = EMAModel(student.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=config.ema_power)
         self.ema.to(acc.device)
         optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate,
@@ -332,7 +358,7 @@ class Distiller:
         self.alphas_cumprod = self.teacher.scheduler.alphas_cumprod.to(acc.device)
         self.elapsed = 0.0
 
-    def loss_on(self, step: int) -> "torch.Tensor":
+    def loss_on(self, step: int):
         import torch
         import torch.nn.functional as F
 
@@ -351,7 +377,7 @@ class Distiller:
                                 guidance=self.data["guidance"][rows].to(acc.device), target=levels)
         return F.mse_loss(prediction.float(), target.float())
 
-    def update(self, step: int) -> "torch.Tensor":
+    def update(self, step: int):
         acc = self.accelerator
         loss = self.loss_on(step)
         acc.backward(loss)
@@ -364,27 +390,12 @@ class Distiller:
         return loss.detach()
 
     def student_pipeline(self):
-        """The EMA student as a pipeline: DDIM (DPM-Solver++ order 1) on its schedules, the teacher's w by default."""
+        """The EMA student as a pipeline."""
         import copy
 
-        from ..pipeline_fashion_ddpm import FashionDDPMPipeline
-        from ..schedulers import make_scheduler
-
-        config = self.config
         model = copy.deepcopy(self.accelerator.unwrap_model(self.model))
         self.ema.copy_to(model.parameters())
-        model.eval()
-        w = config.default_guidance_scale
-        if w is None:
-            w = min(max(self.teacher.config.default_guidance_scale, config.guidance_values[0]), config.guidance_values[-1])
-        pipe = FashionDDPMPipeline(model.unet, make_scheduler("ddim", self.teacher.scheduler.config),
-                                   class_names=self.teacher.class_names, default_guidance_scale=w,
-                                   default_num_inference_steps=config.default_steps,
-                                   default_guidance_interval=self.teacher.config.get("default_guidance_interval"),
-                                   condition_encoder=model.encoder,
-                                   default_timesteps=self.pairs.schedules[config.default_steps])
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
+        return student_pipeline(self.teacher, self.config, model.eval())
 
     def _log(self, row: dict):
         with open(self.output_dir / "metrics.jsonl", "a") as f:
