@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("best_of_n", "clip_loss", "demo_latency", "fashion_clip", "loss_match", "quality_vs_steps", "recipe_compare",
+BENCHMARKS = ("best_of_n", "clip_loss", "demo_latency", "fashion_clip", "few_passes", "loss_match", "quality_vs_steps", "recipe_compare",
               "sampler_timing", "sampling_speed", "step_schedule", "style_control", "style_convergence", "synthesize_memory",
               "synthetic_data", "train_throughput")
 
@@ -342,3 +342,17 @@ def test_step_schedule_smoke_searches_without_adding_passes_and_resumes_from_its
     other = subprocess.run(_bench("step_schedule", *args, "--search-seed", "7"), cwd=REPO, capture_output=True, text=True,
                            timeout=300)
     assert other.returncode != 0 and "give another --work-dir" in other.stderr
+
+
+@pytest.mark.needs_data  # the judge's references are real images
+def test_few_passes_smoke_counts_one_pass_per_student_step_and_judges_every_arm(tmp_path):
+    done = subprocess.run(_bench("few_passes", "--smoke", "--threads", "1", "--out", str(tmp_path)), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads((tmp_path / "few_passes.json").read_text())
+    names = [row["name"] for row in r["rows"]]
+    assert names == ["teacher (its default)", "student, 4 steps", "student, 2 steps", "student, 1 step"]
+    assert [row["passes"] for row in r["rows"]] == [7, 4, 2, 1]  # unipc 4 steps, 3 inside the interval: 7 passes
+    assert all(_positive(row["seconds_per_image"]) and _positive(row["judge_fid"]) for row in r["rows"])
+    markdown = (tmp_path / "few_passes.md").read_text()
+    assert "(smoke run: not a measurement)" in markdown and "misses its target" in markdown

@@ -214,6 +214,7 @@ def make_trajectories(teacher, config: DistillConfig, rank: int = 0, world: int 
             continue
         began = time.perf_counter()
         shard = make_shard(teacher, config, w, start, count)
+        shard["seconds"] = torch.tensor([time.perf_counter() - began])  # the cost of distilling includes these
         tmp = path.with_name(f".tmp-{path.name}")
         torch.save(shard, tmp)
         os.replace(tmp, path)  # whole or not at all
@@ -417,6 +418,7 @@ class Distiller:
         plot_loss_curve(self.output_dir / "metrics.jsonl", tmp / "samples" / "loss_curve.png")
         stats = {"updates": step, "pairs_seen": step * self.config.train_batch_size * self.accelerator.num_processes,
                  "trajectories": len(self.data["seeds"]), "wall_time_s": round(self.elapsed, 1), "final_loss": final_loss,
+                 "trajectory_time_s": round(float(self.data["seconds"].sum()), 1),
                  "hardware": _hardware(self.accelerator), "parameters": sum(p.numel() for p in pipe.unet.parameters())
                  + sum(p.numel() for p in pipe.condition_encoder.parameters())}
         (tmp / "distill.json").write_text(json.dumps({"config": dataclasses.asdict(self.config), "stats": stats},
@@ -516,7 +518,8 @@ def write_distilled_card(folder: Path, config: DistillConfig, stats: dict, teach
 
 Distilled (pipeline/training/distill.py) from `{config.teacher}`: {stats['updates']:,} updates of
 {config.train_batch_size} pairs on {stats['trajectories']:,} teacher trajectories (DPM-Solver++ {config.grid_steps} steps,
-guidance w in {config.guidance_values}), {_duration(stats['wall_time_s'])} on {stats['hardware']}; final loss
+guidance w in {config.guidance_values}; made in {_duration(stats['trajectory_time_s'])}), {_duration(stats['wall_time_s'])} of
+training on {stats['hardware']}; final loss
 {stats['final_loss']:.4f}. It samples in one U-Net pass per step, with w an input: {schedules}. Default:
 {settings.describe()}; w in [{low:g}, {high:g}].
 
