@@ -197,6 +197,10 @@ class FashionDDPMPipeline(DiffusionPipeline):
     A style model adds a `condition_encoder` (`condition_encoder.py`, saved beside its weights): it turns the class and
     a style request into the embedding a U-Net with ``class_embed_type="identity"`` adds to its time embedding.
 
+    A distilled few-step student's condition encoder also takes the guidance weight w and the noise level each step
+    lands on: one U-Net pass per step imitates its teacher's guided steps (`is_distilled`; its w range, guidance
+    interval and timestep schedules are in the encoder's config).
+
     Args:
         unet ([`UNet2DModel`]): noise-prediction U-Net with ``num_class_embeds == len(class_names) + 1`` (class-only),
             or ``class_embed_type="identity"`` (fed by the condition encoder).
@@ -387,9 +391,11 @@ class FashionDDPMPipeline(DiffusionPipeline):
                 "(len(class_labels) * num_images_per_label); pass one generator or exactly one per image"
             )
 
-    def condition(self, class_ids: torch.Tensor, style: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def condition(self, class_ids: torch.Tensor, style: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  guidance: torch.Tensor | None = None, target: torch.Tensor | None = None):
         """What the U-Net's `class_labels` receive: the class ids (class-only model) or the condition encoder's
-        embedding of the classes and the style (values, given); the null class takes no style."""
+        embedding of the classes and the style (values, given), the null class taking no style; a distilled
+        encoder also takes the guidance weights and the target noise levels."""
         encoder = getattr(self, "condition_encoder", None)
         if encoder is None:
             return class_ids
@@ -397,7 +403,48 @@ class FashionDDPMPipeline(DiffusionPipeline):
         if values is not None:
             null = class_ids == self.null_class_id  # guidance's unconditional half: no class, no style
             given = given * (~null).unsqueeze(1).to(given.dtype)
-        return encoder(class_ids, values, given).to(self.unet.dtype)
+        extra = {"guidance": guidance, "target": target} if self.is_distilled else {}
+        return encoder(class_ids, values, given, **extra).to(self.unet.dtype)
+
+    @property
+    def is_distilled(self) -> bool:
+        """Whether this is a distilled student: w and the step's target noise level are inputs, one pass per step."""
+        encoder = getattr(self, "condition_encoder", None)
+        return encoder is not None and getattr(encoder, "distilled", False)
+
+    def distilled_timesteps(self, num_inference_steps: int | None, timesteps: list[int] | None) -> list[int]:
+        """A student's timesteps: its schedule of `num_inference_steps` steps, or `timesteps` if it is one of them.
+
+        Raises:
+            ValueError: a step count or timestep list the student was not distilled for.
+        """
+        schedules = {int(n): list(ts) for n, ts in self.condition_encoder.config.step_schedules.items()}
+        if timesteps is not None:
+            if list(timesteps) not in schedules.values():
+                raise ValueError(f"timesteps {list(timesteps)} are not a schedule this distilled model was trained for; "
+                                 f"accepted: {sorted(schedules.values(), key=len)}")
+            return list(timesteps)
+        if num_inference_steps not in schedules:
+            raise ValueError(f"num_inference_steps must be one of {sorted(schedules)} for this distilled model (its "
+                             f"distilled schedules), got {num_inference_steps!r}")
+        return schedules[num_inference_steps]
+
+    def check_distilled_guidance(self, guidance_scale, guidance_interval, guidance_rescale):
+        """Raises ValueError unless the guidance is what the student was distilled for: w in its range, with the
+        teacher's interval (any interval at w = 1, which guides nothing) and no rescale."""
+        config = self.condition_encoder.config
+        low, high = config.guidance_range
+        if not low <= guidance_scale <= high:
+            raise ValueError(f"guidance_scale must be in [{low:g}, {high:g}] for this distilled model (the range it was "
+                             f"distilled on), got {guidance_scale!r}")
+        taught = config.guidance_interval
+        if guidance_scale != 1 and guidance_interval is not None and taught is not None and (
+                [float(v) for v in guidance_interval] != [float(v) for v in taught]):
+            raise ValueError(f"guidance_interval must be {list(taught)} for this distilled model (its w means the "
+                             f"teacher's guidance on that interval), got {list(guidance_interval)}")
+        if guidance_rescale:
+            raise ValueError(f"guidance_rescale must be 0 for this distilled model (it was distilled without), got "
+                             f"{guidance_rescale!r}")
 
     def guided_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float,
                           guidance_rescale: float = 0.0, style: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -477,7 +524,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
             timesteps (`list[int]`, *optional*): the exact timesteps to denoise at, noisiest first (e.g. a searched
                 few-step schedule), on a scheduler whose `set_timesteps` takes them (DDPM, DPM-Solver++); overrides
                 `num_inference_steps`. Defaults to the model's `default_timesteps` (model_index.json) unless
-                `num_inference_steps` is given.
+                `num_inference_steps` is given. A distilled student takes only the schedules it was distilled for
+                (its condition encoder's `step_schedules`; `num_inference_steps` picks one).
 
         Returns:
             [`ImagePipelineOutput`] or `tuple`: the images, as `output_type` says.
@@ -492,6 +540,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
             guidance_scale = self.config.get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE)
         if timesteps is None and num_inference_steps is None:
             timesteps = self.config.get("default_timesteps")
+        if self.is_distilled:
+            timesteps = self.distilled_timesteps(_plain(num_inference_steps), timesteps)
+            num_inference_steps = None if num_inference_steps is None else _plain(num_inference_steps)
         if timesteps is not None:
             timesteps = [_plain(t) for t in timesteps]
             check_timesteps(timesteps, self.scheduler.config.num_train_timesteps)
@@ -510,6 +561,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
         num_images_per_label = _plain(num_images_per_label)
         self._check_inputs(num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,
                            guidance_interval, guidance_rescale)
+        if self.is_distilled:
+            self.check_distilled_guidance(guidance_scale, guidance_interval, guidance_rescale)
         requested = self.parse_style(style)
         bad_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if bad_inputs:
@@ -536,7 +589,14 @@ class FashionDDPMPipeline(DiffusionPipeline):
             w = guidance_scale
             if guidance_interval is not None and not guidance_interval[0] <= (float(t) + 1) / T <= guidance_interval[1]:
                 w = 1.0
-            prediction = self.guided_prediction(model_input, t, labels, w, guidance_rescale, style_inputs)
+            if self.is_distilled:  # one pass: w and where this step lands are inputs
+                steps = self.scheduler.timesteps
+                target = (float(steps[i + 1]) + 1) / T if i + 1 < len(steps) else 0.0
+                condition = self.condition(labels, style_inputs, torch.full((batch,), float(guidance_scale), device=device),
+                                           torch.full((batch,), target, device=device))
+                prediction = self.unet(model_input, t, class_labels=condition).sample
+            else:
+                prediction = self.guided_prediction(model_input, t, labels, w, guidance_rescale, style_inputs)
             latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
                 tensors = {"latents": latents}

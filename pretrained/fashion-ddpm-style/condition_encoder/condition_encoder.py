@@ -1,4 +1,5 @@
-"""The condition encoder of a style model: class + style attributes -> the U-Net's class embedding.
+"""The condition encoder: class (+ style attributes, + a distilled model's guidance weight and target noise level)
+-> the U-Net's class embedding.
 
 Self-contained (torch, numpy and diffusers only), like the pipeline file: `FashionDDPMPipeline.save_pretrained` copies it
 to `<folder>/condition_encoder/condition_encoder.py` beside the component's weights and names it in model_index.json as
@@ -12,6 +13,12 @@ plus a small MLP of the style vector. A style vector holds, per attribute, the r
 initialised from a class-only model starts exactly as that model. The percentile tables of the training set (the
 values at `percentile_levels` of each attribute, per class) are saved in the config: they turn a measurement into the
 percentile a request means ("wide" = wide for a Trouser, not compared with Coats).
+
+A distilled few-step student (pipeline/training/distill.py) uses the same encoder with two more inputs, after Meng et
+al. 2023 (guidance as an input) and Frans et al. 2024 (the step's size as an input): the guidance weight w of the
+teacher it imitates, and the noise level its step lands on. They enter through a second zero-initialised MLP (of the
+class, w and the target level), so a student starts as its class-only teacher's conditional model. The config holds
+the w range it was distilled on, the guidance interval that w meant for the teacher, and its timestep schedules.
 """
 
 from __future__ import annotations
@@ -51,7 +58,9 @@ class FashionConditionEncoder(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, num_class_embeds: int = 11, embedding_dim: int = 512, style_attributes: list[str] | None = None,
                  style_hidden_dim: int = 128, percentile_levels: list[float] | None = None,
-                 percentile_tables: dict | None = None):
+                 percentile_tables: dict | None = None, guidance_range: list[float] | None = None,
+                 guidance_interval: list[float] | None = None, step_schedules: dict | None = None,
+                 distill_hidden_dim: int = 256, fourier_features: int = 6):
         super().__init__()
         self.class_embedding = nn.Embedding(num_class_embeds, embedding_dim)
         attributes = list(style_attributes or [])
@@ -60,15 +69,40 @@ class FashionConditionEncoder(ModelMixin, ConfigMixin):
                                            nn.Linear(style_hidden_dim, embedding_dim))
             nn.init.zeros_(self.style_mlp[-1].weight)  # starts as the class-only model
             nn.init.zeros_(self.style_mlp[-1].bias)
+        if guidance_range is not None:
+            width = num_class_embeds + 4 * fourier_features  # one-hot class, Fourier features of w and of the target
+            self.distill_mlp = nn.Sequential(nn.Linear(width, distill_hidden_dim), nn.SiLU(),
+                                             nn.Linear(distill_hidden_dim, embedding_dim))
+            nn.init.zeros_(self.distill_mlp[-1].weight)  # starts as the teacher's conditional model
+            nn.init.zeros_(self.distill_mlp[-1].bias)
+
+    @property
+    def distilled(self) -> bool:
+        """Whether this encoder takes a guidance weight and a target noise level (a distilled student)."""
+        return self.config.guidance_range is not None
+
+    def _fourier(self, x: torch.Tensor) -> torch.Tensor:
+        scales = math.pi * 2.0 ** torch.arange(self.config.fourier_features, device=x.device, dtype=torch.float32)
+        angles = x.float().unsqueeze(1) * scales
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
 
     @property
     def style_attributes(self) -> list[str]:
         return list(self.config.style_attributes or [])
 
     def forward(self, class_labels: torch.Tensor, style: torch.Tensor | None = None,
-                given: torch.Tensor | None = None) -> torch.Tensor:
-        """(B,) class ids, (B, A) percentiles and (B, A) 1/0 "given" flags -> (B, embedding_dim)."""
+                given: torch.Tensor | None = None, guidance: torch.Tensor | None = None,
+                target: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) class ids, (B, A) percentiles and (B, A) 1/0 "given" flags -> (B, embedding_dim); a distilled encoder
+        also takes (B,) guidance weights and (B,) target noise levels (t + 1) / T of the step, 0 = the clean image."""
         out = self.class_embedding(class_labels)
+        if self.distilled:
+            if guidance is None or target is None:
+                raise ValueError("a distilled condition encoder needs the guidance weight and the target noise level")
+            low, high = self.config.guidance_range
+            features = [nn.functional.one_hot(class_labels, self.config.num_class_embeds).float(),
+                        self._fourier((guidance - low) / (high - low)), self._fourier(target)]
+            out = out + self.distill_mlp(torch.cat(features, dim=1).to(out.dtype))
         if self.style_attributes:
             batch, count = len(class_labels), len(self.style_attributes)
             if style is None:  # nothing given: every attribute free
