@@ -194,3 +194,22 @@ def test_distill_exports_a_student_and_a_resumed_run_ends_bit_identical(tmp_path
     with pytest.raises(ValueError, match="holds trajectories of"):
         distill(load_config(None, [f"teacher={tmp_path / 'other'}", f"output_dir={tmp_path / 'c'}",
                                    f"trajectories_dir={folder / 'trajectories'}", *TINY_RUN]))
+
+
+def test_a_student_takes_only_the_ddim_update(unet_calls):
+    student = tiny_student(tiny_teacher())
+    with pytest.raises(ValueError, match="samples with the DDIM update it was distilled for"):
+        generate(student, ["Bag"], 1, sampler="dpm++", steps=4)
+    assert not unet_calls
+
+
+def test_the_demo_refuses_what_a_student_cannot_do_before_any_work(unet_calls):
+    from pipeline.demo.requests import DemoInputError, check_request
+
+    student = tiny_student(tiny_teacher())
+    assert check_request(student, ["Bag"], 2, "ddim", 2, 1.5, 0)["settings"].steps == 2
+    for sampler, steps, guidance, match in (("ddim", 3, 2, "must be one of \\[1, 2, 4\\]"), ("ddim", 4, 6, "in \\[1, 3\\]"),
+                                            ("unipc", 4, 2, "samples with 'ddim' only")):
+        with pytest.raises(DemoInputError, match=match):
+            check_request(student, ["Bag"], 2, sampler, steps, guidance, 0)
+    assert not unet_calls

@@ -116,6 +116,11 @@ def takes_timesteps(scheduler) -> bool:
     return "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
 
 
+def is_ddim(scheduler) -> bool:
+    """Whether `scheduler` takes DDIM steps to its timestep list (DPM-Solver++ of order 1: the same update)."""
+    return type(scheduler).__name__ == "DPMSolverMultistepScheduler" and scheduler.config.get("solver_order") == 1
+
+
 def check_guidance_interval(interval, name: str = "guidance_interval"):
     """Raises ValueError unless `interval` is (low, high) with 0 <= low < high <= 1."""
     ok = isinstance(interval, (list, tuple)) and len(interval) == 2
@@ -563,6 +568,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
                            guidance_interval, guidance_rescale)
         if self.is_distilled:
             self.check_distilled_guidance(guidance_scale, guidance_interval, guidance_rescale)
+            if not is_ddim(self.scheduler):
+                raise ValueError(f"this distilled model samples with the DDIM update it was distilled for (sampler "
+                                 f"'ddim': DPMSolverMultistepScheduler of solver_order 1); got {type(self.scheduler).__name__}")
         requested = self.parse_style(style)
         bad_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if bad_inputs:
