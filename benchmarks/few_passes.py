@@ -20,29 +20,40 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks.harness import RESULTS, TINY_UNET, emit, markdown_table, parser, repo_relative, torch_machine
+from benchmarks.harness import REPO, RESULTS, TINY_UNET, emit, markdown_table, parser, repo_relative, torch_machine
 
 NAME = "few_passes"
 TEACHER = "pretrained/fashion-ddpm-cpu"
 TIMING_SEED = 900_000  # timing images: seeds no judged image uses
+QUALITY = ("judge_accuracy", "judge_accuracy_floor", "judge_fid", "judge_fid_floor", "inception_fid",
+           "inception_fid_floor")
 # the issue's targets: (passes, max FID excess vs the teacher's, min speed-up)
 TARGETS = {4: (1.2, 4.0), 2: (1.5, 7.0)}
 
 
 def parse_args(argv=None):
     p = parser(NAME, __doc__.split("\n\n")[0], threads=True, seed=0, out=RESULTS,
-               smoke="tiny random teacher and untrained student, 1 image per class, no Inception, no DDPM-100")
+               smoke="tiny random teacher and untrained student, 1 image per class (DDPM-100: 2), no Inception")
     p.add_argument("--teacher", default=TEACHER, help=f"the teacher's folder (default {TEACHER})")
     p.add_argument("--student", default=None, help="its distilled student's folder (none: teacher arms only)")
     p.add_argument("--schedules", default=None, help="a step_schedule result of the same teacher: its searched rows join")
     p.add_argument("--no-ddpm100", action="store_true", help="leave out DDPM-100 (~1 s per image on the CPU model)")
     p.add_argument("--num-per-class", type=int, default=100, help="images per class judged (default 100: N = 1000)")
     p.add_argument("--no-inception", action="store_true", help="judge metrics only")
+    p.add_argument("--ddpm100-per-class", type=int, default=100,
+                   help="images per class of the DDPM-100 row (default 100); another N puts it in a table of its own "
+                        "beside the teacher judged at that N (DDPM-100 costs ~170 passes per image)")
+    p.add_argument("--student-evaluation", default=None, metavar="DIR",
+                   help="also write the student's default arm's full evaluation (metrics.json, samples.png) here, as "
+                        "`fashion-ddpm evaluate --out` does (its model card's metrics)")
+    p.add_argument("--work-dir", default=str(REPO / "runs" / NAME),
+                   help="each judged arm's metrics are cached here, so a killed run resumes (default runs/few_passes)")
     p.add_argument("--timing-rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
     p.add_argument("--timing-images", type=int, default=20, help="images per arm per round, 2 per class (default 20)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.num_per_class, args.no_inception, args.no_ddpm100, args.timing_rounds, args.timing_images = 1, True, True, 1, 10
+        args.num_per_class, args.no_inception, args.timing_rounds, args.timing_images = 1, True, 1, 10
+        args.ddpm100_per_class, args.work_dir = 2, str(Path(args.work_dir) / "smoke")
     for name in ("teacher", "student", "schedules"):
         value = getattr(args, name)
         if value is not None and not args.smoke and not Path(value).exists():
@@ -50,31 +61,66 @@ def parse_args(argv=None):
     return args
 
 
-def arms(teacher, student, args) -> list[tuple[str, object, object]]:
-    """(name, pipeline, settings) of every arm, the teacher's default first."""
+def arms(teacher, student, args) -> list[tuple[str, object, object, dict | None]]:
+    """(name, pipeline, settings, its row if judged in another run) of every arm, the teacher's default first."""
     from dataclasses import replace
 
     from pipeline.settings import SamplingSettings
 
     default = SamplingSettings.resolve(teacher)
-    out = [("teacher (its default)", teacher, default)]
+    out = [("teacher (its default)", teacher, default, None)]
     if not args.no_ddpm100:
-        out.append(("DDPM-100", teacher, replace(default, sampler="ddpm", steps=100, timesteps=None)))
+        if args.ddpm100_per_class != args.num_per_class:  # its own comparison at its N, beside the teacher at that N
+            out.append(("teacher (its default)", teacher, default, {"num_per_class": args.ddpm100_per_class}))
+        out.append(("DDPM-100", teacher, replace(default, sampler="ddpm", steps=100, timesteps=None),
+                    {"num_per_class": args.ddpm100_per_class}))
     if student is not None and args.student:  # (a smoke run's student has no distill.json)
         grid = json.loads((Path(args.student) / "distill.json").read_text())["config"]["grid_steps"]
         out.append((f"the student's teacher sampler (dpm++ {grid})", teacher,
-                    replace(default, sampler="dpm++", steps=grid, timesteps=None)))
+                    replace(default, sampler="dpm++", steps=grid, timesteps=None), None))
     if args.schedules:
         result = json.loads(Path(args.schedules).read_text())
         if Path(result["model"]).resolve() != Path(args.teacher).resolve():
             raise SystemExit(f"error: --schedules {args.schedules} searched {result['model']}, not {args.teacher}")
-        for row in result["rows"]:
+        for row in result["rows"]:  # judged in the search's run; used here only if its teacher row equals this one's
             if row["name"].endswith("searched"):
-                out.append((f"{row['name']} schedule (training-free)", teacher, SamplingSettings.parse(row["setting"], teacher)))
+                out.append((f"{row['name']} schedule (training-free)", teacher,
+                            SamplingSettings.parse(row["setting"], teacher), {**row, "teacher": result["rows"][0]}))
     if student is not None:
         for n in sorted((int(k) for k in student.condition_encoder.config.step_schedules), reverse=True):
-            out.append((f"student, {n} step{'s' * (n > 1)}", student, SamplingSettings.resolve(student, steps=n)))
+            own = n == student.config.default_num_inference_steps  # its default: the settings its card names
+            settings = SamplingSettings.resolve(student) if own else SamplingSettings.resolve(student, steps=n)
+            out.append((f"student, {n} step{'s' * (n > 1)}", student, settings, None))
     return out
+
+
+def same_images(a: dict, b: dict) -> bool:
+    """Whether two teacher rows scored the same images (same model, settings, seeds: the same metrics, to float noise)."""
+    return a["setting"] == b["setting"] and all(
+        a[k] is not None and b[k] is not None and abs(a[k] - b[k]) <= 1e-4 * max(1.0, abs(b[k]))
+        for k in ("judge_accuracy", "judge_fid", "inception_fid"))
+
+
+class Cache:
+    """Each judged arm's metrics on disk, keyed by model, settings, N, seed and Inception."""
+
+    def __init__(self, folder: Path, args):
+        self.path, self.args = folder / ("smoke.json" if args.smoke else "judged.json"), args
+        self.rows = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def key(self, model: str, settings, n: int) -> str:
+        a = self.args
+        return f"{model}|{settings.label()}|n={n}|seed={a.seed}|inception={not a.no_inception}"
+
+    def get(self, model: str, settings, n: int):
+        return None if self.args.smoke else self.rows.get(self.key(model, settings, n))
+
+    def put(self, model: str, settings, n: int, row: dict):
+        self.rows[self.key(model, settings, n)] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.rows, indent=1))
+        tmp.replace(self.path)
 
 
 def counted_passes(pipe, settings) -> float:
@@ -97,7 +143,7 @@ def timed(all_arms, args) -> list[float]:
     per_class = max(1, args.timing_images // 10)
     seconds = [[] for _ in all_arms]
     for r in range(args.timing_rounds):
-        for k, (_, pipe, settings) in enumerate(all_arms):
+        for k, (_, pipe, settings, _) in enumerate(all_arms):
             start = time.perf_counter()
             made = generate(pipe, None, per_class, TIMING_SEED + 1000 * (r + 1), settings=settings)
             seconds[k].append((time.perf_counter() - start) / len(made))
@@ -109,6 +155,7 @@ def main(argv=None):
     machine = torch_machine(args.threads)
     from pipeline.evaluation.fidelity import evaluate
     from pipeline.models import load_pipeline
+    from pipeline.settings import SamplingSettings
 
     if args.smoke:
         import torch
@@ -131,15 +178,26 @@ def main(argv=None):
         names = {"teacher": repo_relative(args.teacher), "student": args.student and repo_relative(args.student)}
     all_arms = arms(teacher, student, args)
     seconds = timed(all_arms, args)
+    cache = Cache(Path(args.work_dir), args)
     rows = []
-    for (name, pipe, settings), s in zip(all_arms, seconds):
-        r = evaluate(pipe, args.num_per_class, seed=args.seed, inception=not args.no_inception, settings=settings,
-                     verbose=False)
-        rows.append({"name": name, "model": names["student" if pipe is student else "teacher"],
-                     "setting": settings.label(), "describe": settings.describe(), "passes": counted_passes(pipe, settings),
-                     "seconds_per_image": s, **{k: r[k] for k in (
-                         "judge_accuracy", "judge_accuracy_floor", "judge_fid", "judge_fid_floor", "inception_fid",
-                         "inception_fid_floor")}})
+    for (name, pipe, settings, earlier), s in zip(all_arms, seconds):
+        model = names["student" if pipe is student else "teacher"]
+        n = (earlier or {}).get("num_per_class", args.num_per_class)
+        r, judged_in = None, "this run"
+        if earlier is not None and "teacher" in earlier and same_images(earlier["teacher"], rows[0]) and n == 100:
+            r, judged_in = earlier, args.schedules  # the same teacher images there: its rows stand beside these
+        full = pipe is student and args.student_evaluation and settings == SamplingSettings.resolve(student)
+        if r is None:
+            r = cache.get(model, settings, n) if not full else None
+        if r is None:
+            r = evaluate(pipe, n, seed=args.seed, inception=not args.no_inception, settings=settings,
+                         verbose=False, out_dir=args.student_evaluation if full else None,
+                         command=args.command_line if full else None, model_name=model if full else None)
+            r = {k: r[k] for k in QUALITY}
+            cache.put(model, settings, n, r)
+        rows.append({"name": name, "model": model, "setting": settings.label(), "describe": settings.describe(),
+                     "num_per_class": n, "passes": counted_passes(pipe, settings), "seconds_per_image": s,
+                     "judged_in": judged_in, **{k: r[k] for k in QUALITY}})
     student_card = json.loads((Path(args.student) / "distill.json").read_text()) if args.student else None
     result = {"teacher": names["teacher"], "student": names["student"], "smoke": args.smoke, "machine": machine,
               "seed": args.seed, "num_per_class": args.num_per_class, "timing_rounds": args.timing_rounds,
@@ -147,6 +205,12 @@ def main(argv=None):
               "distillation": student_card and student_card["stats"], "rows": rows}
     emit(NAME, result, to_markdown(result), args)
     return result
+
+
+def teacher_at(r: dict, row: dict) -> dict:
+    """The teacher's row judged at the same N as `row`."""
+    n = row.get("num_per_class", r["num_per_class"])
+    return next(t for t in r["rows"] if t["name"].startswith("teacher") and t.get("num_per_class", r["num_per_class"]) == n)
 
 
 def excess_ratio(row: dict, teacher: dict, key: str) -> float | None:
@@ -159,12 +223,12 @@ def excess_ratio(row: dict, teacher: dict, key: str) -> float | None:
 
 def verdicts(r: dict) -> list[str]:
     """Each student row with a target, against it: FID excesses, judge accuracy and speed-up."""
-    teacher = r["rows"][0]
     lines = []
     for row in r["rows"]:
         passes = round(row["passes"])
         if not row["name"].startswith("student") or passes not in TARGETS:
             continue
+        teacher = teacher_at(r, row)
         max_excess, min_speedup = TARGETS[passes]
         ratios = [excess_ratio(row, teacher, k) for k in ("judge_fid", "inception_fid")]
         speedup = teacher["seconds_per_image"] / row["seconds_per_image"]
@@ -177,30 +241,41 @@ def verdicts(r: dict) -> list[str]:
     return lines
 
 
-def to_markdown(r: dict) -> str:
-    teacher = r["rows"][0]
-
+def quality_table(r: dict, rows: list[dict]) -> str:
     def fid(row, key):
         if row[key] is None:
             return "–"
-        ratio = excess_ratio(row, teacher, key)
+        ratio = excess_ratio(row, teacher_at(r, row), key)
         return f"{row[key]:.3f} (floor {row[key + '_floor']:.3f}" + (f"; excess {ratio:.2f}×)" if ratio is not None else ")")
 
-    rows = [[row["name"], f"`{row['setting']}`", f"{row['passes']:g}",
-             f"{row['judge_accuracy']:.3f} ({row['judge_accuracy_floor']:.3f})", fid(row, "judge_fid"),
-             fid(row, "inception_fid"), f"{row['seconds_per_image']:.4f}",
-             f"{teacher['seconds_per_image'] / row['seconds_per_image']:.1f}×"] for row in r["rows"]]
+    cells = [[row["name"] + ("" if row.get("judged_in", "this run") == "this run" else " †"), f"`{row['setting']}`",
+              f"{row['passes']:g}", f"{row['judge_accuracy']:.3f} ({row['judge_accuracy_floor']:.3f})",
+              fid(row, "judge_fid"), fid(row, "inception_fid"), f"{row['seconds_per_image']:.4f}",
+              f"{teacher_at(r, row)['seconds_per_image'] / row['seconds_per_image']:.1f}×"] for row in rows]
+    return markdown_table(["sampling", "setting", "U-Net passes / image", "judge accuracy (floor)", "judge-FID",
+                           "Inception FID", "s / image", "speed-up"], cells)
+
+
+def to_markdown(r: dict) -> str:
+    main_n = r["num_per_class"]
+    main = [row for row in r["rows"] if row.get("num_per_class", main_n) == main_n]
+    others = sorted({row["num_per_class"] for row in r["rows"]} - {main_n})
     d = r.get("distillation")
     parts = [
         f"# {NAME}: `{r['teacher']}` and its student against U-Net passes"
         + (" (smoke run: not a measurement)" if r["smoke"] else ""),
-        f"Judged at N = {10 * r['num_per_class']:,} (seed {r['seed']}), each metric beside its floor; the FIDs' excess "
+        f"Judged at N = {10 * main_n:,} (seed {r['seed']}), each metric beside its floor; the FIDs' excess "
         "over the floor is in multiples of the teacher's (first row). Passes per image are counted; seconds per image "
         f"are medians of {r['timing_rounds']} interleaved rounds of {r['timing_images']} images per arm, in this run."
         + (f" Student: `{r['student']}`." if r["student"] else ""),
-        markdown_table(["sampling", "setting", "U-Net passes / image", "judge accuracy (floor)", "judge-FID",
-                        "Inception FID", "s / image", "speed-up"], rows),
+        quality_table(r, main),
     ]
+    if any(row.get("judged_in", "this run") != "this run" for row in r["rows"]):
+        parts.append(f"† Judged in the schedule search's run (`{r['schedules']}`), whose teacher row scored the same "
+                     "images with the same metrics as this run's (checked); timed in this run.")
+    for n in others:
+        parts += [f"At N = {10 * n:,} (the same seeds; floors at that N), timed in the same rounds:",
+                  quality_table(r, [row for row in r["rows"] if row.get("num_per_class") == n])]
     lines = verdicts(r)
     if lines:
         parts.append("\n".join(f"- {line}" for line in lines))

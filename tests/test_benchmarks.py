@@ -346,13 +346,16 @@ def test_step_schedule_smoke_searches_without_adding_passes_and_resumes_from_its
 
 @pytest.mark.needs_data  # the judge's references are real images
 def test_few_passes_smoke_counts_one_pass_per_student_step_and_judges_every_arm(tmp_path):
-    done = subprocess.run(_bench("few_passes", "--smoke", "--threads", "1", "--out", str(tmp_path)), cwd=REPO,
+    done = subprocess.run(_bench("few_passes", "--smoke", "--threads", "1", "--out", str(tmp_path), "--work-dir",
+                                 str(tmp_path / "work")), cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads((tmp_path / "few_passes.json").read_text())
     names = [row["name"] for row in r["rows"]]
-    assert names == ["teacher (its default)", "student, 4 steps", "student, 2 steps", "student, 1 step"]
-    assert [row["passes"] for row in r["rows"]] == [7, 4, 2, 1]  # unipc 4 steps, 3 inside the interval: 7 passes
+    assert names == ["teacher (its default)", "teacher (its default)", "DDPM-100", "student, 4 steps", "student, 2 steps",
+                     "student, 1 step"]
+    assert [row["num_per_class"] for row in r["rows"]] == [1, 2, 2, 1, 1, 1]  # DDPM-100 beside the teacher at its N
+    assert [row["passes"] for row in r["rows"]] == [7, 7, 172, 4, 2, 1]  # 3 of unipc's 4 and 72 of DDPM's 100 guided
     assert all(_positive(row["seconds_per_image"]) and _positive(row["judge_fid"]) for row in r["rows"])
     markdown = (tmp_path / "few_passes.md").read_text()
-    assert "(smoke run: not a measurement)" in markdown and "misses its target" in markdown
+    assert "(smoke run: not a measurement)" in markdown and "misses its target" in markdown and "At N = 20" in markdown

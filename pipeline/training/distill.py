@@ -51,12 +51,12 @@ class DistillConfig:
     default_steps: int = 4  # the exported model's default step count
     guidance_values: list = dataclasses.field(default_factory=lambda: [1.0, 1.5, 2.0, 2.5, 3.0])
     default_guidance_scale: float | None = None  # null: the teacher's default w
-    trajectories_per_class: int = 200  # per guidance value
+    trajectories_per_class: int = 160  # per guidance value
     trajectory_seed: int = 100_000  # image j of class c: seed + 1,000,000 c + j (no evaluation uses these)
     shard_per_class: int = 20  # trajectories per class in one shard file
     # --- the student's training
     train_batch_size: int = 128
-    max_train_steps: int = 1200
+    max_train_steps: int = 1000
     learning_rate: float = 2e-4
     lr_scheduler: str = "cosine"
     lr_warmup_steps: int = 50
