@@ -482,6 +482,7 @@ def results_doc() -> str:
         "judged with metrics the critic never saw; the critic's own score is shown to see whether it was gamed:",
         sourced(to_markdown_body("clip_loss"), "clip_loss"),
         provenance("clip_loss"),
+        *few_passes_section(),
         "## Synthesis memory",
         "Peak resident memory of `fashion-ddpm synthesize` (tiny random U-Net, one step per image: the writing "
         "dominates) for two dataset sizes, one fresh process each:",
@@ -497,6 +498,22 @@ def results_doc() -> str:
                                                                                    "sampling_speed_1thread_loaded")) + ".",
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def few_passes_section() -> list[str]:
+    """The distilled student and the searched schedules against the teacher (docs/fast.md), when measured."""
+    parts = ["## Few U-Net passes: a distilled student and searched schedules"]
+    if (RESULTS / "few_passes.json").is_file():
+        parts += ["The CPU model (the teacher, at its default sampling) against DDPM-100, the sampler its student's "
+                  "trajectories came from, the training-free searched schedules and the distilled student "
+                  "(`pipeline/training/distill.py`, docs/fast.md) at each of its step counts; targets from the few-pass "
+                  "issue (4 passes: FID excess ≤ 1.2× the teacher's, judge accuracy ≥ 0.95, ≥ 4× faster; 2 passes: "
+                  "≤ 1.5×, ≥ 7×):",
+                  sourced(to_markdown_body("few_passes"), "few_passes"), provenance("few_passes")]
+    parts += ["The schedule search (`benchmarks/step_schedule.py`: coordinate descent on the distance to the teacher's "
+              "images from held-out noise, never adding a guided step), with its own judged rows:",
+              sourced(to_markdown_body("step_schedule"), "step_schedule"), provenance("step_schedule")]
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------- the files

@@ -199,7 +199,7 @@ def to_markdown(r: dict) -> str:
         "evaluation's own sampling, in this run:",
         markdown_table(["sampling", "setting", "U-Net passes / image", "judge accuracy (floor)", "judge-FID",
                         "Inception FID", "s / image", "speed-up"], rows),
-    ])
+    ] + ([f"Timing: {r['timing_note']}."] if r.get("timing_note") else []))
 
 
 if __name__ == "__main__":
