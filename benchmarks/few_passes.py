@@ -199,10 +199,16 @@ def main(argv=None):
                      "num_per_class": n, "passes": counted_passes(pipe, settings), "seconds_per_image": s,
                      "judged_in": judged_in, **{k: r[k] for k in QUALITY}})
     student_card = json.loads((Path(args.student) / "distill.json").read_text()) if args.student else None
+    teacher_training = None
+    if not args.smoke and (Path(args.teacher) / "metrics.jsonl").is_file():  # the teacher's own run, for the fraction
+        last = [json.loads(line) for line in (Path(args.teacher) / "metrics.jsonl").read_text().splitlines() if line.strip()][-1]
+        batch = json.loads((Path(args.teacher) / "train_config.json").read_text())["train_batch_size"]
+        teacher_training = {"updates": last["step"], "images": last["step"] * batch, "wall_time_s": last["wall_time_s"]}
     result = {"teacher": names["teacher"], "student": names["student"], "smoke": args.smoke, "machine": machine,
               "seed": args.seed, "num_per_class": args.num_per_class, "timing_rounds": args.timing_rounds,
               "timing_images": args.timing_images, "schedules": args.schedules and repo_relative(args.schedules),
-              "distillation": student_card and student_card["stats"], "rows": rows}
+              "distillation": student_card and student_card["stats"], "teacher_training": teacher_training,
+              "rows": rows}
     emit(NAME, result, to_markdown(result), args)
     return result
 
@@ -239,6 +245,16 @@ def verdicts(r: dict) -> list[str]:
                      f"judge accuracy {row['judge_accuracy']:.3f} (target ≥ 0.95), {speedup:.1f}× faster (target ≥ "
                      f"{min_speedup:g}×): {'meets' if all(checks) else 'misses'} its target.")
     return lines
+
+
+def fraction_text(d: dict, t: dict | None) -> str:
+    """The distillation's cost as a fraction of the teacher's training (its images and its wall time)."""
+    if not t:
+        return ""
+    return (f" The teacher's training: {t['updates']:,} updates, {t['images']:,} images, {t['wall_time_s'] / 60:.0f} min; "
+            f"the student's {d['pairs_seen']:,} pairs are {d['pairs_seen'] / t['images']:.0%} of its images, and both "
+            f"phases took {(d['wall_time_s'] + d['trajectory_time_s']) / t['wall_time_s']:.0%} of its wall time (which "
+            "includes updates run at 1 thread beside other jobs, as the teacher's card says).")
 
 
 def quality_table(r: dict, rows: list[dict]) -> str:
@@ -282,7 +298,8 @@ def to_markdown(r: dict) -> str:
     if d:
         parts.append(f"Distillation cost: {d['trajectories']:,} teacher trajectories in {d['trajectory_time_s'] / 60:.0f} "
                      f"min, then {d['updates']:,} updates ({d['pairs_seen']:,} training pairs) in "
-                     f"{d['wall_time_s'] / 60:.0f} min, on {d['hardware']}.")
+                     f"{d['wall_time_s'] / 60:.0f} min, on {d['hardware']}."
+                     + fraction_text(d, r.get("teacher_training")))
     return "\n\n".join(parts)
 
 

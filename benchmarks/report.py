@@ -26,6 +26,7 @@ README = REPO / "README.md"
 SHIPPED = [("pretrained/fashion-ddpm-gpu", "evaluate_gpu_default", "synthetic_data_gpu"),
            ("pretrained/fashion-ddpm-cpu", "evaluate_default", "synthetic_data"),
            ("pretrained/fashion-ddpm-style", "evaluate_style", None)]
+FAST = ("pretrained/fashion-ddpm-cpu-fast", "evaluate_fast")  # the distilled student and its evaluation
 STYLE_TARGETS = {"spearman": 0.8, "mae": 0.12, "leakage": 0.1, "within": 1.10}  # issue-set bars the style model is held to
 README_TABLE = re.compile(r"<!-- results:models:start -->.*?<!-- results:models:end -->", re.S)
 
@@ -171,8 +172,33 @@ def models_table() -> str:
                      f"{t['updates']:,} updates × {t['config']['train_batch_size']} = {t['epochs']:.1f} epochs, {t['wall']} on "
                      f"{t['hardware']}", settings_of(r).describe(), f"{r['judge_accuracy']:.3f} ({r['judge_accuracy_floor']:.3f})",
                      beside(r["judge_fid"], r["judge_fid_floor"]), beside(r["inception_fid"], r["inception_fid_floor"], 2)])
+    fast = fast_row()
     return table(["model", "network", "training", "default sampling", "judge accuracy (floor)", "judge-FID (floor)",
-                  "Inception FID (floor)"], rows)
+                  "Inception FID (floor)"], rows + ([fast] if fast else []))
+
+
+def fast_shipped() -> bool:
+    folder, evaluation = FAST
+    return (REPO / folder / "distill.json").is_file() and (RESULTS / evaluation / "metrics.json").is_file()
+
+
+def fast_row() -> list | None:
+    """The models table's row of the distilled student, when it is shipped and evaluated."""
+    if not fast_shipped():
+        return None
+    from pipeline.training.model_card import _duration
+
+    folder, evaluation = FAST
+    d = json.loads((REPO / folder / "distill.json").read_text())
+    stats, config, r = d["stats"], d["config"], load(evaluation)
+    unet = json.loads((REPO / folder / "unet" / "config.json").read_text())
+    s = settings_of(r)
+    return [f"`{folder}` (distilled from `{config['teacher']}`, {s.steps} U-Net passes per image)",
+            f"U-Net {tuple(unet['block_out_channels'])} + condition encoder, {stats['parameters'] / 1e6:.1f} M parameters",
+            f"{stats['trajectories']:,} teacher trajectories, then {stats['updates']:,} updates × "
+            f"{config['train_batch_size']} pairs, {_duration(stats['trajectory_time_s'] + stats['wall_time_s'])} on "
+            f"{stats['hardware']}", s.describe(), f"{r['judge_accuracy']:.3f} ({r['judge_accuracy_floor']:.3f})",
+            beside(r["judge_fid"], r["judge_fid_floor"]), beside(r["inception_fid"], r["inception_fid_floor"], 2)]
 
 
 def per_class_table() -> str:
@@ -542,6 +568,18 @@ def render_cards(root: Path):
                 style_control_table(), provenance("style_control"),
                 "The full tables (quality and diversity at each requested percentile, the convergence figure): "
                 "`docs/results.md#style-conditioning` in the fashion-ddpm repository."]))
+        cards[REPO / folder / "README.md"] = card.read_text(encoding="utf-8")
+    if fast_shipped():  # the student's card: its exported text, its evaluation and the comparison with its teacher
+        folder, evaluation = FAST
+        card = root / folder / "README.md"
+        card.parent.mkdir(parents=True, exist_ok=True)
+        card.write_bytes((REPO / folder / "README.md").read_bytes())
+        result = load(evaluation)
+        fill_metrics(card, metrics_markdown(result) + f"\n\nRe-measure: `fashion-ddpm evaluate --model {folder} "
+                     "--num-per-class 100`.", result)
+        if (RESULTS / "few_passes.json").is_file():
+            fill_section(card, "teacher", "Against its teacher", "\n\n".join([
+                to_markdown_body("few_passes"), provenance("few_passes")]))
         cards[REPO / folder / "README.md"] = card.read_text(encoding="utf-8")
     return cards
 
