@@ -375,8 +375,8 @@ def throughput_table(name: str) -> str:
         provenance(name)])
 
 
-def demo_table() -> str:
-    r = load("demo_latency")
+def demo_table(name: str = "demo_latency") -> str:
+    r = load(name)
     q = r["request"]
     rows = [["browser: click → grid", f"{r['median_click_to_grid_s']:.1f} (median of {len(r['browser_rounds'])})"],
             ["browser: click → reverse-process GIF", f"{r['median_click_to_reverse_gif_s']:.1f}"]]
@@ -385,7 +385,7 @@ def demo_table() -> str:
     return "\n\n".join([
         f"`{r['model']}`, the page's default request ({q['classes']} classes × {q['per_class']} image, {q['sampler']} "
         f"{q['steps']} steps, guidance {q['guidance']:g}), server on {r['server_threads']} torch thread(s), up in "
-        f"{r['server_start_to_ready_s']:.1f} s:", table(["what", "seconds"], rows), provenance("demo_latency")])
+        f"{r['server_start_to_ready_s']:.1f} s:", table(["what", "seconds"], rows), provenance(name)])
 
 
 def memory_table() -> str:
@@ -515,6 +515,7 @@ def results_doc() -> str:
         memory_table(),
         "## The web demo",
         demo_table(),
+        *([demo_table("demo_latency_fast")] if (RESULTS / "demo_latency_fast.json").is_file() else []),
         "## Records not rendered above",
         "Kept as the records they are: "
         + ", ".join(f"`benchmarks/results/{n}`" for n in unrendered + ["gpu_session.log"]) + " (Markdown or logs only), "
