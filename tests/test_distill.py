@@ -1,6 +1,7 @@
 """The few-step student: its targets, its one pass per step, its inputs checked, its training run and resume."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import make_tiny_pipeline, run_cli
+from conftest import REPO, make_tiny_pipeline, run_cli, sigkill_when_exists
 from pipeline import FashionDDPMPipeline, generate
 from pipeline.condition_encoder import FashionConditionEncoder
 from pipeline.schedulers import make_scheduler
@@ -123,6 +124,16 @@ def test_generate_on_the_command_line_makes_eight_bags_in_four_passes(student_sa
     assert code == 2 and "num_inference_steps must be one of [1, 2, 4]" in text
 
 
+def test_synthesize_makes_a_dataset_with_the_student(student_saved, tmp_path, capsys, unet_calls):
+    out = tmp_path / "syn"
+    code, text = run_cli(["synthesize", "--model", str(student_saved), "--per-class", "2", "--classes", "Bag", "--steps",
+                          "1", "--out", str(out), "--no-progress"], capsys)
+    assert code == 0, text
+    manifest = json.loads((out / "synthesize.json").read_text())
+    assert manifest["settings"]["sampler"] == "ddim" and manifest["settings"]["num_inference_steps"] == 1, manifest
+    assert len(unet_calls) == 1  # 2 bags in one batch, one step of one pass
+
+
 @pytest.mark.slow  # a fresh interpreter
 def test_a_saved_student_loads_without_this_package(student_saved, tmp_path):
     expected = generate(FashionDDPMPipeline.from_pretrained(student_saved), ["Dress", "Bag"], seed=3).images
@@ -179,12 +190,16 @@ def test_distill_exports_a_student_and_a_resumed_run_ends_bit_identical(tmp_path
     assert "4 updates" in (folder / "README.md").read_text()
     shards = sorted((folder / "trajectories").glob("w*.pt"))
     assert len(shards) == 4  # 2 weights x 2 shards of one image per class
-    # a run killed after update 2 (its last checkpoint): resumed, it ends where the uninterrupted run did
-    shutil.copytree(folder, tmp_path / "b", ignore=shutil.ignore_patterns("checkpoint-4", "unet", "condition_encoder"))
-    (tmp_path / "b" / "trajectories" / ".tmp-w1_000005.pt").write_bytes(b"half a shard")  # killed mid-write: ignored
+    # a run SIGKILLed once its update-2 checkpoint exists, resumed, ends where the uninterrupted run did; the shards
+    # it finished are reused, a shard killed mid-write is ignored
+    shutil.copytree(folder / "trajectories", tmp_path / "b" / "trajectories")
+    (tmp_path / "b" / "trajectories" / ".tmp-w1_000005.pt").write_bytes(b"half a shard")
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "b" / "trajectories").glob("w*.pt")}
-    resumed = distill(load_config(None, [f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'b'}", *TINY_RUN]),
-                      "latest")
+    run_b = [f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'b'}", *TINY_RUN]
+    sigkill_when_exists([sys.executable, "-m", "pipeline.cli", "distill", "--config", "configs/distill.yaml", *run_b],
+                        tmp_path / "b" / "checkpoints" / "checkpoint-2", dict(os.environ), REPO)
+    assert not (tmp_path / "b" / "unet").exists()  # killed before its export
+    resumed = distill(load_config("configs/distill.yaml", run_b), "latest")
     assert {p.name: p.stat().st_mtime_ns for p in (resumed / "trajectories").glob("w*.pt")} == stamps  # reused
     again = FashionDDPMPipeline.from_pretrained(resumed)
     for a, b in zip(student.unet.state_dict().values(), again.unet.state_dict().values()):
