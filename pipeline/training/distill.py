@@ -405,6 +405,7 @@ class Distiller:
     def export(self, final_loss: float | None, step: int) -> Path:
         from ..settings import SamplingSettings
         from ..visualize import sample_grid
+        from .files import move_into
         from .plots import plot_loss_curve
 
         pipe = self.student_pipeline()
@@ -424,18 +425,14 @@ class Distiller:
         (tmp / "distill.json").write_text(json.dumps({"config": dataclasses.asdict(self.config), "stats": stats},
                                                      indent=2) + "\n")
         write_distilled_card(tmp, self.config, stats, self.teacher, pipe)
-        for item in tmp.iterdir():
-            target = self.output_dir / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(item, target)
-        tmp.rmdir()
+        move_into(tmp, self.output_dir)
         return self.output_dir
 
     def run(self, resume_from_checkpoint: str | None = None) -> Path:
         from tqdm.auto import tqdm
 
         from . import checkpoints
+        from .files import trim_rows
 
         config, acc = self.config, self.accelerator
         start = 0
@@ -447,7 +444,7 @@ class Distiller:
                 logger.info("resumed from update %d", start)
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            _trim_rows(self.output_dir / "metrics.jsonl", start)
+            trim_rows(self.output_dir / "metrics.jsonl", start)
             (self.output_dir / "distill_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
         logger.info("distilling %s into %s steps: %d trajectories, %d updates of %d pairs", config.teacher,
                     config.student_steps, len(self.data["seeds"]), config.max_train_steps, config.train_batch_size)
@@ -481,15 +478,6 @@ class Distiller:
             logger.info("exported the EMA student to %s", self.output_dir)
         acc.end_training()
         return self.output_dir
-
-
-def _trim_rows(path: Path, step: int):
-    """After a resume, drop logged rows of updates about to be redone."""
-    if path.exists():
-        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(r + "\n" for r in rows))
-        os.replace(tmp, path)
 
 
 def _hardware(accelerator) -> str:

@@ -35,6 +35,7 @@ from ..visualize import sample_grid
 from . import checkpoints
 from .clip_loss import ClipGuidanceLoss
 from .config import TrainConfig, mix_batch_size
+from .files import move_into, trim_rows
 from .model_card import write_model_card
 from .plots import plot_loss_curve
 from .style import StyleDenoiser, build_encoder, from_class_only
@@ -374,14 +375,6 @@ class Trainer:
         with open(self.output_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def _trim_metrics(self, step: int):
-        """After a resume, drop logged rows from steps that are about to be redone."""
-        path = self.output_dir / "metrics.jsonl"
-        if path.exists():
-            rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(r + "\n" for r in rows))
-            os.replace(tmp, path)
 
     @staticmethod
     def save_folder(pipe: FashionDDPMPipeline, folder: Path):
@@ -400,12 +393,7 @@ class Trainer:
         pipe.save_pretrained(tmp)
         grid = self.sample_grid(pipe, self.output_dir / "samples" / "final.png", step)
         curve = plot_loss_curve(self.output_dir / "metrics.jsonl", self.output_dir / "samples" / "loss_curve.png")
-        for item in tmp.iterdir():
-            target = self.output_dir / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(item, target)
-        tmp.rmdir()
+        move_into(tmp, self.output_dir)
         for power, ema in self.extra_emas.items():
             self.save_folder(self.ema_pipeline(ema), self.output_dir / f"{EXTRA_EMA_PREFIX}{power:g}")
         write_model_card(self.output_dir, config=asdict(self.config), stats={
@@ -435,7 +423,7 @@ class Trainer:
                     self.ema.to(acc.device)  # a loaded EMA state may sit on another device than the training
                 logger.info("resumed from step %d", start)
         if acc.is_main_process:
-            self._trim_metrics(start)
+            trim_rows(self.output_dir / "metrics.jsonl", start)
             (self.output_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
         if config.report_to != "none":
             acc.init_trackers("fashion-ddpm", config={k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool))})
