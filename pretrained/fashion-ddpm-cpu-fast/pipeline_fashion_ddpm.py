@@ -1,0 +1,623 @@
+"""Class-conditional DDPM pipeline for Fashion-MNIST with classifier-free guidance.
+
+This file is deliberately self-contained (it imports only torch, numpy and diffusers): ``save_pretrained`` copies it
+next to the weights so that ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` can rebuild the
+pipeline in a process that never installed this package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import math
+import os
+import re
+import shutil
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers.utils import logging
+from diffusers.utils.torch_utils import randn_tensor
+
+logger = logging.get_logger(__name__)
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+# Extra spellings users type for the Fashion-MNIST classes (keys are normalised, see `_normalise_label`).
+FASHION_MNIST_ALIASES = {
+    "tshirt": 0, "top": 0, "tee": 0, "teeshirt": 0,
+    "trousers": 1, "pants": 1, "jeans": 1,
+    "sweater": 2, "jumper": 2,
+    "jacket": 4,
+    "sandals": 5,
+    "sneakers": 7, "trainer": 7, "trainers": 7,
+    "handbag": 8, "purse": 8,
+    "ankleboots": 9, "boot": 9, "boots": 9,
+}
+
+# 100 training steps, as in the seed notebook. The cosine schedule ("squaredcos_cap_v2", Nichol & Dhariwal 2021) is
+# used because diffusers' default linear betas (1e-4..0.02) were designed for 1000 steps: with 100 they stop at
+# alpha_bar_T ~= 0.36, so training never sees pure noise and sampling from N(0, I) starts off-distribution. The cosine
+# schedule ends at alpha_bar_T ~= 2.4e-7 (tests assert <= 1e-3) and spreads the noise levels evenly in log-SNR.
+# v-prediction (Salimans & Ho 2022): at t = T - 1 (alpha_bar = 2.4e-7) a noise-prediction model's x0 estimate multiplies
+# its error by ~2000 and every fast sampler collapses; a v-model samples as well in 10 UniPC steps as in 100 DDPM steps
+# (docs/results.md, "epsilon vs v").
+DEFAULT_SCHEDULER_CONFIG = {"num_train_timesteps": 100, "beta_schedule": "squaredcos_cap_v2", "clip_sample": True,
+                            "timestep_spacing": "trailing", "prediction_type": "v_prediction"}
+
+# The recipe's U-Net for 1x28x28 images (configs/fashion_mnist.yaml, the default model): 28 -> 14 -> 7 through the three
+# down blocks, self-attention at 7x7 (free on a CPU there: 49 positions), skip connections in the up path, sinusoidal
+# time embedding, and a learned class embedding with one extra row (the null class for guidance). 6.5 M parameters;
+# configs/cpu.yaml halves the widths.
+DEFAULT_UNET_CONFIG = {
+    "sample_size": 28,
+    "in_channels": 1,
+    "out_channels": 1,
+    "block_out_channels": (64, 128, 128),
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    "layers_per_block": 2,
+    "attention_head_dim": 32,
+    "norm_num_groups": 32,
+    "time_embedding_type": "positional",
+}
+
+# Fallback for pipelines built without a measured value; saved models store theirs in model_index.json
+# (`default_guidance_scale`), chosen by a guidance sweep on that model and its saved sampler.
+DEFAULT_GUIDANCE_SCALE = 2.0
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_guidance_scale(guidance_scale, name: str = "guidance_scale"):
+    """Raises ValueError unless `guidance_scale` is a finite number >= 0."""
+    if not _is_number(guidance_scale) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (0 = unconditional, 1 = no guidance), got {guidance_scale!r}")
+
+
+def check_steps(num_inference_steps, max_steps: int | None = None, name: str = "num_inference_steps"):
+    """Raises ValueError unless `num_inference_steps` is an int in 1..max_steps (the scheduler's training steps)."""
+    upper = f"1..{max_steps} (the scheduler's training steps)" if max_steps else ">= 1"
+    if (isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1
+            or (max_steps and num_inference_steps > max_steps)):
+        raise ValueError(f"{name} must be an int in {upper}, got {num_inference_steps!r}")
+
+
+def check_timesteps(timesteps, num_train_timesteps: int, name: str = "timesteps"):
+    """Raises ValueError unless `timesteps` is a non-empty list of ints strictly decreasing within 0..T-1."""
+    ok = isinstance(timesteps, (list, tuple)) and len(timesteps) >= 1 and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in timesteps)
+    if not (ok and all(a > b for a, b in zip(timesteps, timesteps[1:])) and 0 <= timesteps[-1]
+            and timesteps[0] <= num_train_timesteps - 1):
+        raise ValueError(f"{name} must be a list of ints strictly decreasing within 0..{num_train_timesteps - 1} (the "
+                         f"training timesteps, noisiest first), got {timesteps!r}")
+
+
+def takes_timesteps(scheduler) -> bool:
+    """Whether the scheduler's `set_timesteps` accepts a list of timesteps (DDPM, DPM-Solver, Euler; not UniPC)."""
+    return "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
+
+
+def is_ddim(scheduler) -> bool:
+    """Whether `scheduler` takes DDIM steps to its timestep list (DPM-Solver++ of order 1: the same update)."""
+    return type(scheduler).__name__ == "DPMSolverMultistepScheduler" and scheduler.config.get("solver_order") == 1
+
+
+def check_guidance_interval(interval, name: str = "guidance_interval"):
+    """Raises ValueError unless `interval` is (low, high) with 0 <= low < high <= 1."""
+    ok = isinstance(interval, (list, tuple)) and len(interval) == 2
+    low, high = (interval if ok else (None, None))
+    if not (ok and all(_is_number(v) for v in (low, high)) and 0 <= low < high <= 1):
+        raise ValueError(f"{name} must be (low, high) with 0 <= low < high <= 1 (fractions of the noise schedule, "
+                         f"1 = pure noise; (0, 1) guides every step), got {interval!r}")
+
+
+def check_guidance_rescale(guidance_rescale, name: str = "guidance_rescale"):
+    """Raises ValueError unless `guidance_rescale` is a number in [0, 1]."""
+    if not _is_number(guidance_rescale) or not 0 <= guidance_rescale <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1] (0 = off), got {guidance_rescale!r}")
+
+
+def _normalise_label(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def trailing_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
+    """"trailing" spacing (Lin et al. 2023, table 2): round(T - i·T/n) - 1 for i < n, from T - 1 down, in exact
+    arithmetic. diffusers computes it with a float `np.arange(T, 0, -T/n)`, which for T = 100 and n in
+    {29, 31, 58, 62, 97} yields n + 1 timesteps, the last one -1 (an index that wraps to the noisiest level)."""
+    T, n = num_train_timesteps, num_inference_steps
+    return [T - round(Fraction(i * T, n)) - 1 for i in range(n)]
+
+
+def set_timesteps(scheduler, num_inference_steps: int, device=None, timesteps: list[int] | None = None):
+    """`scheduler.set_timesteps`, made exact: every step count starts at t = T - 1 and walks down T-1 > ... > 0; or
+    exactly `timesteps` (checked by the caller) on a scheduler that `takes_timesteps`.
+
+    Schedulers that accept a timestep list (DDPM, DPM-Solver, Euler) get `trailing_timesteps`. The others (UniPC,
+    Euler-ancestral) compute their own; when that goes wrong (diffusers' float "trailing" for n in
+    {29, 31, 58, 62, 97}, its "linspace" repeating a timestep at n = T or starting at t = 0 for n = 1), the other of
+    the two spacings, which is right for those n, is used for this call. Anything still wrong is named in a warning.
+    """
+    T = scheduler.config.num_train_timesteps
+    if timesteps is not None:
+        scheduler.set_timesteps(timesteps=list(timesteps), device=device)
+        return
+    spacing = scheduler.config.get("timestep_spacing")
+    if spacing == "trailing" and takes_timesteps(scheduler):
+        scheduler.set_timesteps(timesteps=trailing_timesteps(T, num_inference_steps), device=device)
+        return
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    if not _walks_down(scheduler.timesteps, num_inference_steps, T) and spacing in ("trailing", "linspace"):
+        scheduler.register_to_config(timestep_spacing="linspace" if spacing == "trailing" else "trailing")
+        try:
+            scheduler.set_timesteps(num_inference_steps, device=device)
+        finally:
+            scheduler.register_to_config(timestep_spacing=spacing)
+    name = type(scheduler).__name__
+    if not _walks_down(scheduler.timesteps, num_inference_steps, T):
+        logger.warning(f"{name} made the timesteps {[int(t) for t in scheduler.timesteps][:6]}... for "
+                       f"num_inference_steps={num_inference_steps} (expected {num_inference_steps} strictly decreasing "
+                       f"from {T - 1}); pipeline.schedulers.use_sampler(pipe, name) configures an exact sampler")
+    elif name == "DDIMScheduler" and T % num_inference_steps:
+        logger.warning(f"DDIMScheduler steps to t - {T // num_inference_steps}, not to its next timestep, unless "
+                       f"num_inference_steps divides {T}; got {num_inference_steps}. The sampler named 'ddim' in "
+                       "pipeline.schedulers (DPM-Solver++ of order 1, the same update) is exact for any count")
+
+
+def _walks_down(timesteps, n: int, T: int) -> bool:
+    ts = [float(t) for t in timesteps]
+    return len(ts) == n and ts[0] == T - 1 and all(a > b for a, b in zip(ts, ts[1:]))
+
+
+def _plain(value):
+    """numpy scalars (np.int64(3), np.float32(2.0), np.str_) -> the Python int / float / str they hold."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
+
+
+class FashionDDPMPipeline(DiffusionPipeline):
+    r"""Class-conditional image generation with a DDPM U-Net and classifier-free guidance.
+
+    The U-Net's class embedding has ``len(class_names) + 1`` rows; the last id is the *null class* that the model
+    was trained on with label dropout, so the same network gives the unconditional prediction.
+
+    A style model adds a `condition_encoder` (`condition_encoder.py`, saved beside its weights): it turns the class and
+    a style request into the embedding a U-Net with ``class_embed_type="identity"`` adds to its time embedding.
+
+    A distilled few-step student's condition encoder also takes the guidance weight w and the noise level each step
+    lands on: one U-Net pass per step imitates its teacher's guided steps (`is_distilled`; its w range, guidance
+    interval and timestep schedules are in the encoder's config).
+
+    Args:
+        unet ([`UNet2DModel`]): noise-prediction U-Net with ``num_class_embeds == len(class_names) + 1`` (class-only),
+            or ``class_embed_type="identity"`` (fed by the condition encoder).
+        scheduler ([`SchedulerMixin`]): any diffusers noise scheduler; defaults to a 100-step cosine `DDPMScheduler`.
+        class_names (`list[str]`, *optional*): label names, index = class id; stored in `model_index.json`.
+        condition_encoder (*optional*): class (+ style) -> class embedding; None for a class-only model.
+    """
+
+    model_cpu_offload_seq = "condition_encoder->unet"
+    _optional_components = ["condition_encoder"]
+    _callback_tensor_inputs = ["latents"]
+    pipeline_file_name = "pipeline_fashion_ddpm"
+    condition_encoder_file_name = "condition_encoder"
+
+    def __init__(self, unet: UNet2DModel, scheduler, class_names: list[str] | None = None,
+                 default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE, default_num_inference_steps: int | None = None,
+                 default_guidance_interval: list[float] | None = None, condition_encoder=None,
+                 default_timesteps: list[int] | None = None):
+        super().__init__()
+        class_names = list(class_names) if class_names is not None else list(FASHION_MNIST_CLASSES)
+        if condition_encoder is not None:
+            num_embeds = condition_encoder.config.num_class_embeds
+            if unet.config.class_embed_type != "identity":
+                raise ValueError(f"a condition_encoder needs a U-Net with class_embed_type='identity' (its embedding is "
+                                 f"the encoder's output), got {unet.config.class_embed_type!r}")
+        else:
+            num_embeds = unet.config.num_class_embeds
+        if num_embeds != len(class_names) + 1:
+            raise ValueError(
+                f"num_class_embeds={num_embeds} must equal len(class_names) + 1 = {len(class_names) + 1} "
+                "(one row per class plus the null class used for classifier-free guidance)."
+            )
+        if default_guidance_interval is not None:
+            check_guidance_interval(default_guidance_interval, "default_guidance_interval")
+            default_guidance_interval = [float(v) for v in default_guidance_interval]
+        if default_timesteps is not None:
+            default_timesteps = [int(_plain(t)) for t in default_timesteps]
+            check_timesteps(default_timesteps, scheduler.config.num_train_timesteps, "default_timesteps")
+        self.register_modules(unet=unet, scheduler=scheduler, condition_encoder=condition_encoder)
+        # Stored in model_index.json: each saved model carries the guidance (scale and noise-level interval) and the
+        # step count (or the timesteps themselves) measured best for it.
+        self.register_to_config(class_names=class_names, default_guidance_scale=float(default_guidance_scale),
+                                default_num_inference_steps=default_num_inference_steps,
+                                default_guidance_interval=default_guidance_interval,
+                                default_timesteps=default_timesteps)
+
+    # ------------------------------------------------------------------ construction and saving
+    @classmethod
+    def from_config_dict(
+        cls, unet: dict | None = None, scheduler: dict | None = None, class_names: list[str] | None = None,
+        condition_encoder=None,
+    ) -> FashionDDPMPipeline:
+        """Builds a freshly initialised pipeline; training and tests share this one constructor.
+
+        Args:
+            unet: overrides of `DEFAULT_UNET_CONFIG` (any `UNet2DModel` argument).
+            scheduler: overrides of `DEFAULT_SCHEDULER_CONFIG` (any `DDPMScheduler` argument).
+            class_names: label names; defaults to the ten Fashion-MNIST classes.
+            condition_encoder: a built condition encoder (a style model: the U-Net takes its embedding), or None.
+        """
+        class_names = list(class_names) if class_names is not None else list(FASHION_MNIST_CLASSES)
+        embedding = ({"class_embed_type": "identity", "num_class_embeds": None} if condition_encoder is not None
+                     else {"num_class_embeds": len(class_names) + 1})
+        unet_config = {**DEFAULT_UNET_CONFIG, **(unet or {}), **embedding}
+        for key in ("block_out_channels", "down_block_types", "up_block_types"):
+            unet_config[key] = tuple(unet_config[key])
+        scheduler_config = {**DEFAULT_SCHEDULER_CONFIG, **(scheduler or {})}
+        return cls(UNet2DModel(**unet_config), DDPMScheduler(**scheduler_config), class_names=class_names,
+                   condition_encoder=condition_encoder)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        """Saves safetensors weights, `model_index.json` and this code file, so that
+        `DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)` rebuilds this pipeline."""
+        kwargs.setdefault("safe_serialization", True)
+        super().save_pretrained(save_directory, **kwargs)
+        shutil.copyfile(inspect.getfile(type(self)), os.path.join(save_directory, f"{self.pipeline_file_name}.py"))
+        index_path = os.path.join(save_directory, "model_index.json")
+        with open(index_path, encoding="utf-8") as f:
+            index = json.load(f)
+        # A [module, class] pair tells DiffusionPipeline to import the class from the .py file in the folder.
+        index["_class_name"] = [self.pipeline_file_name, type(self).__name__]
+        encoder = getattr(self, "condition_encoder", None)
+        if encoder is not None:  # a custom component: its code in its own folder, named [file, class] as diffusers loads it
+            folder = os.path.join(save_directory, "condition_encoder")
+            shutil.copyfile(inspect.getfile(type(encoder)), os.path.join(folder, f"{self.condition_encoder_file_name}.py"))
+            index["condition_encoder"] = [self.condition_encoder_file_name, type(encoder).__name__]
+        with open(index_path, "w", encoding="utf-8") as f:
+            json.dump(index, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        # Saved folders name this class as [file, class] so DiffusionPipeline finds the code file; when the caller
+        # already holds the class (FashionDDPMPipeline.from_pretrained), use it directly and run no remote code.
+        result = super().load_config(*args, **kwargs)
+        config = result[0] if isinstance(result, tuple) else result
+        if isinstance(config.get("_class_name"), (list, tuple)) and config["_class_name"][1] == cls.__name__:
+            config["_class_name"] = cls.__name__
+        # Likewise the condition encoder: where this file is a module of an installed package that has the encoder's
+        # module beside it, that module is used; otherwise diffusers loads the folder's copy (trust_remote_code).
+        encoder = config.get("condition_encoder")
+        package = cls.__module__.rpartition(".")[0]
+        if isinstance(encoder, (list, tuple)) and encoder[0] == cls.condition_encoder_file_name and package:
+            module = f"{package}.{cls.condition_encoder_file_name}"
+            if importlib.util.find_spec(module) is not None:
+                importlib.import_module(module)  # the package's own module (diffusers loads only imported ones)
+                config["condition_encoder"] = [module, encoder[1]]
+        return result
+
+    @property
+    def style_attributes(self) -> list[str]:
+        """The style attributes this model takes (`style=` of `__call__`); empty for a class-only model."""
+        encoder = getattr(self, "condition_encoder", None)
+        return encoder.style_attributes if encoder is not None else []
+
+    # ------------------------------------------------------------------ labels
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.class_names)
+
+    @property
+    def null_class_id(self) -> int:
+        return len(self.config.class_names)
+
+    def class_id(self, label: int | str) -> int:
+        """Maps a class id or a (case-insensitive, alias-tolerant) class name to its id."""
+        names = self.class_names
+        if isinstance(label, bool) or not isinstance(label, (int, str)):
+            raise ValueError(f"class label {label!r} must be an int id or a class name; valid names: {names}")
+        if isinstance(label, int):
+            if not 0 <= label < len(names):
+                raise ValueError(f"class id {label} is out of range: valid ids are 0..{len(names) - 1} ({names})")
+            return label
+        lookup = {_normalise_label(n): i for i, n in enumerate(names)}
+        if names == list(FASHION_MNIST_CLASSES):
+            lookup = {**FASHION_MNIST_ALIASES, **lookup}
+        key = _normalise_label(label)
+        if key in lookup:
+            return lookup[key]
+        raise ValueError(f"unknown class name {label!r}; valid names: {names} (case-insensitive; ids 0..{len(names) - 1})")
+
+    def resolve_class_ids(self, class_labels=None) -> list[int]:
+        """Class ids for `class_labels`: an id, a name, a list / tuple / numpy array / tensor of them, or None (all).
+
+        Raises:
+            ValueError: naming the bad value and the accepted ids and names.
+        """
+        if class_labels is None:
+            return list(range(len(self.class_names)))
+        if isinstance(class_labels, torch.Tensor):
+            if class_labels.is_floating_point() or class_labels.ndim > 1:
+                raise ValueError(f"class_labels tensor must be a 0-d or 1-d integer tensor, got {class_labels!r}")
+            class_labels = class_labels.reshape(-1).tolist()
+        elif hasattr(class_labels, "tolist") and hasattr(class_labels, "dtype"):  # numpy array or scalar
+            if class_labels.dtype.kind == "f" or getattr(class_labels, "ndim", 0) > 1:
+                raise ValueError(f"class_labels array must hold integer ids or names (0-d or 1-d), got {class_labels!r}")
+            class_labels = class_labels.tolist()
+        if not isinstance(class_labels, (list, tuple)):
+            class_labels = [class_labels]
+        if not class_labels:
+            raise ValueError(f"class_labels is empty; give ids 0..{len(self.class_names) - 1} or names {self.class_names}")
+        return [self.class_id(_plain(label)) for label in class_labels]
+
+    def parse_style(self, style) -> dict[str, float]:
+        """{attribute: percentile} of a style request; ValueError naming the bad value (also for a class-only model)."""
+        encoder = getattr(self, "condition_encoder", None)
+        if encoder is None:
+            if style is not None:
+                raise ValueError(f"this model takes no style (a class-only model); got style={style!r}")
+            return {}
+        return encoder.parse_style(style)
+
+    # ------------------------------------------------------------------ sampling
+    def _check_inputs(self, num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,
+                      guidance_interval, guidance_rescale):
+        if isinstance(num_images_per_label, bool) or not isinstance(num_images_per_label, int) or num_images_per_label < 1:
+            raise ValueError(f"num_images_per_label must be an int >= 1, got {num_images_per_label!r}")
+        check_guidance_scale(guidance_scale)
+        check_steps(num_inference_steps, self.scheduler.config.num_train_timesteps)
+        if guidance_interval is not None:
+            check_guidance_interval(guidance_interval)
+        check_guidance_rescale(guidance_rescale)
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type {output_type!r} is not supported; use one of {list(OUTPUT_TYPES)}")
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(
+                f"got a list of {len(generator)} generators for {batch} images "
+                "(len(class_labels) * num_images_per_label); pass one generator or exactly one per image"
+            )
+
+    def condition(self, class_ids: torch.Tensor, style: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  guidance: torch.Tensor | None = None, target: torch.Tensor | None = None):
+        """What the U-Net's `class_labels` receive: the class ids (class-only model) or the condition encoder's
+        embedding of the classes and the style (values, given), the null class taking no style; a distilled
+        encoder also takes the guidance weights and the target noise levels."""
+        encoder = getattr(self, "condition_encoder", None)
+        if encoder is None:
+            return class_ids
+        values, given = style if style is not None else (None, None)
+        if values is not None:
+            null = class_ids == self.null_class_id  # guidance's unconditional half: no class, no style
+            given = given * (~null).unsqueeze(1).to(given.dtype)
+        extra = {"guidance": guidance, "target": target} if self.is_distilled else {}
+        return encoder(class_ids, values, given, **extra).to(self.unet.dtype)
+
+    @property
+    def is_distilled(self) -> bool:
+        """Whether this is a distilled student: w and the step's target noise level are inputs, one pass per step."""
+        encoder = getattr(self, "condition_encoder", None)
+        return encoder is not None and getattr(encoder, "distilled", False)
+
+    def distilled_timesteps(self, num_inference_steps: int | None, timesteps: list[int] | None) -> list[int]:
+        """A student's timesteps: its schedule of `num_inference_steps` steps, or `timesteps` if it is one of them.
+
+        Raises:
+            ValueError: a step count or timestep list the student was not distilled for.
+        """
+        schedules = {int(n): list(ts) for n, ts in self.condition_encoder.config.step_schedules.items()}
+        if timesteps is not None:
+            if list(timesteps) not in schedules.values():
+                raise ValueError(f"timesteps {list(timesteps)} are not a schedule this distilled model was trained for; "
+                                 f"accepted: {sorted(schedules.values(), key=len)}")
+            return list(timesteps)
+        if num_inference_steps not in schedules:
+            raise ValueError(f"num_inference_steps must be one of {sorted(schedules)} for this distilled model (its "
+                             f"distilled schedules), got {num_inference_steps!r}")
+        return schedules[num_inference_steps]
+
+    def check_distilled_guidance(self, guidance_scale, guidance_interval, guidance_rescale):
+        """Raises ValueError unless the guidance is what the student was distilled for: w in its range, with the
+        teacher's interval (any interval at w = 1, which guides nothing) and no rescale."""
+        config = self.condition_encoder.config
+        low, high = config.guidance_range
+        if not low <= guidance_scale <= high:
+            raise ValueError(f"guidance_scale must be in [{low:g}, {high:g}] for this distilled model (the range it was "
+                             f"distilled on), got {guidance_scale!r}")
+        taught = config.guidance_interval
+        if guidance_scale != 1 and guidance_interval is not None and taught is not None and (
+                [float(v) for v in guidance_interval] != [float(v) for v in taught]):
+            raise ValueError(f"guidance_interval must be {list(taught)} for this distilled model (its w means the "
+                             f"teacher's guidance on that interval), got {list(guidance_interval)}")
+        if guidance_rescale:
+            raise ValueError(f"guidance_rescale must be 0 for this distilled model (it was distilled without), got "
+                             f"{guidance_rescale!r}")
+
+    def guided_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float,
+                          guidance_rescale: float = 0.0, style: tuple[torch.Tensor, torch.Tensor] | None = None
+                          ) -> torch.Tensor:
+        """The U-Net's guided output (noise or velocity, as the scheduler's `prediction_type` says):
+        out = out(x, null) + w * (out(x, c) - out(x, null)).
+
+        w = 1 is the plain conditional model (one U-Net pass), w = 0 the unconditional one (one pass), any other w
+        runs the null and conditional halves as ONE batched U-Net pass. `guidance_rescale` > 0 pulls the guided
+        output's per-image standard deviation back towards the conditional one (Lin et al. 2023, section 3.4).
+        """
+        if guidance_scale == 1 or guidance_scale == 0:
+            labels = class_ids if guidance_scale == 1 else torch.full_like(class_ids, self.null_class_id)
+            return self.unet(latents, t, class_labels=self.condition(labels, style)).sample
+        null = torch.full_like(class_ids, self.null_class_id)
+        doubled = None if style is None else tuple(torch.cat([x, x]) for x in style)
+        both = self.unet(torch.cat([latents, latents]), t,
+                         class_labels=self.condition(torch.cat([null, class_ids]), doubled)).sample
+        out_null, out_cond = both.chunk(2)
+        guided = out_null + guidance_scale * (out_cond - out_null)
+        if guidance_rescale > 0:
+            # Written here rather than imported: diffusers keeps `rescale_noise_cfg` in its Stable Diffusion module,
+            # whose import pulls in transformers, and this file must stay light and self-contained.
+            dims = list(range(1, guided.ndim))
+            rescaled = guided * (out_cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+            guided = guidance_rescale * rescaled + (1 - guidance_rescale) * guided
+        return guided
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_labels: int | str | list[int | str] | torch.Tensor | None = None,
+        num_images_per_label: int = 1,
+        guidance_scale: float | None = None,
+        num_inference_steps: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        guidance_interval: tuple[float, float] | None = None,
+        guidance_rescale: float = 0.0,
+        callback_on_step_end: Callable[[FashionDDPMPipeline, int, Any, dict], dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        style: str | dict | None = None,
+        timesteps: list[int] | None = None,
+    ) -> ImagePipelineOutput | tuple:
+        r"""Generates images of the requested classes.
+
+        Args:
+            class_labels (`int`, `str`, `list`, `np.ndarray` or `torch.Tensor`, *optional*):
+                Class ids or names (case-insensitive; aliases such as "tshirt", "top", "ankle-boot" work). `None`
+                makes one image per class.
+            num_images_per_label (`int`, defaults to 1): images per entry of `class_labels`; output order is
+                label-major (all images of the first label, then the next).
+            guidance_scale (`float`, *optional*): classifier-free guidance weight w in
+                out = out_null + w * (out_cond - out_null). 1 disables guidance, 0 samples unconditionally. Defaults
+                to the model's `default_guidance_scale` (model_index.json), measured best for its saved sampler.
+            num_inference_steps (`int`, *optional*): denoising steps; defaults to the model's
+                `default_num_inference_steps`, else the scheduler's training steps (100).
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*): one generator for the batch, or one
+                per image so that each image is reproducible on its own.
+            latents (`torch.Tensor`, *optional*): starting noise of shape (batch, 1, 28, 28).
+            output_type (`str`, defaults to "pil"): "pil" (list of `PIL.Image`), "np" (float array B×H×W×1 in
+                [0, 1]) or "pt" (float tensor B×1×H×W in [0, 1]).
+            return_dict (`bool`, defaults to True): return an `ImagePipelineOutput` instead of a tuple.
+            guidance_interval (`(float, float)`, *optional*): guide only while the noise level (t + 1) / T lies in
+                [low, high] (Kynkäänniemi et al. 2024); elsewhere w = 1 (one U-Net pass). Defaults to the model's
+                `default_guidance_interval` (model_index.json; None there guides every step); (0, 1) guides every step.
+            guidance_rescale (`float`, defaults to 0): guidance rescale φ of Lin et al. 2023, in [0, 1].
+            callback_on_step_end (`Callable`, *optional*): called after every step as
+                `callback_on_step_end(pipe, step_index, timestep, {"latents": x_t})`; may return a dict whose
+                "latents" replaces x_t. This is how the reverse process is recorded step by step.
+            callback_on_step_end_tensor_inputs (`list[str]`): tensors passed to the callback; only "latents".
+            style (`str` or `dict`, *optional*): a style model's request, the same for every image: descriptor words
+                ("wide plain"; `pipe.condition_encoder.descriptors()`) or {attribute: percentile within the class in
+                [0, 1]} for attributes of `pipe.style_attributes`; attributes not given are free. None: no style.
+            timesteps (`list[int]`, *optional*): the exact timesteps to denoise at, noisiest first (e.g. a searched
+                few-step schedule), on a scheduler whose `set_timesteps` takes them (DDPM, DPM-Solver++); overrides
+                `num_inference_steps`. Defaults to the model's `default_timesteps` (model_index.json) unless
+                `num_inference_steps` is given. A distilled student takes only the schedules it was distilled for
+                (its condition encoder's `step_schedules`; `num_inference_steps` picks one).
+
+        Returns:
+            [`ImagePipelineOutput`] or `tuple`: the images, as `output_type` says.
+
+        Examples:
+            >>> pipe = FashionDDPMPipeline.from_pretrained("pretrained/fashion-ddpm-gpu")
+            >>> images = pipe(class_labels=["Sneaker", "Bag"]).images
+        """
+        class_ids = self.resolve_class_ids(class_labels)
+        batch = len(class_ids) * _plain(num_images_per_label)
+        if guidance_scale is None:
+            guidance_scale = self.config.get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE)
+        if timesteps is None and num_inference_steps is None:
+            timesteps = self.config.get("default_timesteps")
+        if self.is_distilled:
+            timesteps = self.distilled_timesteps(_plain(num_inference_steps), timesteps)
+            num_inference_steps = None if num_inference_steps is None else _plain(num_inference_steps)
+        if timesteps is not None:
+            timesteps = [_plain(t) for t in timesteps]
+            check_timesteps(timesteps, self.scheduler.config.num_train_timesteps)
+            if not takes_timesteps(self.scheduler):
+                raise ValueError(f"timesteps {timesteps} need a scheduler whose set_timesteps takes timesteps (DDPM, "
+                                 f"DPM-Solver++); {type(self.scheduler).__name__} does not")
+            if num_inference_steps is not None and num_inference_steps != len(timesteps):
+                raise ValueError(f"num_inference_steps {num_inference_steps} and {len(timesteps)} timesteps {timesteps} "
+                                 "disagree; give one of them")
+            num_inference_steps = len(timesteps)
+        if num_inference_steps is None:
+            num_inference_steps = self.config.get("default_num_inference_steps") or self.scheduler.config.num_train_timesteps
+        if guidance_interval is None:
+            guidance_interval = self.config.get("default_guidance_interval")
+        guidance_scale, num_inference_steps = _plain(guidance_scale), _plain(num_inference_steps)
+        num_images_per_label = _plain(num_images_per_label)
+        self._check_inputs(num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,
+                           guidance_interval, guidance_rescale)
+        if self.is_distilled:
+            self.check_distilled_guidance(guidance_scale, guidance_interval, guidance_rescale)
+            if not is_ddim(self.scheduler):
+                raise ValueError(f"this distilled model samples with the DDIM update it was distilled for (sampler "
+                                 f"'ddim': DPMSolverMultistepScheduler of solver_order 1); got {type(self.scheduler).__name__}")
+        requested = self.parse_style(style)
+        bad_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if bad_inputs:
+            raise ValueError(f"callback_on_step_end_tensor_inputs {sorted(bad_inputs)} not supported; use {self._callback_tensor_inputs}")
+
+        device = self._execution_device
+        config = self.unet.config
+        shape = (batch, config.in_channels, config.sample_size, config.sample_size)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
+        labels = torch.tensor(class_ids, device=device).repeat_interleave(num_images_per_label)
+        style_inputs = (self.condition_encoder.style_tensors(requested, batch, device) if self.style_attributes
+                        else None)
+
+        set_timesteps(self.scheduler, num_inference_steps, device, timesteps)
+        latents = latents.to(device) * self.scheduler.init_noise_sigma
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        T = self.scheduler.config.num_train_timesteps
+
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            model_input = self.scheduler.scale_model_input(latents, t)
+            w = guidance_scale
+            if guidance_interval is not None and not guidance_interval[0] <= (float(t) + 1) / T <= guidance_interval[1]:
+                w = 1.0
+            if self.is_distilled:  # one pass: w and where this step lands are inputs
+                steps = self.scheduler.timesteps
+                target = (float(steps[i + 1]) + 1) / T if i + 1 < len(steps) else 0.0
+                condition = self.condition(labels, style_inputs, torch.full((batch,), float(guidance_scale), device=device),
+                                           torch.full((batch,), target, device=device))
+                prediction = self.unet(model_input, t, class_labels=condition).sample
+            else:
+                prediction = self.guided_prediction(model_input, t, labels, w, guidance_rescale, style_inputs)
+            latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
+            if callback_on_step_end is not None:
+                tensors = {"latents": latents}
+                callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
+                callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                latents = callback_outputs.get("latents", latents)
+
+        images = (latents / 2 + 0.5).clamp(0, 1).float()
+        if output_type != "pt":
+            images = images.cpu().permute(0, 2, 3, 1).numpy()
+            if output_type == "pil":
+                images = self.numpy_to_pil(images)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
