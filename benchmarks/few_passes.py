@@ -61,8 +61,9 @@ def parse_args(argv=None):
     return args
 
 
-def arms(teacher, student, args) -> list[tuple[str, object, object, dict | None]]:
-    """(name, pipeline, settings, its row if judged in another run) of every arm, the teacher's default first."""
+def arms(teacher, student, distillation: dict | None, args) -> list[tuple[str, object, object, dict | None]]:
+    """(name, pipeline, settings, its row if judged in another run) of every arm, the teacher's default first;
+    `distillation` is the student's distill.json (its trajectories' sampler becomes an arm)."""
     from dataclasses import replace
 
     from pipeline.settings import SamplingSettings
@@ -74,8 +75,8 @@ def arms(teacher, student, args) -> list[tuple[str, object, object, dict | None]
             out.append(("teacher (its default)", teacher, default, {"num_per_class": args.ddpm100_per_class}))
         out.append(("DDPM-100", teacher, replace(default, sampler="ddpm", steps=100, timesteps=None),
                     {"num_per_class": args.ddpm100_per_class}))
-    if student is not None and args.student:  # (a smoke run's student has no distill.json)
-        grid = json.loads((Path(args.student) / "distill.json").read_text())["config"]["grid_steps"]
+    if distillation is not None:
+        grid = distillation["config"]["grid_steps"]
         out.append((f"the student's teacher sampler (dpm++ {grid})", teacher,
                     replace(default, sampler="dpm++", steps=grid, timesteps=None), None))
     if args.schedules:
@@ -170,13 +171,14 @@ def main(argv=None):
                                                          default_num_inference_steps=4)
         teacher.set_progress_bar_config(disable=True)
         student = student_pipeline(teacher, validate({}), build_student(teacher, validate({})))
-        args.student = None  # no distill.json: the trajectory sampler's row is left out
+        distillation = None  # an untrained student: no distill.json, so no trajectory sampler's row
         names = {"teacher": "random init (smoke)", "student": "untrained (smoke)"}
     else:
         teacher = load_pipeline(args.teacher)
         student = load_pipeline(args.student) if args.student else None
+        distillation = json.loads((Path(args.student) / "distill.json").read_text()) if args.student else None
         names = {"teacher": repo_relative(args.teacher), "student": args.student and repo_relative(args.student)}
-    all_arms = arms(teacher, student, args)
+    all_arms = arms(teacher, student, distillation, args)
     seconds = timed(all_arms, args)
     cache = Cache(Path(args.work_dir), args)
     rows = []
@@ -198,16 +200,17 @@ def main(argv=None):
         rows.append({"name": name, "model": model, "setting": settings.label(), "describe": settings.describe(),
                      "num_per_class": n, "passes": counted_passes(pipe, settings), "seconds_per_image": s,
                      "judged_in": judged_in, **{k: r[k] for k in QUALITY}})
-    student_card = json.loads((Path(args.student) / "distill.json").read_text()) if args.student else None
     teacher_training = None
     if not args.smoke and (Path(args.teacher) / "metrics.jsonl").is_file():  # the teacher's own run, for the fraction
-        last = [json.loads(line) for line in (Path(args.teacher) / "metrics.jsonl").read_text().splitlines() if line.strip()][-1]
+        from pipeline.training.plots import read_metrics
+
+        last = read_metrics(Path(args.teacher) / "metrics.jsonl")[-1]
         batch = json.loads((Path(args.teacher) / "train_config.json").read_text())["train_batch_size"]
         teacher_training = {"updates": last["step"], "images": last["step"] * batch, "wall_time_s": last["wall_time_s"]}
     result = {"teacher": names["teacher"], "student": names["student"], "smoke": args.smoke, "machine": machine,
               "seed": args.seed, "num_per_class": args.num_per_class, "timing_rounds": args.timing_rounds,
               "timing_images": args.timing_images, "schedules": args.schedules and repo_relative(args.schedules),
-              "distillation": student_card and student_card["stats"], "teacher_training": teacher_training,
+              "distillation": distillation and distillation["stats"], "teacher_training": teacher_training,
               "rows": rows}
     emit(NAME, result, to_markdown(result), args)
     return result

@@ -118,8 +118,8 @@ def validate(values: dict) -> DistillConfig:
     if len(config.guidance_values) < 2:
         raise ValueError(f"config key 'guidance_values' needs at least two weights (the student's w range), got {ws!r}")
     if config.default_guidance_scale is not None:
-        _require(config, "default_guidance_scale", lambda v: ws[0] <= v <= ws[-1] or min(ws) <= v <= max(ws),
-                 f"within guidance_values [{min(ws):g}, {max(ws):g}]")
+        low, high = config.guidance_values[0], config.guidance_values[-1]  # sorted above
+        _require(config, "default_guidance_scale", lambda v: low <= v <= high, f"within guidance_values [{low:g}, {high:g}]")
     if config.mixed_precision not in ("no", "fp16", "bf16"):
         raise ValueError(f"config key 'mixed_precision' must be one of ['no', 'fp16', 'bf16'], got {config.mixed_precision!r}")
     return config
@@ -264,7 +264,6 @@ class PairSampler:
             stride = config.grid_steps // n
             self.pairs.append([(positions.index(p), positions.index(p + stride), timesteps[p], timesteps[p + stride])
                                for p in range(0, config.grid_steps, stride)])
-        self.schedules = config.schedules(T)
 
     def draw(self, count: int, num_trajectories: int, generator):
         import torch
@@ -407,6 +406,7 @@ class Distiller:
         from ..visualize import sample_grid
         from .files import move_into
         from .plots import plot_loss_curve
+        from .trainer import _hardware
 
         pipe = self.student_pipeline()
         tmp = self.output_dir / ".tmp-export"
@@ -478,12 +478,6 @@ class Distiller:
             logger.info("exported the EMA student to %s", self.output_dir)
         acc.end_training()
         return self.output_dir
-
-
-def _hardware(accelerator) -> str:
-    from .trainer import _hardware as hardware
-
-    return hardware(accelerator)
 
 
 def write_distilled_card(folder: Path, config: DistillConfig, stats: dict, teacher, pipe) -> Path:
