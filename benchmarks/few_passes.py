@@ -250,6 +250,16 @@ def verdicts(r: dict) -> list[str]:
     return lines
 
 
+def stages_text(d: dict) -> str:
+    """The training's stages when a run trained on from an earlier student (their sum is the cost above)."""
+    stages = d.get("stages") or []
+    if len(stages) < 2:
+        return ""
+    return (f" The updates ran in {len(stages)} stages, each from the one before: "
+            + "; ".join(f"{s['updates']:,} at learning rate {s['learning_rate']:g} ({s['wall_time_s'] / 60:.0f} min, "
+                        f"final loss {s['final_loss']:.4f})" for s in stages) + ".")
+
+
 def fraction_text(d: dict, t: dict | None) -> str:
     """The distillation's cost as a fraction of the teacher's training (its images and its wall time)."""
     if not t:
@@ -301,7 +311,7 @@ def to_markdown(r: dict) -> str:
     if d:
         parts.append(f"Distillation cost: {d['trajectories']:,} teacher trajectories in {d['trajectory_time_s'] / 60:.0f} "
                      f"min, then {d['updates']:,} updates ({d['pairs_seen']:,} training pairs) in "
-                     f"{d['wall_time_s'] / 60:.0f} min, on {d['hardware']}."
+                     f"{d['wall_time_s'] / 60:.0f} min, on {d['hardware']}." + stages_text(d)
                      + fraction_text(d, r.get("teacher_training")))
     return "\n\n".join(parts)
 

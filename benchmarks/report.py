@@ -193,10 +193,11 @@ def fast_row() -> list | None:
     stats, config, r = d["stats"], d["config"], load(evaluation)
     unet = json.loads((REPO / folder / "unet" / "config.json").read_text())
     s = settings_of(r)
+    stages = f" in {len(stats['stages'])} stages" if len(stats.get("stages", [])) > 1 else ""
     return [f"`{folder}` (distilled from `{config['teacher']}`, {s.steps} U-Net passes per image)",
             f"U-Net {tuple(unet['block_out_channels'])} + condition encoder, {stats['parameters'] / 1e6:.1f} M parameters",
             f"{stats['trajectories']:,} teacher trajectories, then {stats['updates']:,} updates × "
-            f"{config['train_batch_size']} pairs, {_duration(stats['trajectory_time_s'] + stats['wall_time_s'])} on "
+            f"{config['train_batch_size']} pairs{stages}, {_duration(stats['trajectory_time_s'] + stats['wall_time_s'])} on "
             f"{stats['hardware']}", s.describe(), f"{r['judge_accuracy']:.3f} ({r['judge_accuracy_floor']:.3f})",
             beside(r["judge_fid"], r["judge_fid_floor"]), beside(r["inception_fid"], r["inception_fid_floor"], 2)]
 

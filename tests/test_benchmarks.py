@@ -359,3 +359,13 @@ def test_few_passes_smoke_counts_one_pass_per_student_step_and_judges_every_arm(
     assert all(_positive(row["seconds_per_image"]) and _positive(row["judge_fid"]) for row in r["rows"])
     markdown = (tmp_path / "few_passes.md").read_text()
     assert "(smoke run: not a measurement)" in markdown and "misses its target" in markdown and "At N = 20" in markdown
+
+
+def test_few_passes_states_a_two_stage_distillations_stages_beside_its_summed_cost():
+    from benchmarks.few_passes import stages_text
+
+    one = {"stages": [{"updates": 1000, "learning_rate": 2e-4, "wall_time_s": 2040, "final_loss": 0.0058}]}
+    assert stages_text({}) == "" and stages_text(one) == ""  # one stage: the cost line says it all
+    two = {"stages": one["stages"] + [{"updates": 500, "learning_rate": 1e-4, "wall_time_s": 1020, "final_loss": 0.0051}]}
+    assert stages_text(two) == (" The updates ran in 2 stages, each from the one before: 1,000 at learning rate 0.0002 "
+                                "(34 min, final loss 0.0058); 500 at learning rate 0.0001 (17 min, final loss 0.0051).")

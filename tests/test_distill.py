@@ -157,10 +157,25 @@ def test_a_saved_student_loads_without_this_package(student_saved, tmp_path):
     ({"guidance_values": [2.0]}, "needs at least two weights"),
     ({"max_train_steps": 0}, "config key 'max_train_steps' must be >= 1"),
     ({"learning_rate": "fast"}, "config key 'learning_rate' must be float"),
+    ({"step_weights": [1, 2]}, r"config key 'step_weights' must be 3 finite numbers > 0 \(one per student_steps entry"),
+    ({"step_weights": [1, 0, 2]}, "config key 'step_weights' must be 3 finite numbers > 0"),
 ])
 def test_distill_config_errors_are_one_line(values, match):
     with pytest.raises(ValueError, match=match):
         validate(values)
+
+
+def test_step_weights_set_how_often_each_step_count_is_drawn_and_follow_their_step_counts():
+    from pipeline.training.distill import PairSampler
+
+    config = validate({"student_steps": [4, 1, 2], "step_weights": [6, 1, 1]})
+    assert config.student_steps == [1, 2, 4] and config.step_weights == [1.0, 1.0, 6.0]
+    _, picks = PairSampler(config, 100).draw(4000, 10, torch.Generator().manual_seed(0))
+    shares = torch.bincount(picks[:, 4], minlength=3) / 4000
+    assert torch.allclose(shares, torch.tensor([0.125, 0.125, 0.75]), atol=0.03), shares
+    assert set(picks[picks[:, 4] == 2][:, 2].tolist()) == {99, 74, 49, 24}  # a 4-step pair starts on its schedule
+    _, even = PairSampler(validate({}), 100).draw(3000, 10, torch.Generator().manual_seed(0))
+    assert torch.allclose(torch.bincount(even[:, 4]) / 3000, torch.full((3,), 1 / 3), atol=0.03)
 
 
 def test_the_distill_command_rejects_a_bad_key_before_loading_anything(capsys, unet_calls):
@@ -187,6 +202,8 @@ def test_distill_exports_a_student_and_a_resumed_run_ends_bit_identical(tmp_path
     assert (folder / "samples" / "final.png").is_file() and (folder / "samples" / "loss_curve.png").is_file()
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4] and all(r["loss"] > 0 for r in rows)
+    per_steps = [v for r in rows for k, v in r.items() if k.startswith("loss_") and k.endswith("_steps")]
+    assert per_steps and all(v > 0 for v in per_steps)  # each step count's own loss, for the ones drawn
     assert "4 updates" in (folder / "README.md").read_text()
     shards = sorted((folder / "trajectories").glob("w*.pt"))
     assert len(shards) == 4  # 2 weights x 2 shards of one image per class
@@ -204,11 +221,38 @@ def test_distill_exports_a_student_and_a_resumed_run_ends_bit_identical(tmp_path
     again = FashionDDPMPipeline.from_pretrained(resumed)
     for a, b in zip(student.unet.state_dict().values(), again.unet.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # a second stage trains on from the first's student: its weights start there, its cost adds to the first's
+    stage_2 = distill(load_config("configs/distill.yaml", [
+        f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'd'}", f"trajectories_dir={folder / 'trajectories'}",
+        f"init_student={folder}", *TINY_RUN, "max_train_steps=2", "learning_rate=0.0001"]))
+    first, second = (json.loads((f / "distill.json").read_text())["stats"] for f in (folder, stage_2))
+    assert second["updates"] == 6 and second["pairs_seen"] == first["pairs_seen"] + 2 * 8
+    assert second["trajectory_time_s"] == first["trajectory_time_s"]  # the same trajectories, counted once
+    assert [(s["updates"], s["learning_rate"], s["init_student"]) for s in second["stages"]] == [
+        (4, 2e-4, None), (2, 1e-4, str(folder))]
+    assert "Stage 2: 2 updates at learning rate 0.0001 from" in (stage_2 / "README.md").read_text()
+    moved = FashionDDPMPipeline.from_pretrained(stage_2).unet.state_dict()
+    assert any(not torch.equal(a, moved[k]) for k, a in student.unet.state_dict().items())
     # trajectories of another teacher are refused, not mixed in
     tiny_teacher(seed=5).save_pretrained(tmp_path / "other")
     with pytest.raises(ValueError, match="holds trajectories of"):
         distill(load_config(None, [f"teacher={tmp_path / 'other'}", f"output_dir={tmp_path / 'c'}",
                                    f"trajectories_dir={folder / 'trajectories'}", *TINY_RUN]))
+
+
+def test_a_second_stage_needs_a_student_of_the_same_teacher_and_schedules_before_any_trajectory(tmp_path, student_saved,
+                                                                                               unet_calls):
+    from pipeline.training.distill import distill
+
+    tiny_teacher().save_pretrained(tmp_path / "teacher")
+    base = [f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'run'}", *TINY_RUN]
+    with pytest.raises(ValueError, match=r"init_student '.*teacher' is not a distilled student"):
+        distill(load_config(None, [*base, f"init_student={tmp_path / 'teacher'}"]))
+    shutil.copytree(student_saved, tmp_path / "student")
+    (tmp_path / "student" / "distill.json").write_text(json.dumps({"config": {"teacher": str(tmp_path / "teacher")}}))
+    with pytest.raises(ValueError, match=r"has guidance_range \[1.0, 3.0\], but this config makes \[1.0, 2.0\]"):
+        distill(load_config(None, [*base, f"init_student={tmp_path / 'student'}"]))
+    assert not (tmp_path / "run").exists() and not unet_calls
 
 
 def test_a_student_takes_only_the_ddim_update(unet_calls):

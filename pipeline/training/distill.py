@@ -45,10 +45,12 @@ class DistillConfig:
     teacher: str = "pretrained/fashion-ddpm-cpu"  # a class-only pipeline folder (or Hub id)
     output_dir: str = "runs/distill"
     trajectories_dir: str | None = None  # default <output_dir>/trajectories (reused by a rerun of the same teacher)
+    init_student: str | None = None  # an earlier student of this teacher and these schedules to train on from
     # --- the teacher's trajectories
     grid_steps: int = 12  # DPM-Solver++ steps of the teacher; every student step count must divide it
     student_steps: list = dataclasses.field(default_factory=lambda: [1, 2, 4])
     default_steps: int = 4  # the exported model's default step count
+    step_weights: list | None = None  # how often each of student_steps is drawn for a pair (null: equally often)
     guidance_values: list = dataclasses.field(default_factory=lambda: [1.0, 1.5, 2.0, 2.5, 3.0])
     default_guidance_scale: float | None = None  # null: the teacher's default w
     trajectories_per_class: int = 160  # per guidance value
@@ -108,6 +110,13 @@ def validate(values: dict) -> DistillConfig:
                             for n in steps) or len(set(steps)) != len(steps):
         raise ValueError(f"config key 'student_steps' must be distinct ints >= 1 dividing grid_steps "
                          f"({config.grid_steps}), got {steps!r}")
+    weights = config.step_weights
+    if weights is not None:
+        if len(weights) != len(steps) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 and math.isfinite(v) and v > 0 for v in weights):
+            raise ValueError(f"config key 'step_weights' must be {len(steps)} finite numbers > 0 (one per "
+                             f"student_steps entry {steps!r}), or null, got {weights!r}")
+        config.step_weights = [float(w) for _, w in sorted(zip(steps, weights))]  # in its step counts' order
     config.student_steps = sorted(steps)
     _require(config, "default_steps", lambda v: v in config.student_steps, f"one of student_steps {config.student_steps}")
     ws = config.guidance_values
@@ -259,6 +268,7 @@ class PairSampler:
 
         positions = recorded_positions(config)
         timesteps = trailing_timesteps(T, config.grid_steps) + [-1]  # position grid_steps: the clean image
+        self.weights = config.step_weights
         self.pairs = []  # per step count: (slot from, slot to, t from, t to)
         for n in config.student_steps:
             stride = config.grid_steps // n
@@ -266,10 +276,15 @@ class PairSampler:
                                for p in range(0, config.grid_steps, stride)])
 
     def draw(self, count: int, num_trajectories: int, generator):
+        """(trajectory rows, picks): each pick is (slot from, slot to, t from, t to, index of its step count)."""
         import torch
 
-        which = torch.randint(len(self.pairs), (count,), generator=generator)
-        picks = [self.pairs[int(k)][int(torch.randint(len(self.pairs[int(k)]), (1,), generator=generator))] for k in which]
+        if self.weights is None:
+            which = torch.randint(len(self.pairs), (count,), generator=generator)
+        else:
+            which = torch.multinomial(torch.tensor(self.weights), count, replacement=True, generator=generator)
+        picks = [(*self.pairs[int(k)][int(torch.randint(len(self.pairs[int(k)]), (1,), generator=generator))], int(k))
+                 for k in which]
         trajectories = torch.randint(num_trajectories, (count,), generator=generator)
         return trajectories, torch.tensor(picks)
 
@@ -310,6 +325,54 @@ def student_pipeline(teacher, config: DistillConfig, student):
     return pipe
 
 
+def start_from(student, config: DistillConfig) -> dict:
+    """Loads `config.init_student`'s weights into `student` (after checking it is a student of the same teacher, w
+    range and schedules) and returns its distill.json, whose cost the new run's stats add to."""
+    from ..models import load_pipeline, resolve_model
+
+    source = config.init_student
+    earlier = load_pipeline(source)
+    record_path = Path(resolve_model(source)) / "distill.json"
+    if not earlier.is_distilled or not record_path.is_file():
+        raise ValueError(f"init_student {source!r} is not a distilled student (no distilled condition encoder and "
+                         "distill.json); give the folder a distill run exported")
+    record = json.loads(record_path.read_text())
+    if record["config"]["teacher"] != config.teacher:
+        raise ValueError(f"init_student {source!r} was distilled from {record['config']['teacher']!r}, not from the "
+                         f"teacher {config.teacher!r}")
+    for key in ("step_schedules", "guidance_range", "guidance_interval", "distill_hidden_dim", "fourier_features"):
+        theirs, mine = earlier.condition_encoder.config[key], student.encoder.config[key]
+        if theirs != mine:
+            raise ValueError(f"init_student {source!r} has {key} {theirs!r}, but this config makes {mine!r}")
+    student.unet.load_state_dict(earlier.unet.state_dict())
+    student.encoder.load_state_dict(earlier.condition_encoder.state_dict())
+    return record
+
+
+def _stage(config: dict, stats: dict) -> dict:
+    return {"updates": stats["updates"], "learning_rate": config["learning_rate"], "wall_time_s": stats["wall_time_s"],
+            "final_loss": stats["final_loss"], "init_student": config.get("init_student"),
+            "step_weights": config.get("step_weights")}
+
+
+def cumulative_stats(prior: dict | None, stats: dict, config: DistillConfig) -> dict:
+    """A run's stats with the cost of the run it started from added: updates, pairs and wall time summed over the
+    stages (listed in "stages"); the trajectories counted once when both runs used the same plan (they are the same
+    tensors: the seed rule), else summed."""
+    this_stage = _stage(dataclasses.asdict(config), stats)
+    if prior is None:
+        return stats
+    before, earlier = prior["stats"], prior["config"]
+    same_plan = all(earlier.get(k) == getattr(config, k) for k in
+                    ("grid_steps", "guidance_values", "trajectories_per_class", "trajectory_seed", "student_steps"))
+    return {**stats, "updates": before["updates"] + stats["updates"],
+            "pairs_seen": before["pairs_seen"] + stats["pairs_seen"],
+            "wall_time_s": round(before["wall_time_s"] + stats["wall_time_s"], 1),
+            "trajectory_time_s": stats["trajectory_time_s"] if same_plan
+            else round(before["trajectory_time_s"] + stats["trajectory_time_s"], 1),
+            "stages": before.get("stages", [_stage(earlier, before)]) + [this_stage]}
+
+
 # ---------------------------------------------------------------------------------------------------- training
 class Distiller:
     def __init__(self, config: DistillConfig):
@@ -338,14 +401,15 @@ class Distiller:
         self.teacher.set_progress_bar_config(disable=True)
         self.teacher.to(acc.device)
         self.T = self.teacher.scheduler.config.num_train_timesteps
+        torch.manual_seed(config.seed)  # the zero-initialised MLP's first layer
+        student = build_student(self.teacher, config)
+        self.prior = start_from(student, config) if config.init_student else None  # checked before any trajectory
         if acc.is_main_process:
             checkpoints.remove_partial(self.checkpoint_dir)
         make_trajectories(self.teacher, config, acc.process_index, acc.num_processes)
         acc.wait_for_everyone()
         self.data = load_trajectories(config)
         self.pairs = PairSampler(config, self.T)
-        torch.manual_seed(config.seed)  # the zero-initialised MLP's first layer
-        student = build_student(self.teacher, config)
         self.ema = EMAModel(student.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=config.ema_power)
         self.ema.to(acc.device)
         optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate,
@@ -375,11 +439,16 @@ class Distiller:
         levels = (t_to.float() + 1) / self.T  # the noise level the step lands on (0: the clean image)
         prediction = self.model(x_from, t_from, self.data["class_ids"][rows].to(acc.device),
                                 guidance=self.data["guidance"][rows].to(acc.device), target=levels)
-        return F.mse_loss(prediction.float(), target.float())
+        per_pair = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        kinds = picks[:, 4].to(acc.device)
+        each = range(len(config.student_steps))  # per step count: the sum of its pairs' losses, and their number
+        by_steps = torch.stack([(per_pair.detach() * (kinds == k)).sum() for k in each])
+        counts = torch.stack([(kinds == k).sum() for k in each]).float()
+        return per_pair.mean(), by_steps, counts
 
     def update(self, step: int):
         acc = self.accelerator
-        loss = self.loss_on(step)
+        loss, by_steps, counts = self.loss_on(step)
         acc.backward(loss)
         if acc.sync_gradients:
             acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
@@ -387,7 +456,7 @@ class Distiller:
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.step(self.model.parameters())
-        return loss.detach()
+        return loss.detach(), by_steps, counts
 
     def student_pipeline(self):
         """The EMA student as a pipeline."""
@@ -422,6 +491,7 @@ class Distiller:
                  "trajectory_time_s": round(float(self.data["seconds"].sum()), 1),
                  "hardware": _hardware(self.accelerator), "parameters": sum(p.numel() for p in pipe.unet.parameters())
                  + sum(p.numel() for p in pipe.condition_encoder.parameters())}
+        stats = cumulative_stats(self.prior, stats, self.config)
         (tmp / "distill.json").write_text(json.dumps({"config": dataclasses.asdict(self.config), "stats": stats},
                                                      indent=2) + "\n")
         write_distilled_card(tmp, self.config, stats, self.teacher, pipe)
@@ -451,22 +521,27 @@ class Distiller:
         self.model.train()
         bar = tqdm(initial=start, total=config.max_train_steps, disable=not acc.is_local_main_process, desc="distill")
         done, window, count, began, logged = start, 0.0, 0, time.perf_counter(), None
+        by_steps = pairs = 0.0
         while done < config.max_train_steps:
-            loss = self.update(done)
+            loss, step_sums, step_counts = self.update(done)
             done += 1
             bar.update()
             window, count = window + loss, count + 1
+            by_steps, pairs = by_steps + step_sums, pairs + step_counts
             if done % config.log_every_steps == 0 or done == config.max_train_steps:
                 now = time.perf_counter()
                 self.elapsed += now - began
                 logged = acc.reduce(window / count, "mean").item()
+                sums, numbers = acc.reduce(by_steps, "sum").tolist(), acc.reduce(pairs, "sum").tolist()
                 row = {"step": done, "loss": logged, "lr": self.lr_scheduler.get_last_lr()[0],
                        "pairs_per_s": count * config.train_batch_size * acc.num_processes / (now - began),
-                       "wall_time_s": self.elapsed}
+                       "wall_time_s": self.elapsed,
+                       **{f"loss_{n}_steps": total / number for n, total, number in
+                          zip(config.student_steps, sums, numbers) if number}}
                 bar.set_postfix(loss=f"{logged:.4f}")
                 if acc.is_main_process:
                     self._log(row)
-                window, count, began = 0.0, 0, now
+                window, count, began, by_steps, pairs = 0.0, 0, now, 0.0, 0.0
             if done % config.checkpointing_steps == 0 or done == config.max_train_steps:
                 checkpoints.save_checkpoint(acc, self.checkpoint_dir, done, config.checkpoints_total_limit,
                                             {"wall_time_s": self.elapsed})
@@ -492,6 +567,11 @@ def write_distilled_card(folder: Path, config: DistillConfig, stats: dict, teach
     schedules = "; ".join(f"{n} step{'s' * (n > 1)} at t = {', '.join(map(str, ts))}"
                           for n, ts in sorted((int(k), v) for k, v in pipe.condition_encoder.config.step_schedules.items()))
     low, high = pipe.condition_encoder.config.guidance_range
+    stages = "".join(f" Stage {i}: {st['updates']:,} updates at learning rate {st['learning_rate']:g}"
+                     f"{' from ' + repr(st['init_student']) if st['init_student'] else ' from the teacher'}"
+                     f"{', step counts drawn with weights ' + str(st['step_weights']) if st.get('step_weights') else ''}, "
+                     f"{_duration(st['wall_time_s'])}, final loss {st['final_loss']:.4f}."
+                     for i, st in enumerate(stats.get("stages", []), 1))
     text = f"""---
 {card_data(pipe.scheduler.config.prediction_type).to_yaml()}
 ---
@@ -503,7 +583,7 @@ Distilled (pipeline/training/distill.py) from `{config.teacher}`: {stats['update
 guidance w in {config.guidance_values}; made in {_duration(stats['trajectory_time_s'])}), {_duration(stats['wall_time_s'])} of
 training on {stats['hardware']}; final loss
 {stats['final_loss']:.4f}. It samples in one U-Net pass per step, with w an input: {schedules}. Default:
-{settings.describe()}; w in [{low:g}, {high:g}].
+{settings.describe()}; w in [{low:g}, {high:g}].{stages}
 
 ## Use
 
