@@ -178,6 +178,23 @@ def test_step_weights_set_how_often_each_step_count_is_drawn_and_follow_their_st
     assert torch.allclose(torch.bincount(even[:, 4]) / 3000, torch.full((3,), 1 / 3), atol=0.03)
 
 
+def test_a_stage_on_more_trajectories_of_the_same_family_counts_them_once_and_other_plans_add_up():
+    from pipeline.training.distill import cumulative_stats
+
+    def stats(updates, trajectories, seconds):
+        return {"updates": updates, "pairs_seen": updates * 8, "wall_time_s": 10.0 * updates, "final_loss": 0.1,
+                "trajectories": trajectories, "trajectory_time_s": seconds}
+
+    earlier = validate({"trajectories_per_class": 160})
+    prior = {"config": {**earlier.__dict__}, "stats": stats(1000, 8000, 1300.0)}
+    grown = cumulative_stats(prior, stats(500, 16000, 2700.0), validate({"trajectories_per_class": 320}))
+    # the first 160 per class are the same tensors (the seed rule): the larger set and its time, once
+    assert (grown["trajectories"], grown["trajectory_time_s"], grown["updates"]) == (16000, 2700.0, 1500)
+    assert [(s["updates"], s.get("trajectories")) for s in grown["stages"]] == [(1000, 8000), (500, 16000)]
+    other = cumulative_stats(prior, stats(500, 8000, 1400.0), validate({"trajectory_seed": 7}))
+    assert (other["trajectories"], other["trajectory_time_s"]) == (16000, 2700.0)  # other images: both sets
+
+
 def test_the_distill_command_rejects_a_bad_key_before_loading_anything(capsys, unet_calls):
     code, text = run_cli(["distill", "--config", "configs/distill.yaml", "grid_steps=7"], capsys)
     assert code == 2 and "config key 'student_steps' must be distinct ints >= 1 dividing grid_steps (7)" in text

@@ -208,7 +208,7 @@ def validate(values: dict) -> TrainConfig:
     _require(config, "ema_max_decay", lambda v: 0 < v < 1, "in (0, 1)")
     _require(config, "snr_gamma", lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
     powers = config.ema_extra_powers
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in powers) \
+    if not all(_finite_number(v) and v >= 0 for v in powers) \
             or len(set(powers)) != len(powers) or (config.use_ema and config.ema_power in powers):
         raise ValueError(f"config key 'ema_extra_powers' must be distinct finite numbers >= 0 other than ema_power "
                          f"({config.ema_power}), got {powers!r}")
@@ -281,6 +281,11 @@ def _check_clip_loss(config: TrainConfig):
     elif config.clip_model is not None:
         raise ValueError(f"config key 'clip_model' is {config.clip_model!r} but clip_loss_weight is 0, so it would not be "
                          "used; set clip_loss_weight > 0 or clip_model=null")
+
+
+def _finite_number(value) -> bool:
+    """A real number for a list-valued key (bool is an int to Python, not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _require(config: TrainConfig, key: str, ok, accepted: str):

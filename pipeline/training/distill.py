@@ -35,7 +35,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .config import _check_type, _require, read_values
+from .config import _check_type, _finite_number, _require, read_values
 
 logger = logging.getLogger("fashion_ddpm.distill")
 
@@ -112,16 +112,14 @@ def validate(values: dict) -> DistillConfig:
                          f"({config.grid_steps}), got {steps!r}")
     weights = config.step_weights
     if weights is not None:
-        if len(weights) != len(steps) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                 and math.isfinite(v) and v > 0 for v in weights):
+        if len(weights) != len(steps) or not all(_finite_number(v) and v > 0 for v in weights):
             raise ValueError(f"config key 'step_weights' must be {len(steps)} finite numbers > 0 (one per "
                              f"student_steps entry {steps!r}), or null, got {weights!r}")
         config.step_weights = [float(w) for _, w in sorted(zip(steps, weights))]  # in its step counts' order
     config.student_steps = sorted(steps)
     _require(config, "default_steps", lambda v: v in config.student_steps, f"one of student_steps {config.student_steps}")
     ws = config.guidance_values
-    if not ws or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
-                         for w in ws) or len(set(ws)) != len(ws):
+    if not ws or not all(_finite_number(w) and w >= 0 for w in ws) or len(set(ws)) != len(ws):
         raise ValueError(f"config key 'guidance_values' must be distinct finite numbers >= 0, got {ws!r}")
     config.guidance_values = sorted(float(w) for w in ws)
     if len(config.guidance_values) < 2:
@@ -350,27 +348,30 @@ def start_from(student, config: DistillConfig) -> dict:
 
 
 def _stage(config: dict, stats: dict) -> dict:
-    return {"updates": stats["updates"], "learning_rate": config["learning_rate"], "wall_time_s": stats["wall_time_s"],
+    return {"updates": stats["updates"], "trajectories": stats["trajectories"],
+            "learning_rate": config["learning_rate"], "wall_time_s": stats["wall_time_s"],
             "final_loss": stats["final_loss"], "init_student": config.get("init_student"),
             "step_weights": config.get("step_weights")}
 
 
 def cumulative_stats(prior: dict | None, stats: dict, config: DistillConfig) -> dict:
     """A run's stats with the cost of the run it started from added: updates, pairs and wall time summed over the
-    stages (listed in "stages"); the trajectories counted once when both runs used the same plan (they are the same
-    tensors: the seed rule), else summed."""
-    this_stage = _stage(dataclasses.asdict(config), stats)
+    stages (listed in "stages"). When both runs drew trajectories from one family (same teacher grid, w values, seed
+    and schedules), the smaller set is the first images of the larger (the seed rule), so the trajectories and their
+    time count once, the larger set's; otherwise both are summed."""
     if prior is None:
         return stats
     before, earlier = prior["stats"], prior["config"]
-    same_plan = all(earlier.get(k) == getattr(config, k) for k in
-                    ("grid_steps", "guidance_values", "trajectories_per_class", "trajectory_seed", "student_steps"))
+    one_family = all(earlier.get(k) == getattr(config, k) for k in
+                     ("grid_steps", "guidance_values", "trajectory_seed", "student_steps"))
+    larger = max(before, stats, key=lambda s: s["trajectories"])
     return {**stats, "updates": before["updates"] + stats["updates"],
             "pairs_seen": before["pairs_seen"] + stats["pairs_seen"],
             "wall_time_s": round(before["wall_time_s"] + stats["wall_time_s"], 1),
-            "trajectory_time_s": stats["trajectory_time_s"] if same_plan
+            "trajectories": larger["trajectories"] if one_family else before["trajectories"] + stats["trajectories"],
+            "trajectory_time_s": larger["trajectory_time_s"] if one_family
             else round(before["trajectory_time_s"] + stats["trajectory_time_s"], 1),
-            "stages": before.get("stages", [_stage(earlier, before)]) + [this_stage]}
+            "stages": before.get("stages", [_stage(earlier, before)]) + [_stage(dataclasses.asdict(config), stats)]}
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -568,6 +569,7 @@ def write_distilled_card(folder: Path, config: DistillConfig, stats: dict, teach
                           for n, ts in sorted((int(k), v) for k, v in pipe.condition_encoder.config.step_schedules.items()))
     low, high = pipe.condition_encoder.config.guidance_range
     stages = "".join(f" Stage {i}: {st['updates']:,} updates at learning rate {st['learning_rate']:g}"
+                     f"{' on ' + format(st['trajectories'], ',') + ' trajectories' if 'trajectories' in st else ''}"
                      f"{' from ' + repr(st['init_student']) if st['init_student'] else ' from the teacher'}"
                      f"{', step counts drawn with weights ' + str(st['step_weights']) if st.get('step_weights') else ''}, "
                      f"{_duration(st['wall_time_s'])}, final loss {st['final_loss']:.4f}."
