@@ -159,6 +159,8 @@ def test_a_saved_student_loads_without_this_package(student_saved, tmp_path):
     ({"learning_rate": "fast"}, "config key 'learning_rate' must be float"),
     ({"step_weights": [1, 2]}, r"config key 'step_weights' must be 3 finite numbers > 0 \(one per student_steps entry"),
     ({"step_weights": [1, 0, 2]}, "config key 'step_weights' must be 3 finite numbers > 0"),
+    ({"method": "lcm"}, r"config key 'method' must be one of \['trajectory', 'consistency'\], got 'lcm'"),
+    ({"method": "consistency", "step_weights": [1, 1, 1]}, "config key 'step_weights' applies to method 'trajectory'"),
 ])
 def test_distill_config_errors_are_one_line(values, match):
     with pytest.raises(ValueError, match=match):
@@ -193,6 +195,40 @@ def test_a_stage_on_more_trajectories_of_the_same_family_counts_them_once_and_ot
     assert [(s["updates"], s.get("trajectories")) for s in grown["stages"]] == [(1000, 8000), (500, 16000)]
     other = cumulative_stats(prior, stats(500, 8000, 1400.0), validate({"trajectory_seed": 7}))
     assert (other["trajectories"], other["trajectory_time_s"]) == (16000, 2700.0)  # other images: both sets
+
+
+def test_a_consistency_students_pairs_are_the_links_of_its_chain_and_its_target_level_is_always_the_image():
+    from pipeline.training.distill import PairSampler
+
+    sampler = PairSampler(validate({"method": "consistency"}), 100)
+    # recorded grid positions 0, 3, 6, 9, 12 (the clean image): one link each, for 1, 2 and 4 steps alike
+    assert [(t_from, t_to) for [(_, _, t_from, t_to)] in sampler.pairs] == [(99, 74), (74, 49), (49, 24), (24, -1)]
+    assert sampler.names == ["from_t99", "from_t74", "from_t49", "from_t24"]
+    encoder = FashionConditionEncoder(11, 32, guidance_range=[1.0, 3.0], step_schedules=SCHEDULES, consistency=True)
+    torch.nn.init.normal_(encoder.distill_mlp[-1].weight)
+    labels, w = torch.tensor([1, 2]), torch.full((2,), 2.0)
+    torch.testing.assert_close(encoder(labels, guidance=w, target=torch.full((2,), 0.5)),
+                               encoder(labels, guidance=w, target=torch.zeros(2)), rtol=0, atol=0)
+
+
+def test_the_consistency_target_is_the_students_own_image_from_the_next_state_and_the_image_after_the_last():
+    from pipeline.training.distill import Distiller, alpha_sigma, build_student
+
+    teacher = tiny_teacher()
+    config = validate({"method": "consistency", "guidance_values": [1, 2]})
+    torch.manual_seed(0)
+    student = build_student(teacher, config)
+    torch.nn.init.normal_(student.encoder.distill_mlp[-1].weight, std=0.5)
+    distiller = Distiller.__new__(Distiller)  # only what predicted_images reads
+    distiller.accelerator = type("Acc", (), {"unwrap_model": staticmethod(lambda m: m)})()
+    distiller.model, distiller.alphas_cumprod = student, teacher.scheduler.alphas_cumprod
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([49, -1])
+    classes, w = torch.tensor([3, 4]), torch.tensor([1.0, 2.0])
+    images = distiller.predicted_images(x, t, classes, w)
+    torch.testing.assert_close(images[1], x[1], rtol=0, atol=0)  # after the last link: the teacher's image itself
+    v = student(x[:1], t[:1], classes[:1], guidance=w[:1], target=torch.zeros(1))
+    a, s = alpha_sigma(teacher.scheduler.alphas_cumprod, t[:1])
+    torch.testing.assert_close(images[0], (a * x[0] - s * v[0]), rtol=1e-5, atol=1e-5)
 
 
 def test_the_distill_command_rejects_a_bad_key_before_loading_anything(capsys, unet_calls):
@@ -255,6 +291,38 @@ def test_distill_exports_a_student_and_a_resumed_run_ends_bit_identical(tmp_path
     with pytest.raises(ValueError, match="holds trajectories of"):
         distill(load_config(None, [f"teacher={tmp_path / 'other'}", f"output_dir={tmp_path / 'c'}",
                                    f"trajectories_dir={folder / 'trajectories'}", *TINY_RUN]))
+
+
+@pytest.mark.slow  # a short distillation run of a tiny teacher
+def test_a_consistency_run_exports_a_student_that_samples_in_one_pass_per_step_and_logs_each_links_loss(tmp_path,
+                                                                                                     unet_calls):
+    from pipeline.training.distill import distill
+
+    tiny_teacher().save_pretrained(tmp_path / "teacher")
+    folder = distill(load_config(None, [f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'cd'}",
+                                        "method=consistency", *TINY_RUN]))
+    student = FashionDDPMPipeline.from_pretrained(folder)
+    assert student.is_distilled and student.condition_encoder.config.consistency
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert {k for r in rows for k in r if k.startswith("loss_")} <= {f"loss_from_t{t}" for t in (99, 74, 49, 24)}
+    assert "method `consistency`" in (folder / "README.md").read_text()
+    unet_calls.clear()
+    generate(student, ["Bag"], per_label=2, steps=2)
+    assert len(unet_calls) == 2
+    with pytest.raises(ValueError, match="has consistency False, but this config makes True"):
+        distill(load_config(None, [f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'x'}", "method=consistency",
+                                   f"init_student={_trajectory_student(tmp_path)}", *TINY_RUN]))
+
+
+def _trajectory_student(tmp_path):
+    """A saved tiny trajectory student of tests' tiny teacher with TINY_RUN's w range (for init_student checks)."""
+    from pipeline.training.distill import build_student, student_pipeline
+
+    teacher = FashionDDPMPipeline.from_pretrained(tmp_path / "teacher")
+    config = load_config(None, [f"teacher={tmp_path / 'teacher'}", *TINY_RUN])
+    student_pipeline(teacher, config, build_student(teacher, config)).save_pretrained(tmp_path / "ts")
+    (tmp_path / "ts" / "distill.json").write_text(json.dumps({"config": {"teacher": str(tmp_path / "teacher")}}))
+    return tmp_path / "ts"
 
 
 def test_a_second_stage_needs_a_student_of_the_same_teacher_and_schedules_before_any_trajectory(tmp_path, student_saved,

@@ -17,6 +17,13 @@ The method is trajectory distillation with the guidance weight and the step's si
    the noise level the step lands on (`pipeline.condition_encoder`; a zero-initialised MLP, so it starts as the
    teacher's conditional model): one student covers every schedule and a range of w (Meng et al. 2023).
 
+`method: consistency` trains the same student as a consistency model instead (Song et al. 2023, consistency
+distillation, on the same stored trajectories): from each recorded state the student predicts an image, the target
+being the image the student itself predicts (without gradient) from the teacher's next recorded state, or the
+teacher's image after the last. One function then serves every step count (its target level is always 0); it samples
+with the same DDIM update, each step re-noising its predicted image along its own noise estimate. An update costs
+one more student pass (no gradient) than the trajectory method's.
+
 Training is an Accelerate loop like `train_conditional.py`'s: EMA weights, kill-safe checkpoints (resume with
 `--resume_from_checkpoint latest`; every random draw is seeded by the update's index), metrics.jsonl, a loss curve,
 and an exported pipeline folder (DPM-Solver++ of order 1, i.e. DDIM; its schedules and w range in the encoder's config).
@@ -38,6 +45,7 @@ from pathlib import Path
 from .config import _check_type, _finite_number, _require, read_values
 
 logger = logging.getLogger("fashion_ddpm.distill")
+METHODS = ("trajectory", "consistency")
 
 
 @dataclasses.dataclass
@@ -46,6 +54,9 @@ class DistillConfig:
     output_dir: str = "runs/distill"
     trajectories_dir: str | None = None  # default <output_dir>/trajectories (reused by a rerun of the same teacher)
     init_student: str | None = None  # an earlier student of this teacher and these schedules to train on from
+    # "trajectory": each step lands on the teacher's state at its next point; "consistency": each step predicts the
+    # image the student itself predicts from the teacher's next state (the image after the last), Song et al. 2023
+    method: str = "trajectory"
     # --- the teacher's trajectories
     grid_steps: int = 12  # DPM-Solver++ steps of the teacher; every student step count must divide it
     student_steps: list = dataclasses.field(default_factory=lambda: [1, 2, 4])
@@ -127,6 +138,11 @@ def validate(values: dict) -> DistillConfig:
     if config.default_guidance_scale is not None:
         low, high = config.guidance_values[0], config.guidance_values[-1]  # sorted above
         _require(config, "default_guidance_scale", lambda v: low <= v <= high, f"within guidance_values [{low:g}, {high:g}]")
+    if config.method not in METHODS:
+        raise ValueError(f"config key 'method' must be one of {list(METHODS)}, got {config.method!r}")
+    if config.method == "consistency" and config.step_weights is not None:
+        raise ValueError(f"config key 'step_weights' applies to method 'trajectory' (a consistency student's pairs are "
+                         f"its adjacent recorded states, whatever the step count), got {config.step_weights!r}")
     if config.mixed_precision not in ("no", "fp16", "bf16"):
         raise ValueError(f"config key 'mixed_precision' must be one of ['no', 'fp16', 'bf16'], got {config.mixed_precision!r}")
     return config
@@ -259,7 +275,11 @@ def velocity_target(x_from, x_to, t_from, t_to, alphas_cumprod):
 
 
 class PairSampler:
-    """The training pairs: a step count, a step of its schedule, a trajectory; drawn from the update's generator."""
+    """The training pairs: a group, a pair of recorded states in it, a trajectory; drawn from the update's generator.
+
+    A trajectory student's groups are its step counts (each step of that schedule is a pair); a consistency student's
+    are the links of its chain, every recorded state to the next (the links of the finest schedule for 1, 2 and 4
+    steps), since one function serves every step count. `names` labels each group's loss in metrics.jsonl."""
 
     def __init__(self, config: DistillConfig, T: int):
         from ..pipeline_fashion_ddpm import trailing_timesteps
@@ -267,14 +287,20 @@ class PairSampler:
         positions = recorded_positions(config)
         timesteps = trailing_timesteps(T, config.grid_steps) + [-1]  # position grid_steps: the clean image
         self.weights = config.step_weights
-        self.pairs = []  # per step count: (slot from, slot to, t from, t to)
-        for n in config.student_steps:
-            stride = config.grid_steps // n
-            self.pairs.append([(positions.index(p), positions.index(p + stride), timesteps[p], timesteps[p + stride])
-                               for p in range(0, config.grid_steps, stride)])
+
+        def pair(p, q):  # (slot from, slot to, t from, t to)
+            return positions.index(p), positions.index(q), timesteps[p], timesteps[q]
+
+        if config.method == "consistency":
+            self.pairs = [[pair(p, q)] for p, q in zip(positions, positions[1:])]
+            self.names = [f"from_t{timesteps[p]}" for p in positions[:-1]]
+        else:
+            self.pairs = [[pair(p, p + config.grid_steps // n) for p in range(0, config.grid_steps, config.grid_steps // n)]
+                          for n in config.student_steps]
+            self.names = [f"{n}_steps" for n in config.student_steps]
 
     def draw(self, count: int, num_trajectories: int, generator):
-        """(trajectory rows, picks): each pick is (slot from, slot to, t from, t to, index of its step count)."""
+        """(trajectory rows, picks): each pick is (slot from, slot to, t from, t to, index of its group)."""
         import torch
 
         if self.weights is None:
@@ -300,7 +326,8 @@ def build_student(teacher, config: DistillConfig):
         guidance_range=[config.guidance_values[0], config.guidance_values[-1]],
         guidance_interval=teacher.config.get("default_guidance_interval"),
         step_schedules={str(n): ts for n, ts in config.schedules(T).items()},
-        distill_hidden_dim=config.distill_hidden_dim, fourier_features=config.fourier_features)
+        distill_hidden_dim=config.distill_hidden_dim, fourier_features=config.fourier_features,
+        consistency=config.method == "consistency")
     return StyleDenoiser(from_class_only(teacher, encoder), encoder)
 
 
@@ -338,7 +365,8 @@ def start_from(student, config: DistillConfig) -> dict:
     if record["config"]["teacher"] != config.teacher:
         raise ValueError(f"init_student {source!r} was distilled from {record['config']['teacher']!r}, not from the "
                          f"teacher {config.teacher!r}")
-    for key in ("step_schedules", "guidance_range", "guidance_interval", "distill_hidden_dim", "fourier_features"):
+    for key in ("step_schedules", "guidance_range", "guidance_interval", "distill_hidden_dim", "fourier_features",
+                "consistency"):
         theirs, mine = earlier.condition_encoder.config[key], student.encoder.config[key]
         if theirs != mine:
             raise ValueError(f"init_student {source!r} has {key} {theirs!r}, but this config makes {mine!r}")
@@ -436,16 +464,33 @@ class Distiller:
         x_from = states[torch.arange(len(rows)), picks[:, 0]].to(acc.device)
         x_to = states[torch.arange(len(rows)), picks[:, 1]].to(acc.device)
         t_from, t_to = picks[:, 2].to(acc.device), picks[:, 3].to(acc.device)
-        target = velocity_target(x_from, x_to, t_from, t_to, self.alphas_cumprod)
+        classes, guidance = self.data["class_ids"][rows].to(acc.device), self.data["guidance"][rows].to(acc.device)
         levels = (t_to.float() + 1) / self.T  # the noise level the step lands on (0: the clean image)
-        prediction = self.model(x_from, t_from, self.data["class_ids"][rows].to(acc.device),
-                                guidance=self.data["guidance"][rows].to(acc.device), target=levels)
+        if config.method == "consistency":  # land on the image the student predicts from the teacher's next state
+            x_to, t_to = self.predicted_images(x_to, t_to, classes, guidance), torch.full_like(t_to, -1)
+        target = velocity_target(x_from, x_to, t_from, t_to, self.alphas_cumprod)
+        prediction = self.model(x_from, t_from, classes, guidance=guidance, target=levels)
         per_pair = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         kinds = picks[:, 4].to(acc.device)
-        each = range(len(config.student_steps))  # per step count: the sum of its pairs' losses, and their number
+        each = range(len(self.pairs.names))  # per group: the sum of its pairs' losses, and their number
         by_steps = torch.stack([(per_pair.detach() * (kinds == k)).sum() for k in each])
         counts = torch.stack([(kinds == k).sum() for k in each]).float()
         return per_pair.mean(), by_steps, counts
+
+    def predicted_images(self, x, t, classes, guidance):
+        """The consistency target: the image the student (without gradient: its own weights, as improved consistency
+        training does, Song & Dhariwal 2023) predicts from each state; a state at t = -1 is already the image."""
+        import torch
+
+        images, inner = x.clone(), t >= 0
+        if inner.any():
+            with torch.no_grad():
+                model = self.accelerator.unwrap_model(self.model)
+                v = model(x[inner], t[inner], classes[inner], guidance=guidance[inner],
+                          target=torch.zeros(int(inner.sum()), device=x.device)).float()
+            a, s = (u.view(-1, 1, 1, 1) for u in alpha_sigma(self.alphas_cumprod, t[inner]))
+            images[inner] = (a * x[inner] - s * v).to(images.dtype)
+        return images
 
     def update(self, step: int):
         acc = self.accelerator
@@ -537,8 +582,8 @@ class Distiller:
                 row = {"step": done, "loss": logged, "lr": self.lr_scheduler.get_last_lr()[0],
                        "pairs_per_s": count * config.train_batch_size * acc.num_processes / (now - began),
                        "wall_time_s": self.elapsed,
-                       **{f"loss_{n}_steps": total / number for n, total, number in
-                          zip(config.student_steps, sums, numbers) if number}}
+                       **{f"loss_{name}": total / number for name, total, number in
+                          zip(self.pairs.names, sums, numbers) if number}}
                 bar.set_postfix(loss=f"{logged:.4f}")
                 if acc.is_main_process:
                     self._log(row)
@@ -580,7 +625,7 @@ def write_distilled_card(folder: Path, config: DistillConfig, stats: dict, teach
 
 # A few-step student of {config.teacher}
 
-Distilled (pipeline/training/distill.py) from `{config.teacher}`: {stats['updates']:,} updates of
+Distilled (pipeline/training/distill.py, method `{config.method}`) from `{config.teacher}`: {stats['updates']:,} updates of
 {config.train_batch_size} pairs on {stats['trajectories']:,} teacher trajectories (DPM-Solver++ {config.grid_steps} steps,
 guidance w in {config.guidance_values}; made in {_duration(stats['trajectory_time_s'])}), {_duration(stats['wall_time_s'])} of
 training on {stats['hardware']}; final loss

@@ -18,7 +18,9 @@ A distilled few-step student (pipeline/training/distill.py) uses the same encode
 al. 2023 (guidance as an input) and Frans et al. 2024 (the step's size as an input): the guidance weight w of the
 teacher it imitates, and the noise level its step lands on. They enter through a second zero-initialised MLP (of the
 class, w and the target level), so a student starts as its class-only teacher's conditional model. The config holds
-the w range it was distilled on, the guidance interval that w meant for the teacher, and its timestep schedules.
+the w range it was distilled on, the guidance interval that w meant for the teacher, and its timestep schedules. A
+consistency student (`consistency`: Song et al. 2023) predicts the teacher's final image from every step, so its
+target level is always 0 (the clean image) whatever the pipeline's step lands on.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class FashionConditionEncoder(ModelMixin, ConfigMixin):
         style_attributes: the attribute names the model takes (empty: a class-only encoder).
         style_hidden_dim: width of the style MLP.
         percentile_levels / percentile_tables: {attribute: per class, the training values at those levels}.
+        guidance_range / guidance_interval / step_schedules: a distilled student's w range, its teacher's guidance
+            interval and its {steps: timesteps} (None: not a student).
+        consistency: a consistency student, whose every step predicts the image (its target level is always 0).
     """
 
     @register_to_config
@@ -60,7 +65,7 @@ class FashionConditionEncoder(ModelMixin, ConfigMixin):
                  style_hidden_dim: int = 128, percentile_levels: list[float] | None = None,
                  percentile_tables: dict | None = None, guidance_range: list[float] | None = None,
                  guidance_interval: list[float] | None = None, step_schedules: dict | None = None,
-                 distill_hidden_dim: int = 256, fourier_features: int = 6):
+                 distill_hidden_dim: int = 256, fourier_features: int = 6, consistency: bool = False):
         super().__init__()
         self.class_embedding = nn.Embedding(num_class_embeds, embedding_dim)
         attributes = list(style_attributes or [])
@@ -100,6 +105,8 @@ class FashionConditionEncoder(ModelMixin, ConfigMixin):
             if guidance is None or target is None:
                 raise ValueError("a distilled condition encoder needs the guidance weight and the target noise level")
             low, high = self.config.guidance_range
+            if self.config.get("consistency", False):  # a consistency student: every step predicts the image itself
+                target = torch.zeros_like(target)
             features = [nn.functional.one_hot(class_labels, self.config.num_class_embeds).float(),
                         self._fourier((guidance - low) / (high - low)), self._fourier(target)]
             out = out + self.distill_mlp(torch.cat(features, dim=1).to(out.dtype))
