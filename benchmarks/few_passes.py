@@ -35,7 +35,9 @@ def parse_args(argv=None):
     p = parser(NAME, __doc__.split("\n\n")[0], threads=True, seed=0, out=RESULTS,
                smoke="tiny random teacher and untrained student, 1 image per class (DDPM-100: 2), no Inception")
     p.add_argument("--teacher", default=TEACHER, help=f"the teacher's folder (default {TEACHER})")
-    p.add_argument("--student", default=None, help="its distilled student's folder (none: teacher arms only)")
+    p.add_argument("--student", action="append", default=None,
+                   help="a distilled student's folder; repeat for several (their rows then carry the folder's name; "
+                        "the first is the one --student-evaluation evaluates); none: teacher arms only")
     p.add_argument("--schedules", default=None, help="a step_schedule result of the same teacher: its searched rows join")
     p.add_argument("--no-ddpm100", action="store_true", help="leave out DDPM-100 (~1 s per image on the CPU model)")
     p.add_argument("--num-per-class", type=int, default=100, help="images per class judged (default 100: N = 1000)")
@@ -56,14 +58,16 @@ def parse_args(argv=None):
         args.ddpm100_per_class, args.work_dir = 2, str(Path(args.work_dir) / "smoke")
     for name in ("teacher", "student", "schedules"):
         value = getattr(args, name)
-        if value is not None and not args.smoke and not Path(value).exists():
-            raise SystemExit(f"error: --{name} {value}: no such file or folder")
+        for one in value if isinstance(value, list) else [value]:
+            if one is not None and not args.smoke and not Path(one).exists():
+                raise SystemExit(f"error: --{name} {one}: no such file or folder")
     return args
 
 
-def arms(teacher, student, distillation: dict | None, args) -> list[tuple[str, object, object, dict | None]]:
+def arms(teacher, students: dict, distillation: dict | None, args) -> list[tuple[str, object, object, dict | None]]:
     """(name, pipeline, settings, its row if judged in another run) of every arm, the teacher's default first;
-    `distillation` is the student's distill.json (its trajectories' sampler becomes an arm)."""
+    `students` is {label: pipeline} (label None: a lone student's rows are "student, n steps"), `distillation` the
+    first student's distill.json (its trajectories' sampler becomes an arm)."""
     from dataclasses import replace
 
     from pipeline.settings import SamplingSettings
@@ -87,11 +91,11 @@ def arms(teacher, student, distillation: dict | None, args) -> list[tuple[str, o
             if row["name"].endswith("searched"):
                 out.append((f"{row['name']} schedule (training-free)", teacher,
                             SamplingSettings.parse(row["setting"], teacher), {**row, "teacher": result["rows"][0]}))
-    if student is not None:
+    for label, student in students.items():
         for n in sorted((int(k) for k in student.condition_encoder.config.step_schedules), reverse=True):
             own = n == student.config.default_num_inference_steps  # its default: the settings its card names
             settings = SamplingSettings.resolve(student) if own else SamplingSettings.resolve(student, steps=n)
-            out.append((f"student, {n} step{'s' * (n > 1)}", student, settings, None))
+            out.append((f"student{f' ({label})' if label else ''}, {n} step{'s' * (n > 1)}", student, settings, None))
     return out
 
 
@@ -170,20 +174,25 @@ def main(argv=None):
         use_sampler(teacher, "unipc").register_to_config(default_guidance_interval=[0.17, 0.88],
                                                          default_num_inference_steps=4)
         teacher.set_progress_bar_config(disable=True)
-        student = student_pipeline(teacher, validate({}), build_student(teacher, validate({})))
-        distillation = None  # an untrained student: no distill.json, so no trajectory sampler's row
-        names = {"teacher": "random init (smoke)", "student": "untrained (smoke)"}
+        folders = ["untrained (smoke)"]
+        pipes = [student_pipeline(teacher, validate({}), build_student(teacher, validate({})))]
+        records = [None]  # an untrained student: no distill.json, so no trajectory sampler's row
+        teacher_name = "random init (smoke)"
     else:
-        teacher = load_pipeline(args.teacher)
-        student = load_pipeline(args.student) if args.student else None
-        distillation = json.loads((Path(args.student) / "distill.json").read_text()) if args.student else None
-        names = {"teacher": repo_relative(args.teacher), "student": args.student and repo_relative(args.student)}
-    all_arms = arms(teacher, student, distillation, args)
+        teacher, teacher_name = load_pipeline(args.teacher), repo_relative(args.teacher)
+        folders = [repo_relative(f) for f in args.student or []]
+        pipes = [load_pipeline(f) for f in args.student or []]
+        records = [json.loads((Path(f) / "distill.json").read_text()) for f in args.student or []]
+    labels = [Path(f).name if len(folders) > 1 else None for f in folders]
+    student = pipes[0] if pipes else None  # the first: the one --student-evaluation evaluates
+    names = {id(teacher): teacher_name} | {id(pipe): folder for pipe, folder in zip(pipes, folders)}
+    distillation = records[0] if records else None
+    all_arms = arms(teacher, dict(zip(labels, pipes)), distillation, args)
     seconds = timed(all_arms, args)
     cache = Cache(Path(args.work_dir), args)
     rows = []
     for (name, pipe, settings, earlier), s in zip(all_arms, seconds):
-        model = names["student" if pipe is student else "teacher"]
+        model = names[id(pipe)]
         n = (earlier or {}).get("num_per_class", args.num_per_class)
         r, judged_in = None, "this run"
         if earlier is not None and "teacher" in earlier and same_images(earlier["teacher"], rows[0]) and n == 100:
@@ -207,10 +216,13 @@ def main(argv=None):
         last = read_metrics(Path(args.teacher) / "metrics.jsonl")[-1]
         batch = json.loads((Path(args.teacher) / "train_config.json").read_text())["train_batch_size"]
         teacher_training = {"updates": last["step"], "images": last["step"] * batch, "wall_time_s": last["wall_time_s"]}
-    result = {"teacher": names["teacher"], "student": names["student"], "smoke": args.smoke, "machine": machine,
+    result = {"teacher": teacher_name, "student": folders[0] if folders else None, "smoke": args.smoke, "machine": machine,
               "seed": args.seed, "num_per_class": args.num_per_class, "timing_rounds": args.timing_rounds,
               "timing_images": args.timing_images, "schedules": args.schedules and repo_relative(args.schedules),
               "distillation": distillation and distillation["stats"], "teacher_training": teacher_training,
+              "students": [{"student": folder, "label": label, "method": (record or {}).get("config", {}).get("method", "trajectory"),
+                            "distillation": record and record["stats"]}
+                           for folder, label, record in zip(folders, labels, records)],
               "rows": rows}
     emit(NAME, result, to_markdown(result), args)
     return result
@@ -289,7 +301,9 @@ def to_markdown(r: dict) -> str:
     main_n = r["num_per_class"]
     main = [row for row in r["rows"] if row.get("num_per_class", main_n) == main_n]
     others = sorted({row["num_per_class"] for row in r["rows"]} - {main_n})
-    d = r.get("distillation")
+    # earlier results name one student: its distillation record
+    students = r.get("students") or ([{"label": None, "method": "trajectory", "distillation": r["distillation"]}]
+                                     if r.get("distillation") else [])
     parts = [
         f"# {NAME}: `{r['teacher']}` and its student against U-Net passes"
         + (" (smoke run: not a measurement)" if r["smoke"] else ""),
@@ -308,10 +322,14 @@ def to_markdown(r: dict) -> str:
     lines = verdicts(r)
     if lines:
         parts.append("\n".join(f"- {line}" for line in lines))
-    if d:
-        parts.append(f"Distillation cost: {d['trajectories']:,} teacher trajectories in {d['trajectory_time_s'] / 60:.0f} "
-                     f"min, then {d['updates']:,} updates ({d['pairs_seen']:,} training pairs) in "
-                     f"{d['wall_time_s'] / 60:.0f} min, on {d['hardware']}." + stages_text(d)
+    for student in students:
+        d = student["distillation"]
+        if not d:
+            continue
+        whose = f" of `{student['label']}` ({student['method']} distillation)" if student["label"] else ""
+        parts.append(f"Distillation cost{whose}: {d['trajectories']:,} teacher trajectories in "
+                     f"{d['trajectory_time_s'] / 60:.0f} min, then {d['updates']:,} updates ({d['pairs_seen']:,} training "
+                     f"pairs) in {d['wall_time_s'] / 60:.0f} min, on {d['hardware']}." + stages_text(d)
                      + fraction_text(d, r.get("teacher_training")))
     return "\n\n".join(parts)
 

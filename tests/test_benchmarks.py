@@ -361,6 +361,38 @@ def test_few_passes_smoke_counts_one_pass_per_student_step_and_judges_every_arm(
     assert "(smoke run: not a measurement)" in markdown and "misses its target" in markdown and "At N = 20" in markdown
 
 
+def test_few_passes_names_each_of_several_students_rows_and_states_each_ones_cost():
+    import argparse
+
+    import torch
+
+    from benchmarks.few_passes import arms, to_markdown
+    from benchmarks.harness import TINY_UNET
+    from pipeline import FashionDDPMPipeline
+    from pipeline.training.distill import build_student, student_pipeline, validate
+
+    torch.manual_seed(0)
+    teacher = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET)
+    a, b = (student_pipeline(teacher, validate({}), build_student(teacher, validate({}))) for _ in range(2))
+    args = argparse.Namespace(no_ddpm100=True, schedules=None, num_per_class=1, ddpm100_per_class=1)
+    names = [name for name, *_ in arms(teacher, {"fast": a, "consistency": b}, None, args)]
+    assert names == ["teacher (its default)"] + [f"student ({k}), {n} step{'s' * (n > 1)}" for k in ("fast", "consistency")
+                                                  for n in (4, 2, 1)]
+    assert [name for name, *_ in arms(teacher, {None: a}, None, args)][1:] == ["student, 4 steps", "student, 2 steps",
+                                                                             "student, 1 step"]
+    cost = {"trajectories": 8000, "trajectory_time_s": 1320, "updates": 1000, "pairs_seen": 128000, "wall_time_s": 2700,
+            "hardware": "CPU"}
+    row = {"name": "teacher (its default)", "setting": "unipc:10:2", "passes": 17, "seconds_per_image": 0.1, "num_per_class": 100,
+           "judge_accuracy": 0.96, "judge_accuracy_floor": 0.95, "judge_fid": 0.8, "judge_fid_floor": 0.3,
+           "inception_fid": None, "inception_fid_floor": None}
+    text = to_markdown({"teacher": "t", "student": "s", "smoke": False, "seed": 0, "num_per_class": 100,
+                        "timing_rounds": 3, "timing_images": 20, "rows": [row], "distillation": cost,
+                        "students": [{"label": "fast", "method": "trajectory", "distillation": cost},
+                                     {"label": "consistency", "method": "consistency", "distillation": cost}]})
+    assert "Distillation cost of `fast` (trajectory distillation): 8,000" in text
+    assert "Distillation cost of `consistency` (consistency distillation): 8,000" in text
+
+
 def test_few_passes_states_a_two_stage_distillations_stages_beside_its_summed_cost():
     from benchmarks.few_passes import stages_text
 
