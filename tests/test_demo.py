@@ -218,3 +218,19 @@ def test_narrow_grid_keeps_its_title():
     title = "ddpm 100 steps, guidance 2, seed 0"
     grid = labelled_grid([[Image.new("L", (28, 28))]], ["Bag"], title=title)
     assert grid.width >= 4 + _font().getlength(title)
+
+
+@pytest.mark.slow  # a Gradio server in this process
+def test_serve_answers_its_default_request_once_before_it_serves_visitors(pipe, unet_calls, capsys, monkeypatch):
+    require_extra("gradio")
+    app = demo.build_demo(pipe, forward_images=None)
+    blocked = []
+    monkeypatch.setattr(app, "block_thread", lambda: blocked.append(len(unet_calls)))  # where a visitor would come in
+    try:
+        demo.serve(app, server_name="127.0.0.1", server_port=None)
+    finally:
+        app.close()
+    defaults = demo.defaults(pipe)
+    # the grid (its steps, guided ones twice) and the reverse process of the default request, before serving
+    assert blocked and blocked[0] >= 2 * defaults["steps"]
+    assert f"{demo.WARM_LINE} the default request took" in capsys.readouterr().out

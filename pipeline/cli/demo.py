@@ -48,5 +48,5 @@ def run(args):
         raise ValueError(str(e)) from None
     pipe = load_pipeline(args)
     app = demo.build_demo(pipe, model_name=args.model, data_dir=args.data_dir)
-    app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo.serve(app, server_name=args.host, server_port=args.port, share=args.share)
     return app

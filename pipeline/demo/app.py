@@ -42,6 +42,7 @@ from .requests import (
 CONCURRENCY_LIMIT = 1
 MAX_QUEUE_SIZE = 20
 DOWNLOAD_MAX_AGE_S = 3600  # request folders of downloads older than this are deleted by later requests
+WARM_LINE = "Warmed up:"  # serve() prints this once its warm-up request is done (benchmarks wait for it)
 
 GRADIO_MISSING = ("the demo needs Gradio, which the core install leaves out: pip install -e '.[demo]' "
                   "(in a checkout) or pip install 'fashion-ddpm[demo]'")
@@ -187,7 +188,28 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
         button.click(run_grid, inputs, [grid, files, info], api_name="generate", concurrency_id="sampling",
                      ).success(run_reverse, inputs, [gif, strip], api_name="reverse_process", concurrency_id="sampling")
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=MAX_QUEUE_SIZE)
+    # the form's starting values, in the endpoints' input order: serve() sends them once before the first visitor
+    demo.default_request = [start[k] for k in ("classes", "per_class", "sampler", "steps", "guidance", "seed")] + (
+        [""] if style is not None else [])
     return demo
+
+
+def serve(app, **launch_kwargs):
+    """Launches a `build_demo` page and sends it its default request once, through its own API, before serving
+    visitors: the first request in a process pays for first calls in torch, PIL and Gradio, which would otherwise
+    make the first visitor's click the slowest (benchmarks/demo_latency.py times the first click)."""
+    app.launch(prevent_thread_lock=True, **launch_kwargs)
+    began = time.perf_counter()
+    try:
+        from gradio_client import Client
+
+        client = Client(app.local_url, verbose=False)
+        for endpoint in ("/generate", "/reverse_process"):
+            client.predict(*app.default_request, api_name=endpoint)
+        print(f"{WARM_LINE} the default request took {time.perf_counter() - began:.1f} s", flush=True)
+    except Exception as e:  # the page still serves; a broken request shows itself to the visitor as usual
+        print(f"{WARM_LINE} the warm-up request failed: {e}", flush=True)
+    app.block_thread()
 
 
 def device_text(pipe) -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the staged copy of the package beside this file, before any installed one
 
-from pipeline.demo import space_app  # noqa: E402
+from pipeline.demo import serve, space_app  # noqa: E402
 
 demo = space_app(HERE)
 
 if __name__ == "__main__":
-    demo.launch()  # Spaces set GRADIO_SERVER_NAME=0.0.0.0 and the port
+    serve(demo)  # launch, one default request before the first visitor's; Spaces set GRADIO_SERVER_NAME and the port
