@@ -282,6 +282,35 @@ def fraction_text(d: dict, t: dict | None) -> str:
             "includes updates run at 1 thread beside other jobs, as the teacher's card says).")
 
 
+def student_rows(r: dict, label: str | None = None) -> tuple[list[dict], dict | None]:
+    """A result's rows of one student (`label`: its folder's name where the run had several; None: the first or only
+    one) and that student's distillation record."""
+    students = r.get("students") or [{"label": None, "distillation": r.get("distillation")}]
+    student = next(s for s in students if s["label"] == label) if label else students[0]
+    prefix = f"student ({student['label']})," if student["label"] else "student,"
+    return [row for row in r["rows"] if row["name"].startswith(prefix)], student["distillation"]
+
+
+def method_table(entries: list[tuple[str, dict, str | None]]) -> str:
+    """Students of several runs side by side, each row against its own run's teacher: [(what, result, label)]. The
+    runs' teacher rows must have scored the same images (the same model, settings and seeds: checked)."""
+    reference = entries[0][1]["rows"][0]
+    cells = []
+    for what, r, label in entries:
+        if not same_images(r["rows"][0], reference):
+            raise ValueError(f"{what}: its run's teacher row is not the first run's (other images or another teacher)")
+        rows, d = student_rows(r, label)
+        cost = f"{d['updates']:,} updates, {d['pairs_seen']:,} pairs, {d['wall_time_s'] / 60:.0f} min" if d else "–"
+        for row in rows:
+            t = teacher_at(r, row)
+            ratios = [excess_ratio(row, t, k) for k in ("judge_fid", "inception_fid")]
+            cells.append([what, f"{row['passes']:g}", f"{row['judge_accuracy']:.3f}",
+                          *("–" if x is None else f"{x:.2f}×" for x in ratios),
+                          f"{t['seconds_per_image'] / row['seconds_per_image']:.1f}×", cost])
+    return markdown_table(["student", "U-Net passes / image", "judge accuracy", "judge-FID excess", "Inception FID excess",
+                           "speed-up", "training"], cells)
+
+
 def quality_table(r: dict, rows: list[dict]) -> str:
     def fid(row, key):
         if row[key] is None:

@@ -528,6 +528,13 @@ def results_doc() -> str:
     return "\n\n".join(parts) + "\n"
 
 
+# (what, result file, the student's label in it): the few-step students of each stage and method, oldest first
+METHOD_RECORDS = [
+    ("trajectory, stage 1 (`configs/distill.yaml`)", "few_passes_stage1", None),
+    ("trajectory, stages 1-2 (`configs/distill_stage2.yaml`)", "few_passes_stage2", None),
+]
+
+
 def few_passes_section() -> list[str]:
     """The distilled student and the searched schedules against the teacher (docs/fast.md), when measured."""
     parts = ["## Few U-Net passes: a distilled student and searched schedules"]
@@ -538,6 +545,19 @@ def few_passes_section() -> list[str]:
                   "issue (4 passes: FID excess ≤ 1.2× the teacher's, judge accuracy ≥ 0.95, ≥ 4× faster; 2 passes: "
                   "≤ 1.5×, ≥ 7×):",
                   sourced(to_markdown_body("few_passes"), "few_passes"), provenance("few_passes")]
+    entries = [(what, load(name), label) for what, name, label in METHOD_RECORDS if (RESULTS / f"{name}.json").is_file()]
+    if len(entries) > 1:
+        from benchmarks.few_passes import method_table
+
+        parts += ["### Distillation methods and stages\n\nThe students of every stage and method, each against the teacher "
+                  "of its own run (the runs' teacher rows scored the same images: checked). Excesses are over the floor, "
+                  "in multiples of the teacher's" + ("; the consistency student had the first stage's budget (the same "
+                  "trajectories, updates, batch and learning rate, from the teacher)" if any(
+                      what.startswith("consistency") for what, *_ in entries) else "") + ":",
+                  method_table(entries),
+                  "From " + ", ".join(f"`{source_path(name)}`" for _, name, _ in METHOD_RECORDS
+                                      if (RESULTS / f"{name}.json").is_file())
+                  + "; each made by its file's `reproduce` or `command`."]
     parts += ["The schedule search (`benchmarks/step_schedule.py`: coordinate descent on the distance to the teacher's "
               "images from held-out noise, never adding a guided step), with its own judged rows:",
               sourced(to_markdown_body("step_schedule"), "step_schedule"), provenance("step_schedule")]

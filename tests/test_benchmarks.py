@@ -393,6 +393,27 @@ def test_few_passes_names_each_of_several_students_rows_and_states_each_ones_cos
     assert "Distillation cost of `consistency` (consistency distillation): 8,000" in text
 
 
+def test_method_table_sets_students_of_several_runs_side_by_side_only_when_their_teachers_scored_the_same_images():
+    from benchmarks.few_passes import method_table
+
+    def run(students, teacher_fid=0.8):
+        teacher = {"name": "teacher (its default)", "setting": "unipc:10:2", "num_per_class": 100, "passes": 17,
+                   "seconds_per_image": 0.1, "judge_accuracy": 0.96, "judge_fid": teacher_fid, "judge_fid_floor": 0.3,
+                   "inception_fid": 29.0, "inception_fid_floor": 18.0}
+        rows = [teacher] + [{**teacher, "name": f"student{f' ({label})' if label else ''}, 4 steps", "passes": 4,
+                             "seconds_per_image": 0.025, "judge_fid": fid, "inception_fid": 31.0}
+                            for label, fid in students]
+        cost = {"updates": 1000, "pairs_seen": 128000, "wall_time_s": 2040}
+        return {"num_per_class": 100, "rows": rows, "distillation": cost,
+                "students": [{"label": label, "distillation": cost} for label, _ in students]}
+
+    text = method_table([("old", run([(None, 0.9)]), None), ("cd", run([("a", 0.85), ("b", 1.05)]), "b")])
+    assert "| old | 4 | 0.960 | 1.20× | 1.18× | 4.0× | 1,000 updates, 128,000 pairs, 34 min |" in text
+    assert "| cd | 4 | 0.960 | 1.50× |" in text and "1.10×" not in text  # only the named student of the second run
+    with pytest.raises(ValueError, match="its run's teacher row is not the first run's"):
+        method_table([("old", run([(None, 0.9)]), None), ("other", run([(None, 0.9)], teacher_fid=0.7), None)])
+
+
 def test_few_passes_states_a_two_stage_distillations_stages_beside_its_summed_cost():
     from benchmarks.few_passes import stages_text
 
