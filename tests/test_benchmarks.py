@@ -17,9 +17,9 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("best_of_n", "clip_loss", "demo_latency", "fashion_clip", "few_passes", "loss_match", "quality_vs_steps", "recipe_compare",
-              "sampler_timing", "sampling_speed", "step_schedule", "style_control", "style_convergence", "synthesize_memory",
-              "synthetic_data", "train_throughput")
+BENCHMARKS = ("best_of_n", "clip_loss", "demo_latency", "distill_holdout", "fashion_clip", "few_passes", "loss_match",
+              "quality_vs_steps", "recipe_compare", "sampler_timing", "sampling_speed", "step_schedule", "style_control",
+              "style_convergence", "synthesize_memory", "synthetic_data", "train_throughput")
 
 
 def _bench(name: str, *args: str) -> list[str]:
@@ -412,6 +412,17 @@ def test_method_table_sets_students_of_several_runs_side_by_side_only_when_their
     assert "| cd | 4 | 0.960 | 1.50× |" in text and "1.10×" not in text  # only the named student of the second run
     with pytest.raises(ValueError, match="its run's teacher row is not the first run's"):
         method_table([("old", run([(None, 0.9)]), None), ("other", run([(None, 0.9)], teacher_fid=0.7), None)])
+
+
+def test_distill_holdout_smoke_scores_every_pair_group_on_seen_and_new_trajectories(tmp_path):
+    done = subprocess.run(_bench("distill_holdout", "--smoke", "--threads", "1", "--out", str(tmp_path)), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads((tmp_path / "distill_holdout.json").read_text())
+    assert r["trajectories"] == {"seen": 20, "new": 20, "scored_per_set": 20}  # 10 classes x 2 w, one each
+    assert sorted(r["losses"]) == ["1_steps", "2_steps", "4_steps"]
+    assert all(_positive(v["seen"]) and _positive(v["new"]) for v in r["losses"].values())
+    assert "(smoke run: not a measurement)" in (tmp_path / "distill_holdout.md").read_text()
 
 
 def test_few_passes_states_a_two_stage_distillations_stages_beside_its_summed_cost():

@@ -212,19 +212,16 @@ def test_a_consistency_students_pairs_are_the_links_of_its_chain_and_its_target_
 
 
 def test_the_consistency_target_is_the_students_own_image_from_the_next_state_and_the_image_after_the_last():
-    from pipeline.training.distill import Distiller, alpha_sigma, build_student
+    from pipeline.training.distill import alpha_sigma, build_student, predicted_images
 
     teacher = tiny_teacher()
     config = validate({"method": "consistency", "guidance_values": [1, 2]})
     torch.manual_seed(0)
     student = build_student(teacher, config)
     torch.nn.init.normal_(student.encoder.distill_mlp[-1].weight, std=0.5)
-    distiller = Distiller.__new__(Distiller)  # only what predicted_images reads
-    distiller.accelerator = type("Acc", (), {"unwrap_model": staticmethod(lambda m: m)})()
-    distiller.model, distiller.alphas_cumprod = student, teacher.scheduler.alphas_cumprod
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([49, -1])
     classes, w = torch.tensor([3, 4]), torch.tensor([1.0, 2.0])
-    images = distiller.predicted_images(x, t, classes, w)
+    images = predicted_images(student, x, t, classes, w, teacher.scheduler.alphas_cumprod)
     torch.testing.assert_close(images[1], x[1], rtol=0, atol=0)  # after the last link: the teacher's image itself
     v = student(x[:1], t[:1], classes[:1], guidance=w[:1], target=torch.zeros(1))
     a, s = alpha_sigma(teacher.scheduler.alphas_cumprod, t[:1])

@@ -313,6 +313,42 @@ class PairSampler:
         return trajectories, torch.tensor(picks)
 
 
+def pair_losses(model, target_model, data: dict, rows, picks, method: str, alphas_cumprod):
+    """Each drawn pair's loss (velocity MSE, on the device of `alphas_cumprod`): `rows` index the trajectories in
+    `data`, `picks` are `PairSampler.draw`'s; `target_model` (the same weights, without a training wrapper) makes a
+    consistency student's targets."""
+    import torch
+    import torch.nn.functional as F
+
+    device, T = alphas_cumprod.device, len(alphas_cumprod)
+    states = data["states"][rows]
+    x_from = states[torch.arange(len(rows)), picks[:, 0]].to(device)
+    x_to = states[torch.arange(len(rows)), picks[:, 1]].to(device)
+    t_from, t_to = picks[:, 2].to(device), picks[:, 3].to(device)
+    classes, guidance = data["class_ids"][rows].to(device), data["guidance"][rows].to(device)
+    levels = (t_to.float() + 1) / T  # the noise level the step lands on (0: the clean image)
+    if method == "consistency":  # land on the image the student predicts from the teacher's next state
+        x_to, t_to = predicted_images(target_model, x_to, t_to, classes, guidance, alphas_cumprod), torch.full_like(t_to, -1)
+    target = velocity_target(x_from, x_to, t_from, t_to, alphas_cumprod)
+    prediction = model(x_from, t_from, classes, guidance=guidance, target=levels)
+    return F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+
+
+def predicted_images(model, x, t, classes, guidance, alphas_cumprod):
+    """The consistency target: the image the student (without gradient: its own weights, as improved consistency
+    training does, Song & Dhariwal 2023) predicts from each state; a state at t = -1 is already the image."""
+    import torch
+
+    images, inner = x.clone(), t >= 0
+    if inner.any():
+        with torch.no_grad():
+            v = model(x[inner], t[inner], classes[inner], guidance=guidance[inner],
+                      target=torch.zeros(int(inner.sum()), device=x.device)).float()
+        a, s = (u.view(-1, 1, 1, 1) for u in alpha_sigma(alphas_cumprod, t[inner]))
+        images[inner] = (a * x[inner] - s * v).to(images.dtype)
+    return images
+
+
 # ---------------------------------------------------------------------------------------------------- the student
 def build_student(teacher, config: DistillConfig):
     """The untrained student: the teacher's U-Net (class embedding moved into a distilled condition encoder whose MLP
@@ -453,44 +489,19 @@ class Distiller:
 
     def loss_on(self, step: int):
         import torch
-        import torch.nn.functional as F
 
         from .trainer import _step_generator
 
         acc, config = self.accelerator, self.config
         generator = _step_generator(config.seed, step, 0, acc.process_index)
         rows, picks = self.pairs.draw(config.train_batch_size, len(self.data["seeds"]), generator)
-        states = self.data["states"][rows]
-        x_from = states[torch.arange(len(rows)), picks[:, 0]].to(acc.device)
-        x_to = states[torch.arange(len(rows)), picks[:, 1]].to(acc.device)
-        t_from, t_to = picks[:, 2].to(acc.device), picks[:, 3].to(acc.device)
-        classes, guidance = self.data["class_ids"][rows].to(acc.device), self.data["guidance"][rows].to(acc.device)
-        levels = (t_to.float() + 1) / self.T  # the noise level the step lands on (0: the clean image)
-        if config.method == "consistency":  # land on the image the student predicts from the teacher's next state
-            x_to, t_to = self.predicted_images(x_to, t_to, classes, guidance), torch.full_like(t_to, -1)
-        target = velocity_target(x_from, x_to, t_from, t_to, self.alphas_cumprod)
-        prediction = self.model(x_from, t_from, classes, guidance=guidance, target=levels)
-        per_pair = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        per_pair = pair_losses(self.model, acc.unwrap_model(self.model), self.data, rows, picks, config.method,
+                               self.alphas_cumprod)
         kinds = picks[:, 4].to(acc.device)
         each = range(len(self.pairs.names))  # per group: the sum of its pairs' losses, and their number
         by_steps = torch.stack([(per_pair.detach() * (kinds == k)).sum() for k in each])
         counts = torch.stack([(kinds == k).sum() for k in each]).float()
         return per_pair.mean(), by_steps, counts
-
-    def predicted_images(self, x, t, classes, guidance):
-        """The consistency target: the image the student (without gradient: its own weights, as improved consistency
-        training does, Song & Dhariwal 2023) predicts from each state; a state at t = -1 is already the image."""
-        import torch
-
-        images, inner = x.clone(), t >= 0
-        if inner.any():
-            with torch.no_grad():
-                model = self.accelerator.unwrap_model(self.model)
-                v = model(x[inner], t[inner], classes[inner], guidance=guidance[inner],
-                          target=torch.zeros(int(inner.sum()), device=x.device)).float()
-            a, s = (u.view(-1, 1, 1, 1) for u in alpha_sigma(self.alphas_cumprod, t[inner]))
-            images[inner] = (a * x[inner] - s * v).to(images.dtype)
-        return images
 
     def update(self, step: int):
         acc = self.accelerator
