@@ -545,7 +545,10 @@ class FashionDDPMPipeline(DiffusionPipeline):
             guidance_scale = self.config.get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE)
         if timesteps is None and num_inference_steps is None:
             timesteps = self.config.get("default_timesteps")
-        if self.is_distilled:
+        if self.is_distilled:  # its sampler first: another sampler's step count is no reason to name the steps
+            if not is_ddim(self.scheduler):
+                raise ValueError(f"this distilled model samples with the DDIM update it was distilled for (sampler "
+                                 f"'ddim': DPMSolverMultistepScheduler of solver_order 1); got {type(self.scheduler).__name__}")
             timesteps = self.distilled_timesteps(_plain(num_inference_steps), timesteps)
             num_inference_steps = None if num_inference_steps is None else _plain(num_inference_steps)
         if timesteps is not None:
@@ -568,9 +571,6 @@ class FashionDDPMPipeline(DiffusionPipeline):
                            guidance_interval, guidance_rescale)
         if self.is_distilled:
             self.check_distilled_guidance(guidance_scale, guidance_interval, guidance_rescale)
-            if not is_ddim(self.scheduler):
-                raise ValueError(f"this distilled model samples with the DDIM update it was distilled for (sampler "
-                                 f"'ddim': DPMSolverMultistepScheduler of solver_order 1); got {type(self.scheduler).__name__}")
         requested = self.parse_style(style)
         bad_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if bad_inputs:
