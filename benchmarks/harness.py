@@ -130,6 +130,16 @@ def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
+def malloc_name() -> str:
+    """The memory allocator of this process: "tcmalloc" or "jemalloc" when one is preloaded (LD_PRELOAD), else
+    "glibc". On the CPU it changes throughput at large batches (glibc maps and unmaps big tensors at every pass)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux
+        return "unknown"
+    return next((name for name in ("tcmalloc", "jemalloc") if f"lib{name}" in maps), "glibc")
+
+
 def machine_info(torch_threads: int | None = None) -> dict:
     """CPU, cores, library versions, torch threads, the date and the load average now: enough to tell two result files
     apart. `emit` adds the load average at the end."""
@@ -148,6 +158,7 @@ def machine_info(torch_threads: int | None = None) -> dict:
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "malloc": malloc_name(),
     }
     if "torch" in sys.modules:  # the exact build in this process (e.g. 2.13.0+cpu)
         info["torch_version"] = sys.modules["torch"].__version__
@@ -236,7 +247,7 @@ def median(values) -> float:
 
 def machine_markdown(machine: dict) -> str:
     keys = ["device", "cpu_model", "cpu_count", "usable_cores", "torch_version", "torch_threads", "diffusers_version",
-            "accelerate_version", "python_version", "date", "load_average_1m_at_start", "load_average_1m_at_end"]
+            "accelerate_version", "python_version", "malloc", "date", "load_average_1m_at_start", "load_average_1m_at_end"]
     return "\n".join(f"- {k}: {machine[k]}" for k in keys if k in machine)
 
 
