@@ -202,10 +202,11 @@ def rss_mb(field: str = "VmRSS") -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------------- workers
-def run_worker(module: str, argv: list[str], what: str, threads: int | None = None) -> dict:
-    """Runs `python -m benchmarks.MODULE --worker ARGV` in the repository (OMP_NUM_THREADS = `threads` when given)
-    and returns the result it reported with `report_to_parent`; exits naming `what` failed otherwise."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_worker(module: str, argv: list[str], what: str, threads: int | None = None, env: dict | None = None) -> dict:
+    """Runs `python -m benchmarks.MODULE --worker ARGV` in the repository (OMP_NUM_THREADS = `threads` when given,
+    `env` on top of this process's environment) and returns the result it reported with `report_to_parent`; exits
+    naming `what` failed otherwise."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--worker", *argv], capture_output=True,

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("best_of_n", "clip_loss", "demo_latency", "distill_holdout", "fashion_clip", "few_passes", "loss_match",
+BENCHMARKS = ("allocator", "best_of_n", "clip_loss", "demo_latency", "distill_holdout", "fashion_clip", "few_passes", "loss_match",
               "quality_vs_steps", "recipe_compare", "sampler_timing", "sampling_speed", "step_schedule", "style_control",
               "style_convergence", "synthesize_memory", "synthetic_data", "train_throughput")
 
@@ -412,6 +412,25 @@ def test_method_table_sets_students_of_several_runs_side_by_side_only_when_their
     assert "| cd | 4 | 0.960 | 1.50× |" in text and "1.10×" not in text  # only the named student of the second run
     with pytest.raises(ValueError, match="its run's teacher row is not the first run's"):
         method_table([("old", run([(None, 0.9)]), None), ("other", run([(None, 0.9)], teacher_fid=0.7), None)])
+
+
+def test_allocator_smoke_runs_each_scenario_under_glibc_and_tcmalloc(tmp_path):
+    import ctypes.util
+
+    from conftest import IN_CI
+
+    if not ctypes.util.find_library("tcmalloc_minimal"):
+        reason = "no tcmalloc library (apt-get install libtcmalloc-minimal4)"
+        pytest.fail(f"CI=true but {reason}") if IN_CI else pytest.skip(reason)
+    done = subprocess.run(_bench("allocator", "--smoke", "--threads", "1", "--out", str(tmp_path)), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads((tmp_path / "allocator.json").read_text())
+    assert [row["scenario"] for row in r["rows"]] == ["sample 2", "train"]
+    assert all(_positive(row[a]["images_per_s"]) for row in r["rows"] for a in ("glibc", "tcmalloc"))
+    assert 0 <= r["rows"][0]["glibc"]["kernel_share"] <= 1
+    assert (r["rows"][0]["glibc"]["malloc_seen"], r["rows"][0]["tcmalloc"]["malloc_seen"]) == ("glibc", "tcmalloc")
+    assert "(smoke run: not a measurement)" in (tmp_path / "allocator.md").read_text()
 
 
 def test_distill_holdout_smoke_scores_every_pair_group_on_seen_and_new_trajectories(tmp_path):
