@@ -103,14 +103,17 @@ def main(argv=None):
               "trajectories": {"seen": len(sets["seen"]), "new": len(sets["new"]), "scored_per_set": min(
                   args.sample, len(sets["seen"]), len(sets["new"]))},
               "seen_per_class": seen_per_class, "losses": losses, "smoke": args.smoke, "machine": machine}
-    rows = [[group, f"{v['seen']:.5f}", f"{v['new']:.5f}", f"{v['new'] / v['seen']:.2f}×"] for group, v in losses.items()]
-    markdown = (f"## {NAME}: `{student_name}` on trajectories it trained on and new ones"
-                + (" (smoke run: not a measurement)" if args.smoke else "") + "\n\n"
-                f"Mean velocity MSE per pair ({method} targets) over {result['trajectories']['scored_per_set']:,} "
-                f"trajectories of each set; seen: the first {seen_per_class} per class and w.\n\n"
-                + markdown_table(["pairs", "seen", "new", "new / seen"], rows))
-    emit(NAME, result, markdown, args)
+    emit(NAME, result, to_markdown(result), args)
     return result
+
+
+def to_markdown(r: dict) -> str:
+    rows = [[group, f"{v['seen']:.5f}", f"{v['new']:.5f}", f"{v['new'] / v['seen']:.2f}×"] for group, v in r["losses"].items()]
+    return (f"## {NAME}: `{r['student']}` on trajectories it trained on and new ones"
+            + (" (smoke run: not a measurement)" if r["smoke"] else "") + "\n\n"
+            f"Mean velocity MSE per pair ({r['method']} targets) over {r['trajectories']['scored_per_set']:,} "
+            f"trajectories of each set; seen: the first {r['seen_per_class']} per class and w.\n\n"
+            + markdown_table(["pairs", "seen", "new", "new / seen"], rows))
 
 
 if __name__ == "__main__":

@@ -558,6 +558,11 @@ def few_passes_section() -> list[str]:
                   "From " + ", ".join(f"`{source_path(name)}`" for _, name, _ in METHOD_RECORDS
                                       if (RESULTS / f"{name}.json").is_file())
                   + "; each made by its file's `reproduce` or `command`."]
+    if (RESULTS / "distill_holdout.json").is_file():
+        parts += ["Why the third stage doubled the trajectories: the second stage's student scored on the 8,000 "
+                  "trajectories it trained on and on 8,000 new ones of the same teacher and seed rule (1,000 of each) "
+                  "(`benchmarks/distill_holdout.py`); the fewer the steps, the more of its loss was memorised:",
+                  sourced(to_markdown_body("distill_holdout"), "distill_holdout"), provenance("distill_holdout")]
     parts += ["The schedule search (`benchmarks/step_schedule.py`: coordinate descent on the distance to the teacher's "
               "images from held-out noise, never adding a guided step), with its own judged rows:",
               sourced(to_markdown_body("step_schedule"), "step_schedule"), provenance("step_schedule")]
