@@ -273,6 +273,14 @@ def test_distill_exports_a_student_and_a_resumed_run_ends_bit_identical(tmp_path
     again = FashionDDPMPipeline.from_pretrained(resumed)
     for a, b in zip(student.unet.state_dict().values(), again.unet.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # killed after its last checkpoint, before its export: resuming exports the same student, no update more
+    shutil.rmtree(resumed / "unet")
+    (resumed / "README.md").unlink()
+    exported = FashionDDPMPipeline.from_pretrained(distill(load_config("configs/distill.yaml", run_b), "latest"))
+    for a, b in zip(student.unet.state_dict().values(), exported.unet.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    last = json.loads((resumed / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 4 and f"final loss\n{last['loss']:.4f}" in (resumed / "README.md").read_text()
     # a second stage trains on from the first's student: its weights start there, its cost adds to the first's
     stage_2 = distill(load_config("configs/distill.yaml", [
         f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'd'}", f"trajectories_dir={folder / 'trajectories'}",
@@ -282,7 +290,7 @@ def test_distill_exports_a_student_and_a_resumed_run_ends_bit_identical(tmp_path
     assert second["trajectory_time_s"] == first["trajectory_time_s"]  # the same trajectories, counted once
     assert [(s["updates"], s["learning_rate"], s["init_student"]) for s in second["stages"]] == [
         (4, 2e-4, None), (2, 1e-4, str(folder))]
-    assert "Stage 2: 2 updates at learning rate 0.0001 from" in (stage_2 / "README.md").read_text()
+    assert "Stage 2: 2 updates at learning rate 0.0001 on 40 trajectories from" in (stage_2 / "README.md").read_text()
     moved = FashionDDPMPipeline.from_pretrained(stage_2).unet.state_dict()
     assert any(not torch.equal(a, moved[k]) for k, a in student.unet.state_dict().items())
     # trajectories of another teacher are refused, not mixed in

@@ -606,6 +606,10 @@ class Distiller:
         bar.close()
         acc.wait_for_everyone()
         if acc.is_main_process:
+            if logged is None:  # resumed at its last update (killed before its export): the loss it last logged
+                from .plots import read_metrics
+
+                logged = read_metrics(self.output_dir / "metrics.jsonl")[-1]["loss"]
             self.export(logged, config.max_train_steps)
             logger.info("exported the EMA student to %s", self.output_dir)
         acc.end_training()
