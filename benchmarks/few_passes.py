@@ -304,10 +304,10 @@ def method_table(entries: list[tuple[str, dict, str | None]]) -> str:
         for row in rows:
             t = teacher_at(r, row)
             ratios = [excess_ratio(row, t, k) for k in ("judge_fid", "inception_fid")]
-            cells.append([what, f"{row['passes']:g}", f"{row['judge_accuracy']:.3f}",
+            cells.append([what, f"`{row['setting']}`", f"{row['passes']:g}", f"{row['judge_accuracy']:.3f}",
                           *("–" if x is None else f"{x:.2f}×" for x in ratios),
                           f"{t['seconds_per_image'] / row['seconds_per_image']:.1f}×", cost])
-    return markdown_table(["student", "U-Net passes / image", "judge accuracy", "judge-FID excess", "Inception FID excess",
+    return markdown_table(["student", "setting", "U-Net passes / image", "judge accuracy", "judge-FID excess", "Inception FID excess",
                            "speed-up", "training"], cells)
 
 

@@ -531,7 +531,11 @@ def results_doc() -> str:
 # (what, result file, the student's label in it): the few-step students of each stage and method, oldest first
 METHOD_RECORDS = [
     ("trajectory, stage 1 (`configs/distill.yaml`)", "few_passes_stage1", None),
-    ("trajectory, stages 1-2 (`configs/distill_stage2.yaml`)", "few_passes_stage2", None),
+    ("trajectory, stages 1-2 (`configs/distill_stage2.yaml`)", "few_passes_stage3_w2", "distill-cpu-stage2"),
+    ("trajectory, stages 1-3 (`configs/distill_stage3.yaml`), at w = 2", "few_passes_stage3_w2", "distill-cpu-stage3"),
+    ("trajectory, stages 1-3, shipped: `pretrained/fashion-ddpm-cpu-fast` at its chosen w", "few_passes",
+     "fashion-ddpm-cpu-fast"),
+    ("consistency, at stage 1's budget (`configs/distill_consistency.yaml`)", "few_passes", "distill-cpu-consistency"),
 ]
 
 
@@ -545,7 +549,8 @@ def few_passes_section() -> list[str]:
                   "issue (4 passes: FID excess ≤ 1.2× the teacher's, judge accuracy ≥ 0.95, ≥ 4× faster; 2 passes: "
                   "≤ 1.5×, ≥ 7×):",
                   sourced(to_markdown_body("few_passes"), "few_passes"), provenance("few_passes")]
-    entries = [(what, load(name), label) for what, name, label in METHOD_RECORDS if (RESULTS / f"{name}.json").is_file()]
+    entries = [(what, load(name), label) for what, name, label in METHOD_RECORDS if (RESULTS / f"{name}.json").is_file()
+               and (label is None or label in [s["label"] for s in load(name).get("students", [])])]
     if len(entries) > 1:
         from benchmarks.few_passes import method_table
 
@@ -555,8 +560,8 @@ def few_passes_section() -> list[str]:
                   "trajectories, updates, batch and learning rate, from the teacher)" if any(
                       what.startswith("consistency") for what, *_ in entries) else "") + ":",
                   method_table(entries),
-                  "From " + ", ".join(f"`{source_path(name)}`" for _, name, _ in METHOD_RECORDS
-                                      if (RESULTS / f"{name}.json").is_file())
+                  "From " + ", ".join(dict.fromkeys(f"`{source_path(name)}`" for _, name, _ in METHOD_RECORDS
+                                                    if (RESULTS / f"{name}.json").is_file()))
                   + "; each made by its file's `reproduce` or `command`."]
     if (RESULTS / "distill_holdout.json").is_file():
         parts += ["Why the third stage doubled the trajectories: the second stage's student scored on the 8,000 "

@@ -408,8 +408,8 @@ def test_method_table_sets_students_of_several_runs_side_by_side_only_when_their
                 "students": [{"label": label, "distillation": cost} for label, _ in students]}
 
     text = method_table([("old", run([(None, 0.9)]), None), ("cd", run([("a", 0.85), ("b", 1.05)]), "b")])
-    assert "| old | 4 | 0.960 | 1.20× | 1.18× | 4.0× | 1,000 updates, 128,000 pairs, 34 min |" in text
-    assert "| cd | 4 | 0.960 | 1.50× |" in text and "1.10×" not in text  # only the named student of the second run
+    assert "| old | `unipc:10:2` | 4 | 0.960 | 1.20× | 1.18× | 4.0× | 1,000 updates, 128,000 pairs, 34 min |" in text
+    assert "| cd | `unipc:10:2` | 4 | 0.960 | 1.50× |" in text and "1.10×" not in text  # only the second run's "b"
     with pytest.raises(ValueError, match="its run's teacher row is not the first run's"):
         method_table([("old", run([(None, 0.9)]), None), ("other", run([(None, 0.9)], teacher_fid=0.7), None)])
 
