@@ -389,6 +389,16 @@ def demo_table(name: str = "demo_latency") -> str:
         f"{r['server_start_to_ready_s']:.1f} s:", table(["what", "seconds"], rows), provenance(name)])
 
 
+def allocator_section() -> list[str]:
+    """glibc's malloc against tcmalloc on the CPU (benchmarks/allocator.py), when measured."""
+    if not (RESULTS / "allocator.json").is_file():
+        return []
+    return ["## The memory allocator on a CPU",
+            "The same sampling and training work in fresh processes under glibc's malloc and under a preloaded "
+            "tcmalloc (`LD_PRELOAD`, docs/training.md#throughput):",
+            sourced(to_markdown_body("allocator"), "allocator"), provenance("allocator")]
+
+
 def memory_table() -> str:
     r = load("synthesize_memory")
     rows = [[x["format"], f"{x['images']:,}", num(x["rss_before_mb"], 0), num(x["peak_rss_mb"], 0), num(x["growth_mb"], 0)]
@@ -471,6 +481,7 @@ def results_doc() -> str:
         throughput_table("train_throughput"),
         "The same comparison on a GPU:",
         throughput_table("train_throughput_gpu"),
+        *allocator_section(),
         "## Generated images as training data",
         "Classification Accuracy Score (Ravuri & Vinyals 2019): a fixed small CNN trained on generated images only and "
         "tested on the 10,000 real test images, beside the same CNN trained on real images; 3 classifier seeds. On the "
