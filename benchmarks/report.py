@@ -394,8 +394,9 @@ def allocator_section() -> list[str]:
     if not (RESULTS / "allocator.json").is_file():
         return []
     return ["## The memory allocator on a CPU",
-            "The same sampling and training work in fresh processes under glibc's malloc and under a preloaded "
-            "tcmalloc (`LD_PRELOAD`, docs/training.md#throughput):",
+            f"`{load('allocator')['model']}` sampling with its default settings, and its training update, each in "
+            "fresh processes under glibc's malloc and under a preloaded tcmalloc (`LD_PRELOAD`, "
+            "[training.md](training.md#throughput)):",
             sourced(to_markdown_body("allocator"), "allocator"), provenance("allocator")]
 
 
