@@ -130,6 +130,19 @@ def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, all) CPU ticks of the whole machine since boot, from Linux's /proc/stat (None elsewhere): steal is the
+    time the hypervisor ran something else while this machine's CPUs wanted to run."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) == 8 else 0), sum(fields)
+
+
+_TICKS_AT_START: list = []  # machine_info's reading, for emit's steal share over the run
+
+
 def malloc_name() -> str:
     """The memory allocator of this process: "tcmalloc" or "jemalloc" when one is preloaded (LD_PRELOAD), else
     "glibc". On the CPU it changes throughput at large batches (glibc maps and unmaps big tensors at every pass)."""
@@ -166,6 +179,7 @@ def machine_info(torch_threads: int | None = None) -> dict:
         info["diffusers_version"] = sys.modules["diffusers"].__version__
     if hasattr(os, "getloadavg"):
         info["load_average_1m_at_start"] = load_average()
+    _TICKS_AT_START[:] = [cpu_ticks()]
     return info
 
 
@@ -248,7 +262,7 @@ def median(values) -> float:
 
 def machine_markdown(machine: dict) -> str:
     keys = ["device", "cpu_model", "cpu_count", "usable_cores", "torch_version", "torch_threads", "diffusers_version",
-            "accelerate_version", "python_version", "malloc", "date", "load_average_1m_at_start", "load_average_1m_at_end"]
+            "accelerate_version", "python_version", "malloc", "date", "load_average_1m_at_start", "load_average_1m_at_end", "cpu_steal_share"]
     return "\n".join(f"- {k}: {machine[k]}" for k in keys if k in machine)
 
 
@@ -266,7 +280,8 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def emit(name: str, result: dict, markdown: str, args: argparse.Namespace):
     """Completes a result, prints its JSON and Markdown, and with --out writes <out>/<name>.json and <out>/<name>.md.
 
-    `result` must hold "machine" (`machine_info` at the start); emit records the load average at the end in it, and
+    `result` must hold "machine" (`machine_info` at the start); emit records the load average at the end in it (and
+    on Linux the share of all CPU time the hypervisor stole since machine_info), and
     "benchmark" (the module) and "command" (the command line that ran, `args.command_line`) unless the script set
     them (e.g. a more precise command that names the defaults it resolved). The Markdown gets a "Reproduce" line with
     that command and the machine."""
@@ -274,6 +289,9 @@ def emit(name: str, result: dict, markdown: str, args: argparse.Namespace):
     command = result.setdefault("command", args.command_line)
     machine = result["machine"]
     machine["load_average_1m_at_end"] = load_average()
+    start, end = (_TICKS_AT_START or [None])[0], cpu_ticks()
+    if start and end and end[1] > start[1]:  # a slow run on a shared host shows here, not in the load average
+        machine["cpu_steal_share"] = round((end[0] - start[0]) / (end[1] - start[1]), 4)
     markdown = "\n\n".join([markdown, f"Reproduce: `{command}`", "Machine:\n" + machine_markdown(machine)])
     text = json.dumps(result, indent=2)
     print(text)

@@ -71,6 +71,8 @@ def _check_machine(machine: dict):
         assert machine.get(key), key
     assert machine["torch_threads"] == 1
     assert all(isinstance(machine[k], float) for k in ("load_average_1m_at_start", "load_average_1m_at_end"))
+    if Path("/proc/stat").is_file():  # Linux: the hypervisor's share of the run's CPU time
+        assert 0 <= machine["cpu_steal_share"] <= 1
 
 
 def test_sampling_speed_smoke(smoke_results):
