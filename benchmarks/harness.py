@@ -140,7 +140,7 @@ def cpu_ticks() -> tuple[int, int] | None:
     return (fields[7] if len(fields) == 8 else 0), sum(fields)
 
 
-_TICKS_AT_START: list = []  # machine_info's reading, for emit's steal share over the run
+_ticks_at_start: tuple[int, int] | None = None  # machine_info's reading, for emit's steal share over the run
 
 
 def malloc_name() -> str:
@@ -179,7 +179,8 @@ def machine_info(torch_threads: int | None = None) -> dict:
         info["diffusers_version"] = sys.modules["diffusers"].__version__
     if hasattr(os, "getloadavg"):
         info["load_average_1m_at_start"] = load_average()
-    _TICKS_AT_START[:] = [cpu_ticks()]
+    global _ticks_at_start
+    _ticks_at_start = cpu_ticks()
     return info
 
 
@@ -289,7 +290,7 @@ def emit(name: str, result: dict, markdown: str, args: argparse.Namespace):
     command = result.setdefault("command", args.command_line)
     machine = result["machine"]
     machine["load_average_1m_at_end"] = load_average()
-    start, end = (_TICKS_AT_START or [None])[0], cpu_ticks()
+    start, end = _ticks_at_start, cpu_ticks()
     if start and end and end[1] > start[1]:  # a slow run on a shared host shows here, not in the load average
         machine["cpu_steal_share"] = round((end[0] - start[0]) / (end[1] - start[1]), 4)
     markdown = "\n\n".join([markdown, f"Reproduce: `{command}`", "Machine:\n" + machine_markdown(machine)])

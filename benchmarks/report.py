@@ -561,8 +561,9 @@ def few_passes_section() -> list[str]:
                   "issue (4 passes: FID excess ≤ 1.2× the teacher's, judge accuracy ≥ 0.95, ≥ 4× faster; 2 passes: "
                   "≤ 1.5×, ≥ 7×):",
                   sourced(to_markdown_body("few_passes"), "few_passes"), provenance("few_passes")]
-    entries = [(what, load(name), label) for what, name, label in METHOD_RECORDS if (RESULTS / f"{name}.json").is_file()
-               and (label is None or label in [s["label"] for s in load(name).get("students", [])])]
+    records = {name: load(name) for _, name, _ in METHOD_RECORDS if (RESULTS / f"{name}.json").is_file()}  # each once
+    entries = [(what, records[name], label) for what, name, label in METHOD_RECORDS if name in records
+               and (label is None or label in [s["label"] for s in records[name].get("students", [])])]
     if len(entries) > 1:
         from benchmarks.few_passes import method_table
 
@@ -572,8 +573,7 @@ def few_passes_section() -> list[str]:
                   "trajectories, updates, batch and learning rate, from the teacher)" if any(
                       what.startswith("consistency") for what, *_ in entries) else "") + ":",
                   method_table(entries),
-                  "From " + ", ".join(dict.fromkeys(f"`{source_path(name)}`" for _, name, _ in METHOD_RECORDS
-                                                    if (RESULTS / f"{name}.json").is_file()))
+                  "From " + ", ".join(f"`{source_path(name)}`" for name in records)
                   + "; each made by its file's `reproduce` or `command`."]
     if (RESULTS / "distill_holdout.json").is_file():
         parts += ["Why the third stage doubled the trajectories: the second stage's student scored on the 8,000 "
