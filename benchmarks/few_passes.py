@@ -15,6 +15,8 @@ in the machine's load reaches every arm alike.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import statistics
 import time
@@ -106,6 +108,16 @@ def same_images(a: dict, b: dict) -> bool:
         for k in ("judge_accuracy", "judge_fid", "inception_fid"))
 
 
+@functools.cache
+def weights_fingerprint(model: str) -> str:
+    """A short hash of a model folder's weight files: a folder whose weights were replaced (a new student shipped under
+    the same name) must not be answered with the old weights' metrics."""
+    digest = hashlib.sha256()
+    for f in sorted((REPO / model).glob("*/*.safetensors")):
+        digest.update(f.parent.name.encode() + f.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 class Cache:
     """Each judged arm's metrics on disk, keyed by model, settings, N, seed and Inception."""
 
@@ -115,7 +127,7 @@ class Cache:
 
     def key(self, model: str, settings, n: int) -> str:
         a = self.args
-        return f"{model}|{settings.label()}|n={n}|seed={a.seed}|inception={not a.no_inception}"
+        return f"{model}@{weights_fingerprint(model)}|{settings.label()}|n={n}|seed={a.seed}|inception={not a.no_inception}"
 
     def get(self, model: str, settings, n: int):
         return None if self.args.smoke else self.rows.get(self.key(model, settings, n))
