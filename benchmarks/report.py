@@ -545,9 +545,10 @@ METHOD_RECORDS = [
     ("trajectory, stage 1 (`configs/distill.yaml`)", "few_passes_stage1", None),
     ("trajectory, stages 1-2 (`configs/distill_stage2.yaml`)", "few_passes_stage3_w2", "distill-cpu-stage2"),
     ("trajectory, stages 1-3 (`configs/distill_stage3.yaml`), at w = 2", "few_passes_stage3_w2", "distill-cpu-stage3"),
-    ("trajectory, stages 1-3, shipped: `pretrained/fashion-ddpm-cpu-fast` at its chosen w", "few_passes",
+    ("trajectory, stages 1-3 at its chosen w (shipped before stage 4)", "few_passes_stage4", "fashion-ddpm-cpu-fast"),
+    ("trajectory, stages 1-4 (`configs/distill_stage4.yaml`)", "few_passes", "distill-cpu-stage4"),
+    ("trajectory, stages 1-5 (`configs/distill_stage5.yaml`), shipped: `pretrained/fashion-ddpm-cpu-fast`", "few_passes",
      "fashion-ddpm-cpu-fast"),
-    ("trajectory, stages 1-4 (`configs/distill_stage4.yaml`)", "few_passes_stage4", "distill-cpu-stage4"),
     ("consistency, at stage 1's budget (`configs/distill_consistency.yaml`)", "few_passes", "distill-cpu-consistency"),
 ]
 
