@@ -15,8 +15,6 @@ in the machine's load reaches every arm alike.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import statistics
 import time
@@ -108,32 +106,23 @@ def same_images(a: dict, b: dict) -> bool:
         for k in ("judge_accuracy", "judge_fid", "inception_fid"))
 
 
-@functools.cache
-def weights_fingerprint(model: str) -> str:
-    """A short hash of a model folder's weight files: a folder whose weights were replaced (a new student shipped under
-    the same name) must not be answered with the old weights' metrics."""
-    digest = hashlib.sha256()
-    for f in sorted((REPO / model).glob("*/*.safetensors")):
-        digest.update(f.parent.name.encode() + f.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 class Cache:
-    """Each judged arm's metrics on disk, keyed by model, settings, N, seed and Inception."""
+    """Each judged arm's metrics on disk, keyed by model (its folder and weights: a student shipped under the same
+    folder name must not get the old weights' metrics), settings, N, seed and Inception."""
 
     def __init__(self, folder: Path, args):
         self.path, self.args = folder / ("smoke.json" if args.smoke else "judged.json"), args
         self.rows = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
-    def key(self, model: str, settings, n: int) -> str:
+    def key(self, model: str, fingerprint: str, settings, n: int) -> str:
         a = self.args
-        return f"{model}@{weights_fingerprint(model)}|{settings.label()}|n={n}|seed={a.seed}|inception={not a.no_inception}"
+        return f"{model}@{fingerprint[:12]}|{settings.label()}|n={n}|seed={a.seed}|inception={not a.no_inception}"
 
-    def get(self, model: str, settings, n: int):
-        return None if self.args.smoke else self.rows.get(self.key(model, settings, n))
+    def get(self, model: str, fingerprint: str, settings, n: int):
+        return None if self.args.smoke else self.rows.get(self.key(model, fingerprint, settings, n))
 
-    def put(self, model: str, settings, n: int, row: dict):
-        self.rows[self.key(model, settings, n)] = row
+    def put(self, model: str, fingerprint: str, settings, n: int, row: dict):
+        self.rows[self.key(model, fingerprint, settings, n)] = row
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.rows, indent=1))
@@ -173,6 +162,7 @@ def main(argv=None):
     from pipeline.evaluation.fidelity import evaluate
     from pipeline.models import load_pipeline
     from pipeline.settings import SamplingSettings
+    from pipeline.synthesis.plan import model_fingerprint
 
     if args.smoke:
         import torch
@@ -202,6 +192,7 @@ def main(argv=None):
     all_arms = arms(teacher, dict(zip(labels, pipes)), distillation, args)
     seconds = timed(all_arms, args)
     cache = Cache(Path(args.work_dir), args)
+    fingerprints = {id(pipe): model_fingerprint(pipe) for pipe in [teacher, *pipes]}
     rows = []
     for (name, pipe, settings, earlier), s in zip(all_arms, seconds):
         model = names[id(pipe)]
@@ -211,13 +202,13 @@ def main(argv=None):
             r, judged_in = earlier, args.schedules  # the same teacher images there: its rows stand beside these
         full = pipe is student and args.student_evaluation and settings == SamplingSettings.resolve(student)
         if r is None:
-            r = cache.get(model, settings, n) if not full else None
+            r = cache.get(model, fingerprints[id(pipe)], settings, n) if not full else None
         if r is None:
             r = evaluate(pipe, n, seed=args.seed, inception=not args.no_inception, settings=settings,
                          verbose=False, out_dir=args.student_evaluation if full else None,
                          command=args.command_line if full else None, model_name=model if full else None)
             r = {k: r[k] for k in QUALITY}
-            cache.put(model, settings, n, r)
+            cache.put(model, fingerprints[id(pipe)], settings, n, r)
         rows.append({"name": name, "model": model, "setting": settings.label(), "describe": settings.describe(),
                      "num_per_class": n, "passes": counted_passes(pipe, settings), "seconds_per_image": s,
                      "judged_in": judged_in, **{k: r[k] for k in QUALITY}})

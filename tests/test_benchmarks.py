@@ -366,20 +366,15 @@ def test_few_passes_smoke_counts_one_pass_per_student_step_and_judges_every_arm(
 def test_few_passes_cache_does_not_answer_a_folder_whose_weights_were_replaced(tmp_path):
     from types import SimpleNamespace
 
-    from benchmarks.few_passes import Cache, weights_fingerprint
+    from benchmarks.few_passes import Cache
     from pipeline.settings import SamplingSettings
 
-    (tmp_path / "unet").mkdir()
-    weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
-    weights.write_bytes(b"old weights")
     args = SimpleNamespace(smoke=False, seed=0, no_inception=False)
     settings = SamplingSettings("ddim", 4, 1.75, (0.17, 0.88), 0.0, None)
-    cache = Cache(tmp_path / "work", args)
-    cache.put(str(tmp_path), settings, 100, {"judge_fid": 1.0})
-    assert Cache(tmp_path / "work", args).get(str(tmp_path), settings, 100) == {"judge_fid": 1.0}  # kept on disk
-    weights.write_bytes(b"new weights")  # a new student shipped under the same folder name
-    weights_fingerprint.cache_clear()
-    assert Cache(tmp_path / "work", args).get(str(tmp_path), settings, 100) is None
+    Cache(tmp_path, args).put("pretrained/fast", "a" * 64, settings, 100, {"judge_fid": 1.0})
+    assert Cache(tmp_path, args).get("pretrained/fast", "a" * 64, settings, 100) == {"judge_fid": 1.0}  # kept on disk
+    # a new student shipped under the same folder name (its weights' fingerprint: pipeline.synthesis.model_fingerprint)
+    assert Cache(tmp_path, args).get("pretrained/fast", "b" * 64, settings, 100) is None
 
 
 def test_few_passes_names_each_of_several_students_rows_and_states_each_ones_cost():

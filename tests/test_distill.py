@@ -364,3 +364,13 @@ def test_the_demo_refuses_what_a_student_cannot_do_before_any_work(unet_calls):
         with pytest.raises(DemoInputError, match=match):
             check_request(student, ["Bag"], 2, sampler, steps, guidance, 0)
     assert not unet_calls
+
+
+def test_a_students_fingerprint_covers_its_condition_encoder():
+    from pipeline.synthesis import model_fingerprint
+
+    student = tiny_student(tiny_teacher())
+    before = model_fingerprint(student)
+    with torch.no_grad():
+        student.condition_encoder.distill_mlp[-1].weight.add_(1.0)  # the encoder alone changes the images
+    assert model_fingerprint(student) != before

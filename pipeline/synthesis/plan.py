@@ -60,17 +60,21 @@ def features(class_names: list[str], image_column: str = "image", style_attribut
 
 
 def model_fingerprint(pipe) -> str:
-    """sha256 of what decides the images: U-Net weights and config, scheduler config, class names."""
+    """sha256 of what decides the images: U-Net weights and config, scheduler config, class names, and the condition
+    encoder's weights and config where the model has one (a style model, a distilled student)."""
     import torch
 
     digest = hashlib.sha256()
-    state = pipe.unet.state_dict()
-    for name in sorted(state):
-        tensor = state[name].detach().cpu().contiguous()
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    for config in (pipe.unet.config, pipe.scheduler.config, {"class_names": pipe.class_names}):
+    encoder = getattr(pipe, "condition_encoder", None)
+    for module in (pipe.unet, encoder) if encoder is not None else (pipe.unet,):  # a model without one: hash as before
+        state = module.state_dict()
+        for name in sorted(state):
+            tensor = state[name].detach().cpu().contiguous()
+            digest.update(name.encode())
+            digest.update(str(tensor.dtype).encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    configs = [pipe.unet.config, pipe.scheduler.config, {"class_names": pipe.class_names}]
+    for config in configs + ([encoder.config] if encoder is not None else []):
         # not the private keys ("_name_or_path", "_diffusers_version", ...): where a model was loaded from does not count
         public = {k: v for k, v in dict(config).items() if not k.startswith("_")}
         digest.update(json.dumps(public, sort_keys=True, default=str).encode())
