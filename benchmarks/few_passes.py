@@ -107,22 +107,23 @@ def same_images(a: dict, b: dict) -> bool:
 
 
 class Cache:
-    """Each judged arm's metrics on disk, keyed by model (its folder and weights: a student shipped under the same
-    folder name must not get the old weights' metrics), settings, N, seed and Inception."""
+    """Each judged arm's metrics on disk, keyed by the model's weights (`model_fingerprint`, not its folder: a student
+    shipped under the same folder name must not get the old weights' metrics, and a student copied into another
+    folder keeps its own), settings, N, seed and Inception."""
 
     def __init__(self, folder: Path, args):
         self.path, self.args = folder / ("smoke.json" if args.smoke else "judged.json"), args
         self.rows = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
-    def key(self, model: str, fingerprint: str, settings, n: int) -> str:
+    def key(self, fingerprint: str, settings, n: int) -> str:
         a = self.args
-        return f"{model}@{fingerprint[:12]}|{settings.label()}|n={n}|seed={a.seed}|inception={not a.no_inception}"
+        return f"{fingerprint[:12]}|{settings.label()}|n={n}|seed={a.seed}|inception={not a.no_inception}"
 
-    def get(self, model: str, fingerprint: str, settings, n: int):
-        return None if self.args.smoke else self.rows.get(self.key(model, fingerprint, settings, n))
+    def get(self, fingerprint: str, settings, n: int):
+        return None if self.args.smoke else self.rows.get(self.key(fingerprint, settings, n))
 
-    def put(self, model: str, fingerprint: str, settings, n: int, row: dict):
-        self.rows[self.key(model, fingerprint, settings, n)] = row
+    def put(self, fingerprint: str, settings, n: int, row: dict):
+        self.rows[self.key(fingerprint, settings, n)] = row
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.rows, indent=1))
@@ -202,13 +203,13 @@ def main(argv=None):
             r, judged_in = earlier, args.schedules  # the same teacher images there: its rows stand beside these
         full = pipe is student and args.student_evaluation and settings == SamplingSettings.resolve(student)
         if r is None:
-            r = cache.get(model, fingerprints[id(pipe)], settings, n) if not full else None
+            r = cache.get(fingerprints[id(pipe)], settings, n) if not full else None
         if r is None:
             r = evaluate(pipe, n, seed=args.seed, inception=not args.no_inception, settings=settings,
                          verbose=False, out_dir=args.student_evaluation if full else None,
                          command=args.command_line if full else None, model_name=model if full else None)
             r = {k: r[k] for k in QUALITY}
-            cache.put(model, fingerprints[id(pipe)], settings, n, r)
+            cache.put(fingerprints[id(pipe)], settings, n, r)
         rows.append({"name": name, "model": model, "setting": settings.label(), "describe": settings.describe(),
                      "num_per_class": n, "passes": counted_passes(pipe, settings), "seconds_per_image": s,
                      "judged_in": judged_in, **{k: r[k] for k in QUALITY}})

@@ -363,7 +363,7 @@ def test_few_passes_smoke_counts_one_pass_per_student_step_and_judges_every_arm(
     assert "(smoke run: not a measurement)" in markdown and "misses its target" in markdown and "At N = 20" in markdown
 
 
-def test_few_passes_cache_does_not_answer_a_folder_whose_weights_were_replaced(tmp_path):
+def test_few_passes_cache_answers_the_same_weights_in_any_folder_and_not_replaced_ones(tmp_path):
     from types import SimpleNamespace
 
     from benchmarks.few_passes import Cache
@@ -371,10 +371,11 @@ def test_few_passes_cache_does_not_answer_a_folder_whose_weights_were_replaced(t
 
     args = SimpleNamespace(smoke=False, seed=0, no_inception=False)
     settings = SamplingSettings("ddim", 4, 1.75, (0.17, 0.88), 0.0, None)
-    Cache(tmp_path, args).put("pretrained/fast", "a" * 64, settings, 100, {"judge_fid": 1.0})
-    assert Cache(tmp_path, args).get("pretrained/fast", "a" * 64, settings, 100) == {"judge_fid": 1.0}  # kept on disk
-    # a new student shipped under the same folder name (its weights' fingerprint: pipeline.synthesis.model_fingerprint)
-    assert Cache(tmp_path, args).get("pretrained/fast", "b" * 64, settings, 100) is None
+    Cache(tmp_path, args).put("a" * 64, settings, 100, {"judge_fid": 1.0})  # the weights' pipeline.synthesis.model_fingerprint
+    assert Cache(tmp_path, args).get("a" * 64, settings, 100) == {"judge_fid": 1.0}  # kept on disk, whatever the folder
+    assert Cache(tmp_path, args).get("b" * 64, settings, 100) is None  # a new student shipped under the same folder name
+    assert Cache(tmp_path, args).get("a" * 64, settings, 50) is None and Cache(
+        tmp_path, SimpleNamespace(smoke=False, seed=1, no_inception=False)).get("a" * 64, settings, 100) is None
 
 
 def test_few_passes_names_each_of_several_students_rows_and_states_each_ones_cost():
