@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,13 @@ CLIP_IMAGE_SIZE = 30  # the tiny CLIP processor's crop size (real CLIP: 224)
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 TINY_UNET = yaml.safe_load(TINY_CONFIG.read_text())["unet"]  # the one tiny U-Net (the default blocks, 8/16/16 channels)
 HEAVY_MODULES = ("torch", "diffusers", "transformers", "datasets", "gradio")
+
+# pytest-xdist (`-n 2` in pyproject's addopts): one torch thread per worker, so that two workers fill two cores without
+# oversubscribing them, and the same for the subprocesses a test starts (a test comparing a subprocess's images with
+# its own must compute with the same thread count).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # Real-data tests read the IDX files from $FASHION_MNIST_DIR, else Debian's dataset-fashion-mnist package.
 DATA_DIR = Path(os.environ.get("FASHION_MNIST_DIR") or DEBIAN_DIR)
@@ -62,6 +70,20 @@ def unet_calls(monkeypatch):
 
     monkeypatch.setattr(UNet2DModel, "forward", counting)
     return calls
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the demo server's, a 2-process launch's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def accelerate_launch_2(*command: str) -> list[str]:
+    """`accelerate launch` of `command` as 2 CPU processes (gloo) on a port of their own: pytest-xdist may run two such
+    tests at once, and accelerate's default rendezvous port (29500) would then be taken."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no", *command]
 
 
 def require_extra(module: str):

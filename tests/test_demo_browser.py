@@ -11,7 +11,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import IN_CI, require_extra
+from conftest import IN_CI, free_port, require_extra
 
 pytestmark = pytest.mark.slow  # a server subprocess, a browser
 
@@ -34,12 +33,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 START_TIMEOUT_S = 180  # importing torch + gradio and building the app on 2 busy cores
 RESULT_TIMEOUT_MS = 240_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop(process: subprocess.Popen):

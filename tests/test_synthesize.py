@@ -13,7 +13,7 @@ import pytest
 import torch
 from huggingface_hub import DatasetCard
 
-from conftest import make_tiny_pipeline, run_cli, sigkill_when_exists
+from conftest import accelerate_launch_2, make_tiny_pipeline, run_cli, sigkill_when_exists
 from pipeline.data import ImageDataset
 from pipeline.data import load_dataset as load_training_data
 from pipeline.pipeline_fashion_ddpm import FASHION_MNIST_CLASSES
@@ -314,8 +314,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tiny_saved, tmp_path, ca
     assert not (out / WORK_DIR).exists() and json.loads((out / MANIFEST).read_text())["complete"]
 
 
-LAUNCH_2 = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "pipeline.cli", "synthesize"]
+SYNTHESIZE = ("-m", "pipeline.cli", "synthesize")
 
 
 @pytest.mark.slow  # subprocesses: two CPU processes (gloo) under accelerate launch
@@ -327,7 +326,7 @@ def test_two_processes_write_the_set_one_process_writes_and_a_killed_one_loses_n
 
     args, reference = _uninterrupted_run(tiny_saved, tmp_path, capsys)
     out = tmp_path / "two"
-    done = subprocess.run([*LAUNCH_2, *args, "--out", str(out)], env=ENV, cwd=REPO, capture_output=True, text=True,
+    done = subprocess.run(accelerate_launch_2(*SYNTHESIZE, *args, "--out", str(out)), env=ENV, cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "by 2 processes" in done.stdout and done.stdout.count("wrote ") == 1  # process 0 alone assembles and reports
@@ -336,7 +335,7 @@ def test_two_processes_write_the_set_one_process_writes_and_a_killed_one_loses_n
 
     # SIGKILL one worker as soon as a shard of the other's is written: the launch fails, the written shards stay
     killed = tmp_path / "killed"
-    launch = subprocess.Popen([*LAUNCH_2, *args, "--out", str(killed)], env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,
+    launch = subprocess.Popen(accelerate_launch_2(*SYNTHESIZE, *args, "--out", str(killed)), env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     shards = killed / WORK_DIR / "shards"
     deadline = time.time() + 300
@@ -348,7 +347,7 @@ def test_two_processes_write_the_set_one_process_writes_and_a_killed_one_loses_n
     assert launch.wait(timeout=120) != 0
     written = len(list(shards.glob("train-*.parquet")))
     assert 1 <= written < 20 and not json.loads((killed / MANIFEST).read_text())["complete"]
-    again = subprocess.run([*LAUNCH_2, *args, "--out", str(killed)], env=ENV, cwd=REPO, capture_output=True, text=True,
+    again = subprocess.run(accelerate_launch_2(*SYNTHESIZE, *args, "--out", str(killed)), env=ENV, cwd=REPO, capture_output=True, text=True,
                            timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming {killed}: " in again.stdout

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import sigkill_when_exists
+from conftest import accelerate_launch_2, sigkill_when_exists
 from pipeline.training.config import load_config, validate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,8 +106,7 @@ def test_corrupt_latest_checkpoint_is_skipped(tiny_run, tmp_path):
 @needs_data
 def test_two_processes_with_accelerate_launch(tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", *train_cmd(out, "max_train_steps=6")[1:]]
+    cmd = accelerate_launch_2(*train_cmd(out, "max_train_steps=6")[1:])
     result = run(cmd)
     assert "process 0 of 2 finished 6 updates" in result.stderr and "process 1 of 2 finished 6 updates" in result.stderr
     assert "2 processes, 6 updates of 64 images" in result.stderr
