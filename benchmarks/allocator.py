@@ -14,13 +14,12 @@ over rounds (median reported); a worker also reports its user and kernel CPU sec
 
 from __future__ import annotations
 
-import argparse
 import ctypes.util
-import json
 import resource
 import sys
 import time
 
+from benchmarks import harness
 from benchmarks.harness import emit, machine_info, markdown_table, median, parser, report_to_parent, run_worker
 
 NAME = "allocator"
@@ -35,8 +34,7 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=3, help="rounds, each allocator once per scenario (default 3)")
     p.add_argument("--tcmalloc", default=None, help="the tcmalloc library to preload (default: the system's, found by "
                                                      "name; Debian: apt-get install libtcmalloc-minimal4)")
-    p.add_argument("--worker", choices=("sample",), help=argparse.SUPPRESS)
-    p.add_argument("--spec", help=argparse.SUPPRESS)
+    harness.add_worker_args(p, ("sample",))
     args = p.parse_args(argv)
     if args.worker:
         return args
@@ -99,13 +97,13 @@ def train_spec(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.worker:
-        return sample_worker(json.loads(args.spec))
+    if harness.ran_as_worker(args, lambda _, spec: sample_worker(spec)):
+        return
     machine = machine_info(args.threads)
     allocators = {"glibc": {}, "tcmalloc": {"LD_PRELOAD": args.tcmalloc}}
-    scenarios = [(f"sample {b}", NAME, ["sample", "--spec", json.dumps({"batch": b, "model": args.model, "smoke":
-                  args.smoke, "threads": args.threads})]) for b in args.batches]
-    scenarios.append(("train", "train_throughput", ["project", "--spec", json.dumps(train_spec(args))]))
+    scenarios = [(f"sample {b}", NAME, harness.worker_argv("sample", {"batch": b, "model": args.model,
+                  "smoke": args.smoke, "threads": args.threads})) for b in args.batches]
+    scenarios.append(("train", "train_throughput", harness.worker_argv("project", train_spec(args))))
     runs = {(s, a): [] for s, *_ in scenarios for a in allocators}
     for r in range(args.rounds):
         for scenario, module, worker_argv in scenarios:

@@ -232,6 +232,26 @@ def run_worker(module: str, argv: list[str], what: str, threads: int | None = No
     return json.loads(lines[-1][len(WORKER_RESULT):])
 
 
+def add_worker_args(p: argparse.ArgumentParser, names: tuple[str, ...]):
+    """The hidden `--worker NAME --spec JSON` by which a benchmark measures each scenario in a fresh process."""
+    p.add_argument("--worker", choices=names, help=argparse.SUPPRESS)
+    p.add_argument("--spec", help=argparse.SUPPRESS)
+
+
+def worker_argv(name: str, spec: dict) -> list[str]:
+    """`run_worker`'s argv for worker `name` given `spec` (read back by `ran_as_worker`)."""
+    return [name, "--spec", json.dumps(spec)]
+
+
+def ran_as_worker(args: argparse.Namespace, worker) -> bool:
+    """In a worker process (`--worker` given): runs worker(name, spec), which reports with `report_to_parent`, and
+    says so; in the benchmark's own process: False, nothing run."""
+    if not args.worker:
+        return False
+    worker(args.worker, json.loads(args.spec))
+    return True
+
+
 def report_to_parent(result: dict):
     """A worker's result, printed for `run_worker`."""
     print(WORKER_RESULT + json.dumps(result), flush=True)

@@ -15,8 +15,6 @@ compilation and autotuning).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks import harness
 from benchmarks.harness import REPO, TINY_UNET, emit, machine_info, markdown_table, parser, report_to_parent, run_worker
 
 NAME = "loss_match"
@@ -42,8 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--window", type=int, default=None, help="updates per loss window (default 50; smoke 2)")
     p.add_argument("--batch", type=int, default=None, help="images per update (default: the config's; smoke 8)")
     p.add_argument("--name", default=NAME, help="result file name (default %(default)s)")
-    p.add_argument("--worker", choices=RUNS, help=argparse.SUPPRESS)
-    p.add_argument("--spec", help=argparse.SUPPRESS)
+    harness.add_worker_args(p, RUNS)
     args = p.parse_args(argv)
     if args.worker:
         return args
@@ -121,13 +119,12 @@ def compare(runs: dict, window: int) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.worker:
-        return worker(args.worker, json.loads(args.spec))
-    spec = build_spec(args)
-    machine = machine_info(args.threads)
+    if harness.ran_as_worker(args, worker):
+        return
+    spec, machine = build_spec(args), machine_info(args.threads)
     runs = {}
     for run in RUNS:
-        runs[run] = run_worker(NAME, [run, "--spec", json.dumps(spec)], run, args.threads)
+        runs[run] = run_worker(NAME, harness.worker_argv(run, spec), run, args.threads)
         print(f"{run}: last window loss {statistics.fmean(runs[run]['losses'][-args.window:]):.4f}", flush=True)
     result = {"benchmark": NAME, "smoke": args.smoke, "machine": machine,
               "config": os.path.relpath(args.config, REPO) if Path(args.config).is_absolute() else args.config,

@@ -22,9 +22,7 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
 import resource
 import sys
@@ -34,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks import harness
 from benchmarks.harness import REPO, TINY_UNET, device_label, emit, machine_info, markdown_table, median, parser, report_to_parent, rss_mb, run_worker
 
 NAME = "train_throughput"
@@ -51,8 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--data", choices=("auto", "synthetic"), default=None,
                    help="auto: the config's Fashion-MNIST, synthetic if not installed; synthetic: random uint8 images "
                         "(same compute). Default auto; smoke synthetic")
-    p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
-    p.add_argument("--spec", help=argparse.SUPPRESS)
+    harness.add_worker_args(p, VARIANTS)
     args = p.parse_args(argv)
     if args.worker:
         return args
@@ -243,14 +241,13 @@ def build_spec(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.worker:
-        return worker(args.worker, json.loads(args.spec))
-    spec = build_spec(args)
-    machine = machine_info(args.threads)
+    if harness.ran_as_worker(args, worker):
+        return
+    spec, machine = build_spec(args), machine_info(args.threads)
     runs = {v: [] for v in VARIANTS}
     for r in range(args.rounds):
         for variant in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
-            runs[variant].append(run_worker(NAME, [variant, "--spec", json.dumps(spec)], variant, spec["threads"]))
+            runs[variant].append(run_worker(NAME, harness.worker_argv(variant, spec), variant, spec["threads"]))
             print(f"round {r + 1}/{args.rounds}: {variant} {runs[variant][-1]['images_per_s']:.1f} img/s, "
                   f"peak RSS {runs[variant][-1]['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
     first = runs["project"][0]
