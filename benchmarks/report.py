@@ -550,6 +550,7 @@ METHOD_RECORDS = [
     ("trajectory, stages 1-5 (`configs/distill_stage5.yaml`), shipped: `pretrained/fashion-ddpm-cpu-fast`", "few_passes",
      "fashion-ddpm-cpu-fast"),
     ("trajectory, stages 1-6 (`configs/distill_stage6.yaml`), not shipped", "few_passes_stage6", "distill-cpu-stage6"),
+    ("trajectory, stages 1-7 (`configs/distill_stage7.yaml`), not shipped", "few_passes_stage7", "distill-cpu-stage7"),
     ("consistency, at stage 1's budget (`configs/distill_consistency.yaml`)", "few_passes", "distill-cpu-consistency"),
 ]
 
