@@ -22,7 +22,9 @@ def main(argv=None):
     parser.add_argument("--resume_from_checkpoint", help='"latest" or a checkpoint folder')
     parser.add_argument("--push_to_hub", action="store_true", help="upload the exported folder (not checkpoints)")
     parser.add_argument("--hub_model_id", help="user/name on the Hub")
-    parser.add_argument("--hub_token", help="defaults to the logged-in token / HF_TOKEN")
+    parser.add_argument("--hub_token", help="defaults to HF_TOKEN, then the saved login (hf auth login)")
+    parser.add_argument("--hub_base_model", help="Hub id of the init_from model (default: its folder name beside "
+                                                 "--hub_model_id, which must exist)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
@@ -32,7 +34,8 @@ def main(argv=None):
     from pipeline.training.trainer import train  # torch/diffusers are imported only for a valid config
 
     try:
-        train(config, args.resume_from_checkpoint, args.push_to_hub, args.hub_model_id, args.hub_token)
+        train(config, args.resume_from_checkpoint, args.push_to_hub, args.hub_model_id, args.hub_token,
+              args.hub_base_model)
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         parser.exit(2, f"error: {e}\n")
 

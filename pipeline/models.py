@@ -19,6 +19,7 @@ SHIPPED_MODEL_NAME = "fashion-ddpm-gpu"  # the better model by measurement; pret
 SHIPPED_MODEL_CANDIDATES = (PACKAGE_DIR / "pretrained" / SHIPPED_MODEL_NAME,
                             PACKAGE_DIR.parent / "pretrained" / SHIPPED_MODEL_NAME)
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+MODEL_FILES = ["model_index.json", "unet/*", "scheduler/*", "condition_encoder/*"]  # what loading a Hub model downloads
 
 
 class ModelError(ValueError):
@@ -86,7 +87,6 @@ def check_model_folder(folder: str | os.PathLike) -> dict:
         _check_safetensors(weights)
     if not (folder / "scheduler" / "scheduler_config.json").is_file():
         raise ModelError(f"{folder} has no scheduler/scheduler_config.json")
-    names = index.get("class_names")
     embeds_file = "unet/config.json"
     embeds = unet_config.get("num_class_embeds")
     if index.get("condition_encoder") and index["condition_encoder"][0]:  # a style model: the encoder holds the classes
@@ -95,12 +95,24 @@ def check_model_folder(folder: str | os.PathLike) -> dict:
             embeds = json.loads((folder / embeds_file).read_text(encoding="utf-8")).get("num_class_embeds")
         except (OSError, ValueError):
             raise ModelError(f"{folder} lists a condition_encoder but has no valid {embeds_file}") from None
-    if not isinstance(names, list) or not names:
-        raise ModelError(f"{index_path} has no class_names list")
+    names = _class_names(index, index_path)
     if embeds != len(names) + 1:
-        raise ModelError(f"{folder}: {len(names)} class_names in model_index.json need num_class_embeds = "
+        raise ModelError(f"{folder}: {len(names)} class names in model_index.json need num_class_embeds = "
                          f"{len(names) + 1} (one per class + the null class) in {embeds_file}, found {embeds}")
     return index
+
+
+def _class_names(index: dict, index_path: Path) -> list[str]:
+    """The class names of a model_index.json: its `id2label` mapping, or the `class_names` list of older folders."""
+    from .pipeline_fashion_ddpm import label_names
+
+    id2label, class_names = index.get("id2label"), index.get("class_names")
+    if not isinstance(id2label, dict) and not (isinstance(class_names, list) and class_names):
+        raise ModelError(f"{index_path} has no id2label mapping of class ids to names")
+    try:
+        return label_names(id2label if isinstance(id2label, dict) else None, class_names)
+    except ValueError as e:
+        raise ModelError(f"{index_path}: {e}") from None
 
 
 def _check_safetensors(path: Path):
@@ -150,17 +162,13 @@ def load_pipeline(model: str | os.PathLike | None = None, sampler: str | None = 
         _check_name(sampler)
     device = check_device(device)
     source = resolve_model(model)
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
-
+    folder = source if os.path.isdir(source) else download_model(source)
     from .pipeline_fashion_ddpm import FashionDDPMPipeline
 
     try:
-        pipe = FashionDDPMPipeline.from_pretrained(source)
-    except (LocalEntryNotFoundError, RepositoryNotFoundError, OSError) as e:
-        if os.path.isdir(source):
-            raise ModelError(f"could not load the model in {source}: {_first_line(e)}") from None
-        raise ModelError(f"no folder {source!r} here, and the Hub model {source!r} could not be loaded "
-                         f"({type(e).__name__}: {_first_line(e)}); check the id, the network or HF_HUB_OFFLINE") from None
+        pipe = FashionDDPMPipeline.from_pretrained(folder)
+    except OSError as e:
+        raise ModelError(f"could not load the model in {source}: {_first_line(e)}") from None
     except (ValueError, RuntimeError, TypeError, KeyError) as e:
         raise ModelError(f"the model {source} is broken: {type(e).__name__}: {_first_line(e)}") from None
     pipe.set_progress_bar_config(disable=True)
@@ -169,6 +177,21 @@ def load_pipeline(model: str | os.PathLike | None = None, sampler: str | None = 
 
         use_sampler(pipe, sampler)
     return pipe.to(device) if device else pipe
+
+
+def download_model(repo_id: str) -> str:
+    """A Hub model's files in the local cache (downloaded when missing; with HF_HUB_OFFLINE=1 the cache alone), checked
+    as a folder. This package's classes then load that folder, so none of the repo's code files is imported."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(repo_id, allow_patterns=MODEL_FILES)
+    except Exception as e:  # not found, private, offline without a cached copy, no network: one line, whatever it was
+        raise ModelError(f"no folder {repo_id!r} here, and the Hub model {repo_id!r} could not be loaded "
+                         f"({type(e).__name__}: {_first_line(e)}); check the id, the token, the network or "
+                         "HF_HUB_OFFLINE") from None
+    check_model_folder(folder)
+    return folder
 
 
 def check_device(device: str | None) -> str | None:

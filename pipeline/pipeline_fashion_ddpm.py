@@ -136,6 +136,28 @@ def check_guidance_rescale(guidance_rescale, name: str = "guidance_rescale"):
         raise ValueError(f"{name} must be a number in [0, 1] (0 = off), got {guidance_rescale!r}")
 
 
+def label_names(id2label: dict | None = None, class_names: list[str] | None = None) -> list[str]:
+    """The class names by id from `id2label` ({"0": name, ...}; JSON keys are strings) or a `class_names` list (folders
+    saved before id2label); the ten Fashion-MNIST classes when neither is given.
+
+    Raises:
+        ValueError: ids that are not 0..n-1, or both given and disagreeing.
+    """
+    names = list(class_names) if class_names is not None else None
+    if id2label is not None:
+        try:
+            by_id = {int(k): name for k, name in id2label.items()}
+        except (TypeError, ValueError, AttributeError):
+            by_id = {}
+        if not by_id or len(by_id) != len(id2label) or sorted(by_id) != list(range(len(by_id))):
+            raise ValueError(f"id2label must map the ids 0..n-1 (as strings or ints) to class names, got {id2label!r}")
+        from_ids = [by_id[i] for i in range(len(by_id))]
+        if names is not None and names != from_ids:
+            raise ValueError(f"class_names {names} and id2label {from_ids} disagree; give one of them")
+        names = from_ids
+    return names if names is not None else list(FASHION_MNIST_CLASSES)
+
+
 def _normalise_label(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -210,8 +232,11 @@ class FashionDDPMPipeline(DiffusionPipeline):
         unet ([`UNet2DModel`]): noise-prediction U-Net with ``num_class_embeds == len(class_names) + 1`` (class-only),
             or ``class_embed_type="identity"`` (fed by the condition encoder).
         scheduler ([`SchedulerMixin`]): any diffusers noise scheduler; defaults to a 100-step cosine `DDPMScheduler`.
-        class_names (`list[str]`, *optional*): label names, index = class id; stored in `model_index.json`.
+        class_names (`list[str]`, *optional*): label names, index = class id (folders saved before `id2label`).
         condition_encoder (*optional*): class (+ style) -> class embedding; None for a class-only model.
+        id2label (`dict[str, str]`, *optional*): {"0": name, ...}, as diffusers' DiT pipeline keeps its labels; stored
+            in `model_index.json`. Not a list there: the Hub download path reads every list-valued key whose first item
+            is a string as a [module, class] component. Defaults to the ten Fashion-MNIST classes.
     """
 
     model_cpu_offload_seq = "condition_encoder->unet"
@@ -223,9 +248,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
     def __init__(self, unet: UNet2DModel, scheduler, class_names: list[str] | None = None,
                  default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE, default_num_inference_steps: int | None = None,
                  default_guidance_interval: list[float] | None = None, condition_encoder=None,
-                 default_timesteps: list[int] | None = None):
+                 default_timesteps: list[int] | None = None, id2label: dict[str, str] | None = None):
         super().__init__()
-        class_names = list(class_names) if class_names is not None else list(FASHION_MNIST_CLASSES)
+        class_names = label_names(id2label, class_names)
         if condition_encoder is not None:
             num_embeds = condition_encoder.config.num_class_embeds
             if unet.config.class_embed_type != "identity":
@@ -247,7 +272,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
         self.register_modules(unet=unet, scheduler=scheduler, condition_encoder=condition_encoder)
         # Stored in model_index.json: each saved model carries the guidance (scale and noise-level interval) and the
         # step count (or the timesteps themselves) measured best for it.
-        self.register_to_config(class_names=class_names, default_guidance_scale=float(default_guidance_scale),
+        self.register_to_config(id2label={str(i): name for i, name in enumerate(class_names)},
+                                default_guidance_scale=float(default_guidance_scale),
                                 default_num_inference_steps=default_num_inference_steps,
                                 default_guidance_interval=default_guidance_interval,
                                 default_timesteps=default_timesteps)
@@ -324,11 +350,11 @@ class FashionDDPMPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ labels
     @property
     def class_names(self) -> list[str]:
-        return list(self.config.class_names)
+        return label_names(self.config.id2label)
 
     @property
     def null_class_id(self) -> int:
-        return len(self.config.class_names)
+        return len(self.config.id2label)
 
     def class_id(self, label: int | str) -> int:
         """Maps a class id or a (case-insensitive, alias-tolerant) class name to its id."""

@@ -1,5 +1,11 @@
-import json
 import os
+
+# Files move to the tests' Hub server (tests/hub_server.py) as plain HTTP and Git LFS: huggingface_hub reads these at
+# import, so they are set before anything imports it.
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import json  # noqa: E402
 import socket
 import subprocess
 import sys

@@ -31,12 +31,17 @@ def test_card_metadata_text_and_eval_results(tmp_path):
     fill_metrics(path, "| judge-FID | 0.6 | 0.3 |", RESULT)
     card = ModelCard.load(path)
     assert "| judge-FID | 0.6 | 0.3 |" in card.text and "Not measured yet" not in card.text
-    values = {r.metric_name.split(" (")[0]: (r.metric_type, r.metric_value) for r in card.data.eval_results}
+    values = {r.metric_name: (r.metric_type, r.metric_value) for r in card.data.eval_results}
     # the judge's numbers are typed as what they are; only the standard Inception FID is a "fid"
     assert values == {"judge accuracy": ("judge-accuracy", 0.97), "judge-FID": ("judge-fid", 0.6),
                       "Inception FID": ("fid", 25.0)}
-    assert all("real-data floor" in r.metric_name and r.dataset_type == "zalando-datasets/fashion_mnist"
-               and r.task_type == "unconditional-image-generation" for r in card.data.eval_results)
+    # how each was measured is in its args (the Hub's metric `args`), not packed into its name
+    floors = {r.metric_name: r.metric_args.pop("real_data_floor") for r in card.data.eval_results}
+    assert floors == {"judge accuracy": 0.94, "judge-FID": 0.3, "Inception FID": 18.3}
+    assert all(r.metric_args == {"num_images": 1000, "sampler": "dpm++", "num_inference_steps": 20, "guidance_scale": 2.0,
+                                 "guidance_interval": [0.0, 1.0], "seed": 0} for r in card.data.eval_results)
+    assert all(r.dataset_type == "zalando-datasets/fashion_mnist" and r.task_type == "unconditional-image-generation"
+               for r in card.data.eval_results)
     assert card.data.model_name == "fashion-ddpm-test"  # one model-index entry per model folder
     # the "As training data" section: a placeholder in a new card, replaced (not duplicated) when filled
     assert "No Classification Accuracy Score yet" in card.text

@@ -147,27 +147,6 @@ def test_plan_shards():
     assert shards[0].name == "train-00000-of-00006" and shards[-1].name == "train-00005-of-00006"
 
 
-def test_push_to_hub_uploads_card_then_data(tiny_saved, tmp_path, capsys, monkeypatch):
-    import huggingface_hub
-
-    import pipeline.hub
-
-    pushed = []
-    monkeypatch.setattr(pipeline.hub, "check_hub_access", lambda repo, token=None, **kw: pushed.append(("check", repo)))
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo, **kw: pushed.append(("repo", repo, kw["repo_type"])))
-    monkeypatch.setattr(huggingface_hub.DatasetCard, "push_to_hub",
-                        lambda self, repo, **kw: pushed.append(("card", repo, kw["repo_type"], self.data.license)))
-    monkeypatch.setattr(datasets.Dataset, "push_to_hub",
-                        lambda self, repo, **kw: pushed.append(("data", repo, kw["split"], len(self), self.features["label"].names[8])))
-    out = tmp_path / "pushed"
-    code, text = run_cli(["synthesize", "--model", str(tiny_saved), "--per-class", "2", "--classes", "Bag", "--steps", "1",
-                          "--out", str(out), "--push-to-hub", "someone/synthetic-fashion", "--no-progress"], capsys)
-    assert code == 0, text
-    assert pushed == [("check", "someone/synthetic-fashion"), ("repo", "someone/synthetic-fashion", "dataset"),
-                      ("card", "someone/synthetic-fashion", "dataset", "mit"), ("data", "someone/synthetic-fashion", "train", 2, "Bag")]
-    assert "pushed to https://huggingface.co/datasets/someone/synthetic-fashion" in text
-
-
 # ---------------------------------------------------------------------------------------------- bad input
 def _cases(tmp_path: Path, tiny: Path, pipe) -> list[tuple[list[str], str, dict]]:
     """(argv, words the message must contain, environment) for the command-line table."""
@@ -181,7 +160,7 @@ def _cases(tmp_path: Path, tiny: Path, pipe) -> list[tuple[list[str], str, dict]
     other = tmp_path / "other-run"  # a finished run with guidance 2; the command below asks for 3
     synthesize(pipe, other, 1, ["Bag"], seed=0, fmt="arrow", shard_size=250, progress=False, steps=1,
                guidance=2.0)
-    offline = {"HF_HUB_OFFLINE": "1", "HF_TOKEN": ""}
+    offline = {"HF_HUB_OFFLINE": "1", "HF_TOKEN": "hf_any"}
     return [
         (["synthesize", *model, "--per-class", "0", "--out", new], "--per-class: must be >= 1, got 0", {}),
         (["synthesize", *model, "--per-class", "2", "--classes", "spaceship", "--out", new], "unknown class name 'spaceship'", {}),
@@ -197,7 +176,7 @@ def _cases(tmp_path: Path, tiny: Path, pipe) -> list[tuple[list[str], str, dict]
         (["synthesize", *model, "--per-class", "2", "--out", new, "--push-to-hub", "someone/data"],
          "--push-to-hub: cannot reach the Hugging Face Hub", offline),
         (["synthesize", *model, "--per-class", "2", "--out", new, "--push-to-hub", "not a repo id"],
-         "--push-to-hub 'not a repo id' is not a Hub id", {}),
+         "--push-to-hub 'not a repo id' is not a Hub repo id", {}),
         (["synthesize", "--model", str(tmp_path / "no-model"), "--per-class", "2", "--out", new], "no-model", {}),
         (["synthesize", *model, "--per-class", "2000000", "--out", new], "per_class must be <= 1,000,000", {}),
     ]

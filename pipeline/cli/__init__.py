@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import clip, demo, distill, evaluate, generate, synthesize, visualize
+from . import clip, demo, distill, evaluate, generate, push, synthesize, visualize
 
-COMMANDS = [generate, evaluate, clip, visualize, synthesize, distill, demo]
+COMMANDS = [generate, evaluate, clip, visualize, synthesize, distill, demo, push]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fashion-ddpm", description="A class-conditional DDPM for Fashion-MNIST: "
-                                     "generate, evaluate, score with CLIP, draw, synthesize datasets, distil, demo.")
+                                     "generate, evaluate, score with CLIP, draw, synthesize datasets, distil, demo, push to the Hub.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as e:  # ModelError, bad settings, missing data: the message says it all
-        raise SystemExit(f"error: {e}") from None
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     fashion-ddpm distill --config configs/distill.yaml [key=value ...]
     accelerate launch -m pipeline.cli distill --config configs/distill.yaml --resume_from_checkpoint latest
+    fashion-ddpm distill --config configs/distill.yaml --push_to_hub --hub_model_id you/fashion-ddpm-fast
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ def register(sub):
     p.add_argument("--config", default=None, help="a YAML file of DistillConfig keys (configs/distill.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides (YAML values)")
     p.add_argument("--resume_from_checkpoint", default=None, help='"latest" or a checkpoint folder')
+    p.add_argument("--push_to_hub", action="store_true", help="upload the exported student (as `fashion-ddpm push`)")
+    p.add_argument("--hub_model_id", help="user/name on the Hub")
+    p.add_argument("--hub_token", help="defaults to HF_TOKEN, then the saved login (hf auth login)")
+    p.add_argument("--hub_base_model", help="Hub id of the teacher (default: its folder name beside --hub_model_id, "
+                                            "which must exist)")
     p.set_defaults(func=run)
 
 
@@ -22,8 +28,18 @@ def run(args):
     from ..models import resolve_model
 
     resolve_model(config.teacher)
+    from ..hub import check_base_model, check_hub_access, push_model
+
+    if args.push_to_hub:  # an upload that cannot succeed fails now, not after the distillation
+        check_hub_access(args.hub_model_id, args.hub_token)
+        check_base_model(config.teacher, args.hub_model_id, args.hub_base_model, args.hub_token, "--hub_base_model")
     from ..training.distill import distill
 
     folder = distill(config, args.resume_from_checkpoint)
     print(f"wrote {folder}")
+    if args.push_to_hub:
+        from accelerate import PartialState
+
+        if PartialState().is_main_process:  # one upload, from the process that exported
+            print(f"pushed to {push_model(folder, args.hub_model_id, args.hub_token, base_model=args.hub_base_model)}")
     return folder

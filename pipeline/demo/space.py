@@ -66,6 +66,7 @@ def stage_space(out_dir: str | os.PathLike, model: str | os.PathLike | None = No
         FileNotFoundError: the template files are missing from the installed package.
     """
     from ..models import check_model_folder, resolve_model
+    from ..pipeline_fashion_ddpm import label_names
 
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -89,7 +90,7 @@ def stage_space(out_dir: str | os.PathLike, model: str | os.PathLike | None = No
     shutil.copytree(PACKAGE, out / "pipeline", symlinks=False,
                     ignore=lambda folder, names: [n for n in names if n in NOT_STAGED or n.endswith(".pyc")])
     shutil.copytree(source, out / SPACE_MODEL_DIR, ignore=shutil.ignore_patterns("checkpoints", "logs", "__pycache__"))
-    images = forward_examples(data_dir, len(index["class_names"]))
+    images = forward_examples(data_dir, len(label_names(index.get("id2label"), index.get("class_names"))))
     if images is not None:
         from PIL import Image
 

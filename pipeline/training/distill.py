@@ -622,7 +622,7 @@ def write_distilled_card(folder: Path, config: DistillConfig, stats: dict, teach
     from huggingface_hub import ModelCard
 
     from ..settings import SamplingSettings
-    from .model_card import _block, _duration, card_data
+    from .model_card import _block, _duration, card_data, use_markdown
 
     settings = SamplingSettings.resolve(pipe)
     schedules = "; ".join(f"{n} step{'s' * (n > 1)} at t = {', '.join(map(str, ts))}"
@@ -640,22 +640,14 @@ def write_distilled_card(folder: Path, config: DistillConfig, stats: dict, teach
 
 # A few-step student of {config.teacher}
 
+{_block("use", use_markdown(step_counts=sorted(int(n) for n in pipe.condition_encoder.config.step_schedules)))}
+
 Distilled (pipeline/training/distill.py, method `{config.method}`) from `{config.teacher}`: {stats['updates']:,} updates of
 {config.train_batch_size} pairs on {stats['trajectories']:,} teacher trajectories (DPM-Solver++ {config.grid_steps} steps,
 guidance w in {config.guidance_values}; made in {_duration(stats['trajectory_time_s'])}), {_duration(stats['wall_time_s'])} of
 training on {stats['hardware']}; final loss
 {stats['final_loss']:.4f}. It samples in one U-Net pass per step, with w an input: {schedules}. Default:
 {settings.describe()}; w in [{low:g}, {high:g}].{stages}
-
-## Use
-
-```python
-from diffusers import DiffusionPipeline
-
-pipe = DiffusionPipeline.from_pretrained("USER/NAME", trust_remote_code=True)
-images = pipe(class_labels=["Sneaker", "Bag"], num_images_per_label=4).images   # {settings.describe()}
-images = pipe(class_labels="Bag", num_inference_steps=1, guidance_scale=3).images   # one pass per image
-```
 
 ## Evaluation
 

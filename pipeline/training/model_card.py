@@ -27,6 +27,7 @@ def _block(name: str, markdown: str) -> str:
 
 
 METRICS = _section("metrics")
+USE = _section("use")
 TAGS = ["diffusers", "fashion-mnist", "class-conditional", "classifier-free-guidance", "image-generation"]
 
 
@@ -34,6 +35,49 @@ def _duration(seconds: float) -> str:
     minutes, s = divmod(int(round(seconds)), 60)
     h, m = divmod(minutes, 60)
     return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
+
+
+def use_markdown(hub_id: str | None = None, local_path: str | None = None, style_attributes: list[str] | None = None,
+                 step_counts: list[int] | None = None) -> str:
+    """The card's first block: that the pipeline's own code runs with `trust_remote_code=True` and how to pin it, that
+    it takes classes and not a prompt, and the lines that load `hub_id` (USER/NAME until a repo is known) and call it."""
+    code = "`pipeline_fashion_ddpm.py`" + (" and `condition_encoder/condition_encoder.py`" if style_attributes or step_counts
+                                           else "")
+    lines = [f'pipe = DiffusionPipeline.from_pretrained("{hub_id or HUB_ID_PLACEHOLDER}", trust_remote_code=True)',
+             'images = pipe(class_labels=["Sneaker", "Bag"], num_images_per_label=4).images   # the saved defaults']
+    if style_attributes:
+        lines += ['images = pipe(class_labels="Dress", style={"' + style_attributes[0] + '": 0.9}).images   '
+                  '# percentiles within the class', 'images = pipe(class_labels="Dress", style="wide dark").images      '
+                  '# descriptor words']
+    if step_counts:
+        lines.append(f'images = pipe(class_labels="Bag", num_inference_steps={min(step_counts)}).images   # '
+                     f'{" / ".join(map(str, sorted(step_counts)))} U-Net passes per image')
+    local = (f"\n\nFrom a fashion-ddpm checkout: `DiffusionPipeline.from_pretrained(\"{local_path}\", "
+             "trust_remote_code=True)`." if local_path else "")
+    return (f"This model is a diffusers pipeline with code of its own: {code} in this repository run when it loads with "
+            "`trust_remote_code=True`. Read them first, and pin the commit you read with `revision=\"<commit sha>\"` "
+            "(a later push cannot then change the code you run). It takes class labels"
+            f"{' and a style' if style_attributes else ''}, not a text prompt: the Hub's generic "
+            "`pipe(prompt)` snippet does not apply.\n\n```python\nfrom diffusers import DiffusionPipeline\n\n"
+            + "\n".join(lines) + f"\n```{local}")
+
+
+def set_use_section(text: str, folder: str | Path, hub_id: str | None = None, local_path: str | None = None) -> str:
+    """`text` (a card) with its use block rendered for `hub_id` from what `folder` holds (style attributes, a student's
+    step counts); a card written before the block existed gets it under its title."""
+    import json
+
+    folder = Path(folder)
+    encoder = folder / "condition_encoder" / "config.json"
+    config = json.loads(encoder.read_text(encoding="utf-8")) if encoder.is_file() else {}
+    steps = sorted(int(n) for n in (config.get("step_schedules") or {}))
+    block = _block("use", use_markdown(hub_id, local_path, config.get("style_attributes"), steps))
+    if USE.search(text):
+        return USE.sub(lambda _: block, text)
+    text = re.sub(r"^## Use\n.*?(?=^## )", "", text, flags=re.M | re.S)  # the usage section of older cards
+    title = re.search(r"^# .*$", text, re.M)
+    at = title.end() if title else 0
+    return text[:at] + "\n\n" + block + text[at:]
 
 
 def card_data(prediction_type: str):
@@ -61,7 +105,8 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
     card = ModelCard.from_template(
         card_data(config.get("prediction_type", "epsilon")), template_path=str(TEMPLATE),
         description=config.get("description") or "Trained with `train_conditional.py` from fashion-ddpm.",
-        hub_id=hub_model_id or HUB_ID_PLACEHOLDER, local_path=local_path or Path(folder).as_posix(), target=target,
+        use=_block("use", use_markdown(hub_model_id, local_path or Path(folder).as_posix(), config.get("style_attributes"))),
+        target=target,
         num_train_timesteps=config.get("num_train_timesteps", 100), parameters=f"{stats.get('parameters', 0) / 1e6:.2f} M",
         settings=settings.describe(), class_names=", ".join(FASHION_MNIST_CLASSES), sample_grid=sample_grid,
         loss_curve=loss_curve, data_source=stats["data_source"], num_train_images=f"{stats['num_train_images']:,}",
@@ -143,14 +188,16 @@ EVAL_METRICS = (("judge-accuracy", "judge accuracy", "judge_accuracy"), ("judge-
 
 
 def eval_results(result: dict) -> list:
-    """The measured metrics of `pipeline.evaluation.fidelity.evaluate` as Hub `EvalResult`s, floors in the names."""
+    """The measured metrics of `pipeline.evaluation.fidelity.evaluate` as Hub `EvalResult`s: the metric's plain name,
+    and in its `args` how it was measured (N, the sampling settings, the seed) and the real-data floor at that N."""
     from huggingface_hub import EvalResult
 
-    setting = f"N={result['num_images']}, {SamplingSettings.from_json(result).describe()}"
+    settings = SamplingSettings.from_json(result)
+    common = {"num_images": result["num_images"], **settings.to_json(), "seed": result.get("seed", 0)}
     return [EvalResult(task_type=EVAL_TASK[0], task_name=EVAL_TASK[1], dataset_type="zalando-datasets/fashion_mnist",
-                       dataset_name="Fashion-MNIST", dataset_split="test", metric_type=kind,
-                       metric_name=f"{name} ({setting}; real-data floor {result[key + '_floor']:.4g})",
-                       metric_value=round(float(result[key]), 4))
+                       dataset_name="Fashion-MNIST", dataset_split="test", metric_type=kind, metric_name=name,
+                       metric_value=round(float(result[key]), 4),
+                       metric_args={**common, "real_data_floor": round(float(result[key + "_floor"]), 4)})
             for kind, name, key in EVAL_METRICS if result.get(key) is not None]
 
 

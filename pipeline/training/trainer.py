@@ -27,7 +27,7 @@ from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_dataset, to_model_range
-from ..hub import check_hub_access
+from ..hub import check_base_model, check_hub_access, push_model
 from ..pipeline_fashion_ddpm import DEFAULT_UNET_CONFIG, FashionDDPMPipeline
 from ..schedulers import make_scheduler
 from ..settings import EVERY_STEP
@@ -42,7 +42,6 @@ from .style import StyleDenoiser, build_encoder, from_class_only
 
 logger = logging.getLogger("fashion_ddpm.train")
 EXTRA_EMA_PREFIX = "ema-power-"  # the folders of the side-by-side EMAs (config ema_extra_powers), not the model
-EXPORT_IGNORE = ["checkpoints/*", "logs/*", ".tmp*", "samples/step-*", f"{EXTRA_EMA_PREFIX}*"]
 PROBE_WARMUP_UPDATES = 3  # updates before the wall-clock probe starts timing (compilation, graph capture, autotuning)
 
 
@@ -495,24 +494,15 @@ def _hardware(accelerator: Accelerator) -> str:
     return f"{accelerator.num_processes} process(es) on CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
-def push_to_hub(folder: Path, hub_model_id: str, hub_token: str | None = None) -> str:
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=hub_token)
-    api.create_repo(hub_model_id, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=hub_model_id, ignore_patterns=EXPORT_IGNORE,
-                      commit_message="Upload fashion-ddpm pipeline")
-    return f"https://huggingface.co/{hub_model_id}"
-
-
 def train(config: TrainConfig, resume_from_checkpoint: str | None = None, push: bool = False,
-          hub_model_id: str | None = None, hub_token: str | None = None) -> Path:
+          hub_model_id: str | None = None, hub_token: str | None = None, hub_base_model: str | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if push:
+    if push:  # an upload that cannot succeed fails now, not after the training
         check_hub_access(hub_model_id, hub_token)
+        check_base_model(config.init_from, hub_model_id, hub_base_model, hub_token, "--hub_base_model")
     trainer = Trainer(config, hub_model_id if push else None)
     trainer.setup()
     folder = trainer.run(resume_from_checkpoint)
     if push and trainer.accelerator.is_main_process:
-        logger.info("pushed to %s", push_to_hub(folder, hub_model_id, hub_token))
+        logger.info("pushed to %s", push_model(folder, hub_model_id, hub_token, base_model=hub_base_model))
     return folder
