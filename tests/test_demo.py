@@ -149,9 +149,9 @@ def test_demo_without_gradio_says_which_extra(tiny_saved, monkeypatch, capsys):
     monkeypatch.setattr(pipeline.models, "load_pipeline", lambda *a, **k: loads.append(1))
     with pytest.raises(SystemExit) as info:
         main(["demo", "--model", str(tiny_saved)])
-    message = str(info.value.code)
+    message = str(info.value)  # exit status 2, the one line printed to stderr
     assert message.startswith("error: the demo needs Gradio") and "pip install -e '.[demo]'" in message
-    assert "\n" not in message and not loads
+    assert info.value.code == 2 and "\n" not in message and not loads
 
 
 def test_demo_arguments(capsys):
@@ -190,7 +190,7 @@ def test_stage_space(tiny_saved, tmp_path, capsys):
     # Staging refuses to mix into a folder that holds something, and a bad Hub id.
     with pytest.raises(SystemExit, match="exists and is not an empty folder"):
         main(["demo", "--stage-space", str(out), "--model", str(tiny_saved)])
-    with pytest.raises(SystemExit, match="is not a Hub id of the form user/name"):
+    with pytest.raises(SystemExit, match="--hub-model-id 'x y' is not a Hub repo id; give user/name"):
         main(["demo", "--stage-space", str(tmp_path / "other"), "--model", str(tiny_saved), "--hub-model-id", "x y"])
     assert not (tmp_path / "other").exists()
     plain = tmp_path / "plain"

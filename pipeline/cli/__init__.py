@@ -15,6 +15,17 @@ from . import clip, demo, distill, evaluate, generate, push, synthesize, visuali
 COMMANDS = [generate, evaluate, clip, visualize, synthesize, distill, demo, push]
 
 
+class CommandError(SystemExit):
+    """Exit status 2 (as argparse's own errors), its message printed to stderr before; `str()` is the message."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fashion-ddpm", description="A class-conditional DDPM for Fashion-MNIST: "
                                      "generate, evaluate, score with CLIP, draw, synthesize datasets, distil, demo, push to the Hub.")
@@ -31,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except (ValueError, FileNotFoundError) as e:  # ModelError, bad settings, missing data: the message says it all
         print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise CommandError(f"error: {e}") from None
 
 
 if __name__ == "__main__":

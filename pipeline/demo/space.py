@@ -8,7 +8,6 @@ The Space's own files (`app.py`, `requirements.txt`, `README.md` with the Space'
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -65,6 +64,7 @@ def stage_space(out_dir: str | os.PathLike, model: str | os.PathLike | None = No
         ValueError: `out_dir` is a file or a non-empty folder, or `model` is not a local folder.
         FileNotFoundError: the template files are missing from the installed package.
     """
+    from ..hub import check_repo_id
     from ..models import check_model_folder, resolve_model
     from ..pipeline_fashion_ddpm import label_names
 
@@ -78,15 +78,16 @@ def stage_space(out_dir: str | os.PathLike, model: str | os.PathLike | None = No
     if not os.path.isdir(source):
         raise ValueError(f"--model {source} is a Hub id; staging copies a local model folder (download it first)")
     index = check_model_folder(source)
-    if hub_model_id is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", hub_model_id):
-        raise ValueError(f"--hub-model-id {hub_model_id!r} is not a Hub id of the form user/name")
+    if hub_model_id is not None:
+        check_repo_id(hub_model_id, "--hub-model-id")
+    from huggingface_hub import SpaceCard
+
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(SPACE_TEMPLATE / "app.py", out / "app.py")
     shutil.copy2(SPACE_TEMPLATE / "requirements.txt", out / "requirements.txt")
-    readme = (SPACE_TEMPLATE / "README.md").read_text(encoding="utf-8")
-    if hub_model_id:
-        readme = readme.replace("models: []", f"models:\n  - {hub_model_id}", 1)
-    (out / "README.md").write_text(readme, encoding="utf-8")
+    card = SpaceCard.load(SPACE_TEMPLATE / "README.md")
+    card.data.models = [hub_model_id] if hub_model_id else []  # links the Space and the model on the Hub
+    card.save(out / "README.md")
     shutil.copytree(PACKAGE, out / "pipeline", symlinks=False,
                     ignore=lambda folder, names: [n for n in names if n in NOT_STAGED or n.endswith(".pyc")])
     shutil.copytree(source, out / SPACE_MODEL_DIR, ignore=shutil.ignore_patterns("checkpoints", "logs", "__pycache__"))

@@ -41,8 +41,8 @@ def use_markdown(hub_id: str | None = None, local_path: str | None = None, style
                  step_counts: list[int] | None = None) -> str:
     """The card's first block: that the pipeline's own code runs with `trust_remote_code=True` and how to pin it, that
     it takes classes and not a prompt, and the lines that load `hub_id` (USER/NAME until a repo is known) and call it."""
-    code = "`pipeline_fashion_ddpm.py`" + (" and `condition_encoder/condition_encoder.py`" if style_attributes or step_counts
-                                           else "")
+    two = bool(style_attributes or step_counts)  # a condition encoder: its code file too
+    code = "`pipeline_fashion_ddpm.py`" + (" and `condition_encoder/condition_encoder.py`" if two else "")
     lines = [f'pipe = DiffusionPipeline.from_pretrained("{hub_id or HUB_ID_PLACEHOLDER}", trust_remote_code=True)',
              'images = pipe(class_labels=["Sneaker", "Bag"], num_images_per_label=4).images   # the saved defaults']
     if style_attributes:
@@ -54,8 +54,9 @@ def use_markdown(hub_id: str | None = None, local_path: str | None = None, style
                      f'{" / ".join(map(str, sorted(step_counts)))} U-Net passes per image')
     local = (f"\n\nFrom a fashion-ddpm checkout: `DiffusionPipeline.from_pretrained(\"{local_path}\", "
              "trust_remote_code=True)`." if local_path else "")
-    return (f"This model is a diffusers pipeline with code of its own: {code} in this repository run when it loads with "
-            "`trust_remote_code=True`. Read them first, and pin the commit you read with `revision=\"<commit sha>\"` "
+    return (f"This model is a diffusers pipeline with code of its own: {code} in this repository "
+            f"{'run' if two else 'runs'} when it loads with `trust_remote_code=True`. Read {'them' if two else 'it'} "
+            "first, and pin the commit you read with `revision=\"<commit sha>\"` "
             "(a later push cannot then change the code you run). It takes class labels"
             f"{' and a style' if style_attributes else ''}, not a text prompt: the Hub's generic "
             "`pipe(prompt)` snippet does not apply.\n\n```python\nfrom diffusers import DiffusionPipeline\n\n"
