@@ -599,7 +599,7 @@ def render_cards(root: Path):
     """The shipped models' cards, rendered into copies under `root` (so --check compares without writing)."""
     from benchmarks.synthetic_data import card_section
     from pipeline.evaluation.fidelity import metrics_markdown
-    from pipeline.training.model_card import fill_metrics, fill_section, rewrite_model_card, set_use_section
+    from pipeline.training.model_card import fill_metrics, fill_section, rewrite_model_card, write_student_card
 
     cards = {}
     for folder, evaluation, cas in SHIPPED:
@@ -625,8 +625,10 @@ def render_cards(root: Path):
         folder, evaluation = FAST
         card = root / folder / "README.md"
         card.parent.mkdir(parents=True, exist_ok=True)
-        card.write_text(set_use_section((REPO / folder / "README.md").read_text(encoding="utf-8"), REPO / folder,
-                                        local_path=folder), encoding="utf-8")
+        for name in ("distill.json", "model_index.json", "condition_encoder/config.json", "scheduler/scheduler_config.json"):
+            (card.parent / name).parent.mkdir(parents=True, exist_ok=True)
+            (card.parent / name).write_bytes((REPO / folder / name).read_bytes())
+        write_student_card(card.parent, local_path=folder)
         result = load(evaluation)
         fill_metrics(card, metrics_markdown(result) + f"\n\nRe-measure: `fashion-ddpm evaluate --model {folder} "
                      "--num-per-class 100`.", result)

@@ -256,7 +256,9 @@ def test_distill_exports_a_student_and_a_resumed_run_ends_bit_identical(tmp_path
     assert [r["step"] for r in rows] == [2, 4] and all(r["loss"] > 0 for r in rows)
     per_steps = [v for r in rows for k, v in r.items() if k.startswith("loss_") and k.endswith("_steps")]
     assert per_steps and all(v > 0 for v in per_steps)  # each step count's own loss, for the ones drawn
-    assert "4 updates" in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "4 updates" in card  # the student's card: the same template as every card (use block, sections, limits)
+    assert all(part in card for part in ("<!-- use:start -->", "## Distillation", "<!-- metrics:start -->", "## Limitations"))
     shards = sorted((folder / "trajectories").glob("w*.pt"))
     assert len(shards) == 4  # 2 weights x 2 shards of one image per class
     # a run SIGKILLed once its update-2 checkpoint exists, resumed, ends where the uninterrupted run did; the shards
@@ -280,7 +282,7 @@ def test_distill_exports_a_student_and_a_resumed_run_ends_bit_identical(tmp_path
     for a, b in zip(student.unet.state_dict().values(), exported.unet.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     last = json.loads((resumed / "metrics.jsonl").read_text().splitlines()[-1])
-    assert last["step"] == 4 and f"final loss\n{last['loss']:.4f}" in (resumed / "README.md").read_text()
+    assert last["step"] == 4 and f"final loss {last['loss']:.4f}" in (resumed / "README.md").read_text()
     # a second stage trains on from the first's student: its weights start there, its cost adds to the first's
     stage_2 = distill(load_config("configs/distill.yaml", [
         f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'd'}", f"trajectories_dir={folder / 'trajectories'}",

@@ -531,6 +531,7 @@ class Distiller:
         from ..settings import SamplingSettings
         from ..visualize import sample_grid
         from .files import move_into
+        from .model_card import write_student_card
         from .plots import plot_loss_curve
         from .trainer import _hardware
 
@@ -551,7 +552,7 @@ class Distiller:
         stats = cumulative_stats(self.prior, stats, self.config)
         (tmp / "distill.json").write_text(json.dumps({"config": dataclasses.asdict(self.config), "stats": stats},
                                                      indent=2) + "\n")
-        write_distilled_card(tmp, self.config, stats, self.teacher, pipe)
+        write_student_card(tmp, local_path=self.output_dir.as_posix())
         move_into(tmp, self.output_dir)
         return self.output_dir
 
@@ -614,50 +615,6 @@ class Distiller:
             logger.info("exported the EMA student to %s", self.output_dir)
         acc.end_training()
         return self.output_dir
-
-
-def write_distilled_card(folder: Path, config: DistillConfig, stats: dict, teacher, pipe) -> Path:
-    """The student's model card: what it is, how to use it, what it cost; measured quality is filled in later
-    (`fashion-ddpm evaluate --update-model-card` fills its metrics block)."""
-    from huggingface_hub import ModelCard
-
-    from ..settings import SamplingSettings
-    from .model_card import _block, _duration, card_data, use_markdown
-
-    settings = SamplingSettings.resolve(pipe)
-    schedules = "; ".join(f"{n} step{'s' * (n > 1)} at t = {', '.join(map(str, ts))}"
-                          for n, ts in sorted((int(k), v) for k, v in pipe.condition_encoder.config.step_schedules.items()))
-    low, high = pipe.condition_encoder.config.guidance_range
-    stages = "".join(f" Stage {i}: {st['updates']:,} updates at learning rate {st['learning_rate']:g}"
-                     f"{' on ' + format(st['trajectories'], ',') + ' trajectories' if 'trajectories' in st else ''}"
-                     f"{' from ' + repr(st['init_student']) if st['init_student'] else ' from the teacher'}"
-                     f"{', step counts drawn with weights ' + str(st['step_weights']) if st.get('step_weights') else ''}, "
-                     f"{_duration(st['wall_time_s'])}, final loss {st['final_loss']:.4f}."
-                     for i, st in enumerate(stats.get("stages", []), 1))
-    text = f"""---
-{card_data(pipe.scheduler.config.prediction_type).to_yaml()}
----
-
-# A few-step student of {config.teacher}
-
-{_block("use", use_markdown(step_counts=sorted(int(n) for n in pipe.condition_encoder.config.step_schedules)))}
-
-Distilled (pipeline/training/distill.py, method `{config.method}`) from `{config.teacher}`: {stats['updates']:,} updates of
-{config.train_batch_size} pairs on {stats['trajectories']:,} teacher trajectories (DPM-Solver++ {config.grid_steps} steps,
-guidance w in {config.guidance_values}; made in {_duration(stats['trajectory_time_s'])}), {_duration(stats['wall_time_s'])} of
-training on {stats['hardware']}; final loss
-{stats['final_loss']:.4f}. It samples in one U-Net pass per step, with w an input: {schedules}. Default:
-{settings.describe()}; w in [{low:g}, {high:g}].{stages}
-
-## Evaluation
-
-{_block("metrics", "Not measured yet: `fashion-ddpm evaluate --model FOLDER --update-model-card` fills this in.")}
-
-![samples](samples/final.png)
-![loss](samples/loss_curve.png)
-"""
-    ModelCard(text).save(folder / "README.md")
-    return folder / "README.md"
 
 
 def distill(config: DistillConfig, resume_from_checkpoint: str | None = None) -> Path:

@@ -15,6 +15,7 @@ TEMPLATE = Path(__file__).with_name("model_card_template.md")
 # pipeline_tag, and its evaluation results use the nearest Hub task id so that the Hub can list them.
 EVAL_TASK = ("unconditional-image-generation", "Class-conditional image generation")
 HUB_ID_PLACEHOLDER = "USER/NAME"
+TITLE = "fashion-ddpm: class-conditional diffusion model for Fashion-MNIST"
 
 
 def _section(name: str) -> re.Pattern:
@@ -104,7 +105,7 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
     loss = stats.get("final_loss")
     target = "the velocity v" if config.get("prediction_type") == "v_prediction" else "the noise ε"
     card = ModelCard.from_template(
-        card_data(config.get("prediction_type", "epsilon")), template_path=str(TEMPLATE),
+        card_data(config.get("prediction_type", "epsilon")), template_path=str(TEMPLATE), title=TITLE, student=None,
         description=config.get("description") or "Trained with `train_conditional.py` from fashion-ddpm.",
         use=_block("use", use_markdown(hub_model_id, local_path or Path(folder).as_posix(), config.get("style_attributes"))),
         target=target,
@@ -119,6 +120,47 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
         init_from=config.get("init_from"), clip_loss=clip_loss_text(config),
     )
     path = Path(folder) / "README.md"
+    card.save(path)
+    return path
+
+
+def write_student_card(folder: str | Path, local_path: str | None = None) -> Path:
+    """A distilled student's `folder/README.md` from the same template as every card, from what the folder holds
+    (distill.json: the run's config and cost; its encoder's schedules and w range; its saved sampling defaults)."""
+    import json
+
+    from huggingface_hub import ModelCard
+
+    folder = Path(folder)
+    record = json.loads((folder / "distill.json").read_text(encoding="utf-8"))
+    config, stats = record["config"], record["stats"]
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    encoder = json.loads((folder / "condition_encoder" / "config.json").read_text(encoding="utf-8"))
+    schedules = sorted((int(n), ts) for n, ts in encoder["step_schedules"].items())
+    timesteps = index.get("default_timesteps") or dict(schedules)[index["default_num_inference_steps"]]
+    settings = SamplingSettings.from_json({"sampler": "ddim", "steps": len(timesteps), "timesteps": timesteps,
+                                           "guidance": index["default_guidance_scale"],
+                                           "guidance_interval": index.get("default_guidance_interval")})
+    stages = [f"{st['updates']:,} updates at learning rate {st['learning_rate']:g}"
+              + (f" on {st['trajectories']:,} trajectories" if "trajectories" in st else "")
+              + (f" from {st['init_student']!r}" if st["init_student"] else " from the teacher")
+              + (f", step counts drawn with weights {st['step_weights']}" if st.get("step_weights") else "")
+              + f", {_duration(st['wall_time_s'])}, final loss {st['final_loss']:.4f}" for st in stats.get("stages", [])]
+    low, high = encoder["guidance_range"]
+    student = {"method": config["method"], "teacher": config["teacher"], "updates": f"{stats['updates']:,}",
+               "batch": config["train_batch_size"], "trajectories": f"{stats['trajectories']:,}",
+               "grid_steps": config["grid_steps"], "guidance_values": config["guidance_values"],
+               "trajectory_time": _duration(stats["trajectory_time_s"]), "w_low": f"{low:g}", "w_high": f"{high:g}",
+               "schedules": "; ".join(f"{n} step{'s' * (n > 1)} at t = {', '.join(map(str, ts))}" for n, ts in schedules),
+               "stages": stages}
+    scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    card = ModelCard.from_template(
+        card_data(scheduler.get("prediction_type", "epsilon")), template_path=str(TEMPLATE),
+        title=f"A few-step student of {config['teacher']}", student=student, settings=settings.describe(),
+        use=_block("use", use_markdown(local_path=local_path, step_counts=[n for n, _ in schedules])),
+        wall_time=_duration(stats["wall_time_s"]), hardware=stats["hardware"], final_loss=f"{stats['final_loss']:.4f}",
+        sample_grid="samples/final.png", loss_curve="samples/loss_curve.png", style_attributes=None)
+    path = folder / "README.md"
     card.save(path)
     return path
 
