@@ -323,3 +323,18 @@ def test_synthesize_push_to_hub_then_load_dataset_gives_the_same_rows(hub, tiny_
     assert card.data.task_ids == ["multi-class-image-classification"]
     assert card.data.annotations_creators == ["machine-generated"]
     assert str(tmp_path) not in card.text  # the model is named by its folder's name, not a path of this machine
+
+
+# ------------------------------------------------------------------------------------------- training's --push_to_hub
+@pytest.mark.slow
+def test_training_push_to_hub_uploads_the_exported_model_not_its_checkpoints(hub, tmp_path):
+    env = hub_env(hub, tmp_path, OMP_NUM_THREADS="1")
+    out = tmp_path / "run"
+    trained = run(env, str(REPO / "train_conditional.py"), "--config", str(REPO / "configs" / "tiny.yaml"),
+                  f"output_dir={out}", "--push_to_hub", "--hub_model_id", "alice/trained-tiny", cwd=REPO)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    files = committed_files(hub, "alice/trained-tiny")
+    assert {"model_index.json", "unet/diffusion_pytorch_model.safetensors", "pipeline_fashion_ddpm.py", "README.md",
+            "samples/final.png"} <= files
+    assert not any(f.startswith(("checkpoints/", "logs/")) for f in files) and (out / "checkpoints").is_dir()
+    load_by_id(env, tmp_path, "alice/trained-tiny", {"class_labels": ["Bag"], "num_inference_steps": 2})
