@@ -53,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--levels", default="0.1,0.5,0.9", help="requested percentiles (default 0.1,0.5,0.9)")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: the usual search)")
     p.add_argument("--name", default=NAME)
+    p.add_argument("--style-guidance", type=float, default=None, metavar="W",
+                   help="guide the style request by its own weight W (compositional guidance; default: the model's)")
     args = p.parse_args(argv)
     args.levels = [float(x) for x in args.levels.split(",")]
     if args.num_per_class < 2 or len(args.levels) < 2 or not all(0 <= x <= 1 for x in args.levels):
@@ -106,7 +108,8 @@ def main(argv=None):
     attributes, encoder = pipe.style_attributes, pipe.condition_encoder
     if not attributes:
         raise SystemExit(f"error: {args.model} is a class-only model; style_control measures a style model")
-    settings = SamplingSettings.resolve(pipe, **({"steps": 2} if args.smoke else {}))
+    settings = SamplingSettings.resolve(pipe, style_guidance=args.style_guidance,
+                                        **({"steps": 2} if args.smoke else {})).check(pipe)
     judge = FashionJudge.load()
     real = {"test": RealImages(test, measure(test.images.numpy()), encoder, judge),
             "train": RealImages(train, measured_attributes(train.images, attributes), encoder, judge)}

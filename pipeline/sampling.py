@@ -100,6 +100,8 @@ def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: i
     call_kwargs = {"num_inference_steps": settings.steps, "guidance_scale": settings.guidance,
                    "guidance_interval": settings.interval, "guidance_rescale": settings.rescale,
                    "timesteps": list(settings.timesteps) if settings.timesteps else None}
+    if settings.style_guidance is not None:
+        call_kwargs["style_guidance_scale"] = settings.style_guidance
     ids, seeds = plan(class_ids, per_label, seed, start_index)
     original = pipe.scheduler
     if settings.sampler != sampler_name(original):

@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass
 
 EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides at every noise level
-FIELDS = ("sampler", "steps", "guidance", "interval", "rescale", "timesteps")
-LABEL_FORM = "SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI][:t=T1-T2-...]"
+FIELDS = ("sampler", "steps", "guidance", "interval", "rescale", "timesteps", "style_guidance")
+LABEL_FORM = "SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI][:t=T1-T2-...][:s=STYLE_GUIDANCE]"
 
 
 def _number(value):
@@ -39,6 +39,8 @@ class SamplingSettings:
         rescale: guidance rescale φ of Lin et al. 2023 (0 = off).
         timesteps: the exact timesteps, noisiest first (a searched few-step schedule; `steps` is their count), on a
             sampler that takes them (ddpm, ddim, dpm++, euler); None = the sampler's trailing spacing of `steps`.
+        style_guidance: a style model's style request guided by its own weight w_s beside the class's w
+            (compositional guidance); None = class and style guided together by w.
 
     Unguided settings (w = 0 or 1) run one U-Net pass per step, so their interval and rescale change nothing: two
     settings that differ only there are equal, and their names and JSON leave them out. The values are kept as given,
@@ -51,6 +53,7 @@ class SamplingSettings:
     interval: tuple[float, float] = EVERY_STEP
     rescale: float = 0.0
     timesteps: tuple[int, ...] | None = None
+    style_guidance: float | None = None
 
     def __post_init__(self):
         # numpy / torch scalars, YAML and JSON lists, ints: stored as the Python floats / tuple they mean
@@ -64,14 +67,17 @@ class SamplingSettings:
         timesteps = self.timesteps
         if isinstance(timesteps, (list, tuple)):
             timesteps = tuple(_number(v) for v in timesteps)
+        style_guidance = _number(self.style_guidance)
+        if isinstance(style_guidance, int) and not isinstance(style_guidance, bool):
+            style_guidance = float(style_guidance)
         for name, value in (("steps", steps), ("guidance", guidance), ("interval", interval), ("rescale", rescale),
-                            ("timesteps", timesteps)):
+                            ("timesteps", timesteps), ("style_guidance", style_guidance)):
             object.__setattr__(self, name, value)
 
     def _key(self) -> tuple:
         guided = self.guided
         return (self.sampler, self.steps, self.guidance, self.interval if guided else EVERY_STEP,
-                self.rescale if guided else 0.0, self.timesteps)
+                self.rescale if guided else 0.0, self.timesteps, self.style_guidance)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, SamplingSettings) and self._key() == other._key()
@@ -86,7 +92,7 @@ class SamplingSettings:
     @classmethod
     def resolve(cls, pipe, *, sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
                 interval: tuple[float, float] | None = None, rescale: float | None = None,
-                timesteps: tuple[int, ...] | None = None) -> SamplingSettings:
+                timesteps: tuple[int, ...] | None = None, style_guidance: float | None = None) -> SamplingSettings:
         """The settings a call on `pipe` uses: what is given, the model's saved defaults (`model_index.json`) for the
         rest. Steps default to the model's for its own sampler and to the named sampler's default for another one;
         a model's own timesteps (`default_timesteps`) are its default only where neither sampler nor steps are given."""
@@ -111,7 +117,10 @@ class SamplingSettings:
                 guidance = DEFAULT_GUIDANCE_SCALE
         if interval is None:
             interval = config.get("default_guidance_interval") or EVERY_STEP
-        return cls(sampler or own, steps, guidance, interval, 0.0 if rescale is None else rescale, timesteps)
+        if style_guidance is None:
+            style_guidance = config.get("default_style_guidance_scale")
+        return cls(sampler or own, steps, guidance, interval, 0.0 if rescale is None else rescale, timesteps,
+                   style_guidance)
 
     @classmethod
     def parse(cls, text: str, pipe=None) -> SamplingSettings:
@@ -140,7 +149,7 @@ class SamplingSettings:
         if missing:
             raise ValueError(f"sampling settings {data!r} lack {', '.join(missing)}")
         return cls(data["sampler"], steps, guidance, data.get("guidance_interval") or EVERY_STEP,
-                   data.get("guidance_rescale") or 0.0, data.get("timesteps"))
+                   data.get("guidance_rescale") or 0.0, data.get("timesteps"), data.get("style_guidance_scale"))
 
     # ------------------------------------------------------------------ checking
     def check(self, pipe=None, max_steps: int | None = None, names: dict | None = None) -> SamplingSettings:
@@ -159,7 +168,7 @@ class SamplingSettings:
 
         names = {"sampler": "sampler", "steps": "num_inference_steps", "guidance": "guidance_scale",
                  "interval": "guidance_interval", "rescale": "guidance_rescale", "timesteps": "timesteps",
-                 **(names or {})}
+                 "style_guidance": "style_guidance_scale", **(names or {})}
         own = sampler_name(pipe.scheduler) if pipe is not None else None
         if self.sampler not in SAMPLER_NAMES and self.sampler != own:
             raise ValueError(f"{names['sampler']} must be one of {list(SAMPLER_NAMES)}, got {self.sampler!r}")
@@ -178,6 +187,13 @@ class SamplingSettings:
                 raise ValueError(f"{names['timesteps']} {list(self.timesteps)} need a sampler that takes a timestep "
                                  f"list ({', '.join(n for n in SAMPLER_NAMES if takes_timesteps(n))}); "
                                  f"{self.sampler!r} does not")
+        if self.style_guidance is not None:
+            check_guidance_scale(self.style_guidance, names["style_guidance"])
+            if pipe is not None and (not pipe.style_attributes or pipe.is_distilled):
+                raise ValueError(f"{names['style_guidance']} needs a style model; this one takes no style guidance, "
+                                 f"got {self.style_guidance!r}")
+            if self.rescale:
+                raise ValueError(f"{names['rescale']} must be 0 with {names['style_guidance']}, got {self.rescale!r}")
         return self
 
     # ------------------------------------------------------------------ naming
@@ -198,6 +214,8 @@ class SamplingSettings:
             text += f" for t/T in [{self.interval[0]:g}, {self.interval[1]:g}]"
         if self.guided and self.rescale:
             text += f", rescale {self.rescale:g}"
+        if self.style_guidance is not None:
+            text += f", style guidance {self.style_guidance:g}"
         return text
 
     def describe(self) -> str:
@@ -215,6 +233,8 @@ class SamplingSettings:
             text += f":r={self.rescale:g}"
         if self.timesteps:
             text += ":t=" + "-".join(map(str, self.timesteps))
+        if self.style_guidance is not None:
+            text += f":s={self.style_guidance:g}"
         return text
 
     def to_json(self) -> dict:
@@ -227,6 +247,8 @@ class SamplingSettings:
                 data["guidance_rescale"] = self.rescale
         if self.timesteps:
             data["timesteps"] = list(self.timesteps)
+        if self.style_guidance is not None:
+            data["style_guidance_scale"] = self.style_guidance
         return data
 
     def cli_args(self) -> list[str]:
@@ -238,6 +260,8 @@ class SamplingSettings:
                 args += ["--guidance-rescale", f"{self.rescale:g}"]
         if self.timesteps:
             args += ["--timesteps", *map(str, self.timesteps)]
+        if self.style_guidance is not None:
+            args += ["--style-guidance", f"{self.style_guidance:g}"]
         return args
 
 
@@ -259,6 +283,8 @@ def parse_overrides(text: str) -> dict:
                 overrides["rescale"] = float(extra[2:])
             elif extra.startswith("t="):
                 overrides["timesteps"] = tuple(int(t) for t in extra[2:].split("-"))
+            elif extra.startswith("s="):
+                overrides["style_guidance"] = float(extra[2:])
             else:
                 overrides["guidance"] = float(extra)
                 if not math.isfinite(overrides["guidance"]):

@@ -240,3 +240,35 @@ def test_the_shipped_style_model_follows_a_brightness_request():
         measured = measure((samples.images[:, 0].numpy() * 255).round().astype(np.uint8))["brightness"]
         medians.append(float(np.median(pipe.condition_encoder.percentiles("brightness", samples.class_ids, measured))))
     assert medians[1] - medians[0] >= 0.4, f"median brightness percentile at 0.1 / 0.9: {medians}"
+
+
+def test_style_guided_by_its_own_weight_is_joint_guidance_when_both_weights_agree_and_steers_apart_otherwise():
+    """Compositional guidance: out_null + w (out_class - out_null) + w_s (out_class_style - out_class) equals the joint
+    guidance of class and style at w_s = w; another w_s changes only images that ask for a style."""
+    from pipeline import SamplingSettings, generate
+
+    pipe = tiny_style_pipeline()
+
+    def sample(style=None, **settings):
+        return generate(pipe, ["Dress"], 2, 0, style=style,
+                        settings=SamplingSettings.resolve(pipe, steps=3, guidance=2.0, **settings)).images
+
+    joint = sample({"width": 0.9})
+    torch.testing.assert_close(sample({"width": 0.9}, style_guidance=2.0), joint, rtol=0, atol=1e-5)
+    assert (sample({"width": 0.9}, style_guidance=5.0) - joint).abs().max() > 1e-3
+    torch.testing.assert_close(sample(style_guidance=5.0), sample(), rtol=0, atol=0)  # no style asked: nothing to guide
+    setting = SamplingSettings.resolve(pipe, steps=3, guidance=2.0, style_guidance=5.0)
+    assert setting.label().endswith(":s=5") and "style guidance 5" in setting.describe()
+    assert SamplingSettings.parse(setting.label(), pipe) == setting == SamplingSettings.from_json(setting.to_json())
+
+
+def test_style_guidance_on_a_model_without_style_is_one_line_before_any_unet_call(tiny_pipe, unet_calls):
+    from pipeline import SamplingSettings
+
+    with pytest.raises(ValueError, match="style_guidance_scale needs a style model"):
+        tiny_pipe(class_labels="Bag", num_inference_steps=2, style_guidance_scale=3.0)
+    with pytest.raises(ValueError, match="style_guidance_scale needs a style model"):
+        SamplingSettings.resolve(tiny_pipe, style_guidance=3.0).check(tiny_pipe)
+    with pytest.raises(ValueError, match="style_guidance_scale must be a finite number >= 0"):
+        tiny_style_pipeline()(class_labels="Bag", num_inference_steps=2, style="wide", style_guidance_scale=-1.0)
+    assert not unet_calls

@@ -67,6 +67,9 @@ def add_sampling_args(parser: argparse.ArgumentParser, seed: bool = True):
     parser.add_argument("--timesteps", type=int, nargs="+", default=None, metavar="T",
                         help="the exact timesteps, noisiest first (a searched schedule; samplers ddpm, ddim, dpm++, "
                              "euler); default: the model's own, else the sampler's even spacing of --steps")
+    parser.add_argument("--style-guidance", type=non_negative_float, default=None, metavar="W",
+                        help="a style model: guide the style request by its own weight W beside the class's "
+                             "(compositional guidance; default: the model's, else class and style together)")
     parser.add_argument("--style", default=None, metavar="STYLE",
                         help="a style model's request: descriptor words ('wide dark') or percentiles within the class "
                              "('width=0.9,pattern=0.1'); attributes not named are free")
@@ -79,7 +82,8 @@ def sampling_overrides(args) -> dict:
     given = {"sampler": args.scheduler, "steps": args.steps, "guidance": args.guidance,
              "interval": tuple(args.guidance_interval) if args.guidance_interval is not None else None,
              "rescale": args.guidance_rescale,
-             "timesteps": tuple(args.timesteps) if getattr(args, "timesteps", None) is not None else None}
+             "timesteps": tuple(args.timesteps) if getattr(args, "timesteps", None) is not None else None,
+             "style_guidance": getattr(args, "style_guidance", None)}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -248,7 +248,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
     def __init__(self, unet: UNet2DModel, scheduler, class_names: list[str] | None = None,
                  default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE, default_num_inference_steps: int | None = None,
                  default_guidance_interval: list[float] | None = None, condition_encoder=None,
-                 default_timesteps: list[int] | None = None, id2label: dict[str, str] | None = None):
+                 default_timesteps: list[int] | None = None, id2label: dict[str, str] | None = None,
+                 default_style_guidance_scale: float | None = None):
         super().__init__()
         class_names = label_names(id2label, class_names)
         if condition_encoder is not None:
@@ -277,6 +278,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
                                 default_num_inference_steps=default_num_inference_steps,
                                 default_guidance_interval=default_guidance_interval,
                                 default_timesteps=default_timesteps)
+        if default_style_guidance_scale is not None:  # only a style model measured with it carries the key
+            check_guidance_scale(default_style_guidance_scale, "default_style_guidance_scale")
+            self.register_to_config(default_style_guidance_scale=float(default_style_guidance_scale))
 
     # ------------------------------------------------------------------ construction and saving
     @classmethod
@@ -478,15 +482,21 @@ class FashionDDPMPipeline(DiffusionPipeline):
                              f"{guidance_rescale!r}")
 
     def guided_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float,
-                          guidance_rescale: float = 0.0, style: tuple[torch.Tensor, torch.Tensor] | None = None
-                          ) -> torch.Tensor:
+                          guidance_rescale: float = 0.0, style: tuple[torch.Tensor, torch.Tensor] | None = None,
+                          style_guidance_scale: float | None = None) -> torch.Tensor:
         """The U-Net's guided output (noise or velocity, as the scheduler's `prediction_type` says):
         out = out(x, null) + w * (out(x, c) - out(x, null)).
 
         w = 1 is the plain conditional model (one U-Net pass), w = 0 the unconditional one (one pass), any other w
         runs the null and conditional halves as ONE batched U-Net pass. `guidance_rescale` > 0 pulls the guided
         output's per-image standard deviation back towards the conditional one (Lin et al. 2023, section 3.4).
+
+        With a style request and `style_guidance_scale` w_s, class and style are guided as separate terms
+        (compositional guidance, Liu et al. 2022), in one batched pass of three:
+        out = out(x, null) + w * (out(x, c) - out(x, null)) + w_s * (out(x, c, s) - out(x, c)).
         """
+        if style is not None and style_guidance_scale is not None:
+            return self.compositional_prediction(latents, t, class_ids, guidance_scale, style, style_guidance_scale)
         if guidance_scale == 1 or guidance_scale == 0:
             labels = class_ids if guidance_scale == 1 else torch.full_like(class_ids, self.null_class_id)
             return self.unet(latents, t, class_labels=self.condition(labels, style)).sample
@@ -503,6 +513,18 @@ class FashionDDPMPipeline(DiffusionPipeline):
             rescaled = guided * (out_cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
             guided = guidance_rescale * rescaled + (1 - guidance_rescale) * guided
         return guided
+
+    def compositional_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float,
+                                 style: tuple[torch.Tensor, torch.Tensor], style_guidance_scale: float) -> torch.Tensor:
+        """Class and style as separate guidance terms (see `guided_prediction`): the null, the class without the style
+        (every attribute free, as training's style dropout shows the model) and the class with it, one pass of 3B."""
+        values, given = style
+        null = torch.full_like(class_ids, self.null_class_id)
+        tripled = (torch.cat([values, values, values]), torch.cat([given, torch.zeros_like(given), given]))
+        out = self.unet(torch.cat([latents, latents, latents]), t,
+                        class_labels=self.condition(torch.cat([null, class_ids, class_ids]), tripled)).sample
+        out_null, out_class, out_style = out.chunk(3)
+        return out_null + guidance_scale * (out_class - out_null) + style_guidance_scale * (out_style - out_class)
 
     @torch.no_grad()
     def __call__(
@@ -521,6 +543,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
         style: str | dict | None = None,
         timesteps: list[int] | None = None,
+        style_guidance_scale: float | None = None,
     ) -> ImagePipelineOutput | tuple:
         r"""Generates images of the requested classes.
 
@@ -557,6 +580,11 @@ class FashionDDPMPipeline(DiffusionPipeline):
                 `num_inference_steps`. Defaults to the model's `default_timesteps` (model_index.json) unless
                 `num_inference_steps` is given. A distilled student takes only the schedules it was distilled for
                 (its condition encoder's `step_schedules`; `num_inference_steps` picks one).
+            style_guidance_scale (`float`, *optional*): a style model's style request guided by its own weight w_s,
+                beside the class's w (compositional guidance, Liu et al. 2022; three U-Net halves per guided step):
+                out = out_null + w * (out_class - out_null) + w_s * (out_class_style - out_class), on the same
+                interval. Defaults to the model's `default_style_guidance_scale` (model_index.json); None there
+                guides class and style together with w, as the style model was trained.
 
         Returns:
             [`ImagePipelineOutput`] or `tuple`: the images, as `output_type` says.
@@ -591,6 +619,16 @@ class FashionDDPMPipeline(DiffusionPipeline):
             num_inference_steps = self.config.get("default_num_inference_steps") or self.scheduler.config.num_train_timesteps
         if guidance_interval is None:
             guidance_interval = self.config.get("default_guidance_interval")
+        if style_guidance_scale is None:
+            style_guidance_scale = self.config.get("default_style_guidance_scale")
+        elif not self.style_attributes or self.is_distilled:
+            raise ValueError(f"style_guidance_scale needs a style model (a condition encoder with style attributes, "
+                             f"not a distilled student); got style_guidance_scale={style_guidance_scale!r}")
+        if style_guidance_scale is not None:
+            check_guidance_scale(_plain(style_guidance_scale), "style_guidance_scale")
+            if guidance_rescale:
+                raise ValueError(f"guidance_rescale must be 0 with style_guidance_scale (the rescale is defined for one "
+                                 f"guidance term), got {guidance_rescale!r}")
         guidance_scale, num_inference_steps = _plain(guidance_scale), _plain(num_inference_steps)
         num_images_per_label = _plain(num_images_per_label)
         self._check_inputs(num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,
@@ -630,7 +668,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
                                            torch.full((batch,), target, device=device))
                 prediction = self.unet(model_input, t, class_labels=condition).sample
             else:
-                prediction = self.guided_prediction(model_input, t, labels, w, guidance_rescale, style_inputs)
+                composed = style_guidance_scale if (requested and w != 1) else None  # outside the interval: one pass
+                prediction = self.guided_prediction(model_input, t, labels, w, guidance_rescale, style_inputs, composed)
             latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
                 tensors = {"latents": latents}
