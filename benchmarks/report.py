@@ -228,6 +228,31 @@ def style_control_table() -> str:
                   "classes left out"], rows)
 
 
+# The experiments on why style did not steer (docs/style.md): each arm's style_control result, beside the shipped model's.
+STYLE_ARMS = (
+    ("style_control", "the shipped fine-tune: 1.5 epochs from the class-only CPU model, style path from zero, "
+                      "class and style guided together (w = 2)"),
+    ("style_control_scratch", "trained from scratch with style, the CPU recipe's 6 epochs (4× the fine-tune's updates), "
+                              "guided together: `python train_conditional.py --config configs/cpu.yaml "
+                              "\"style_attributes=[width, height, area, slant, thickness, brightness, pattern]\" "
+                              "output_dir=runs/style-scratch sample_every_steps=0`"),
+    ("style_control_compositional_ws5", "the shipped fine-tune, the style guided as its own term (w = 2, w_s = 5)"),
+)
+
+
+def style_arms_table() -> str:
+    arms = [(name, what, load(name)) for name, what in STYLE_ARMS if (RESULTS / f"{name}.json").is_file()]
+    attributes = [row["attribute"] for row in arms[0][2]["rows"]]
+    rows = [[what, f"`{name}.json`"] + [f"{({r['attribute']: r for r in result['rows']})[a]['spearman']:.2f}"
+                                         for a in attributes] for name, what, result in arms]
+    return table(["arm", "result"] + [f"ρ {a}" for a in attributes], rows)
+
+
+def style_arms_provenance() -> str:
+    return "From " + "; ".join(f"`{source_path(name)}` (`{load(name)['command']}`)" for name, _ in STYLE_ARMS
+                               if (RESULTS / f"{name}.json").is_file()) + "."
+
+
 def style_quality_table() -> str:
     rows = [[q["attribute"], f"{q['level']:g}", f"{q['judge_accuracy']:.3f} ({q['judge_accuracy_floor']:.3f})",
              beside(q["judge_fid"], q["judge_fid_floor"], 2), f"{q['diversity']:.2f} ({q['diversity_real']:.2f})",
@@ -315,6 +340,10 @@ def style_section() -> str:
         f"{control['min_distinct']} distinct values between the 10th and 90th percentile: an item filling the frame).",
         style_control_table(),
         provenance("style_control"),
+        "**Why it does not steer: the arms** (CPU U-Net, the same benchmark at the same N and seed; docs/style.md says "
+        "what each shows): Spearman ρ between requested and measured percentile per attribute.",
+        style_arms_table(),
+        style_arms_provenance(),
         "**Quality and diversity at each requested percentile**, pooled over the classes "
         f"({control['num_per_class'] * 10} images per row): judge accuracy, judge-FID against the real test images "
         "of each class nearest that percentile (100 per class), each beside the same metric for as many real training "
