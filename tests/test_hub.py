@@ -213,10 +213,13 @@ def test_token_order_private_repo_branch_repush_and_offline_cache(hub, tiny_mode
 @pytest.mark.parametrize("argv, expected", [
     (["--repo-id", "not a repo id"], "--repo-id 'not a repo id' is not a Hub repo id"),
     (["--repo-id", "alice/x/y"], "is not a Hub repo id"),
-    (["--repo-id", "alice/x", "--model", "README.md"], "is not a folder"),
+    (["--repo-id", "alice/x", "--model", str(REPO / "README.md")], "is not a folder"),
+    (["--repo-id", "alice/x", "--model", str(REPO / "docs")], "is not a saved pipeline folder (no model_index.json"),
 ])
 def test_bad_push_input_is_one_line_before_any_request(argv, expected, tiny_saved, capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any request would fail otherwise
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     argv = argv if "--model" in argv else [*argv, "--model", str(tiny_saved)]
     code, text = run_cli(["push", *argv], capsys)
     assert code == 2 and expected in text and text.strip().count("\n") == 0, text
