@@ -183,15 +183,12 @@ def check_output_folder(path: str, flag: str = "--out") -> Path:
 
 def save_image(image, path: Path):
     """Writes through a temporary file and a rename, so a killed process never leaves half a PNG."""
-    import os
+    from ..io import atomic_path
 
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(tmp, format=_format(path))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            image.save(tmp, format=_format(path))
     except OSError as e:  # e.g. the disk filled up: name the file asked for, not the temporary one
-        tmp.unlink(missing_ok=True)
         raise ValueError(f"could not write {path}: {e.strerror or type(e).__name__}") from None
     return path
 

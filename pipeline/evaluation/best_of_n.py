@@ -14,8 +14,9 @@ import numpy as np
 from PIL import Image
 
 from ..images import labelled_grid
+from ..io import atomic_write_json
 from ..sampling import generate
-from .clip import ClipScorer, ClipScores, _write_json, write_csv
+from .clip import ClipScorer, ClipScores, write_csv
 
 
 @dataclass
@@ -70,7 +71,7 @@ class BestOfN:
                       title=f"CLIP best-of-N: top {self.keep} by quality").save(paths["png"])
         labelled_grid(pool_rows, names, scale=2, title="whole pool ranked by CLIP quality (best left)").save(paths["pool_png"])
         paths["csv"] = write_csv(self.rows(), out / "best_of_n_scores.csv")
-        paths["json"] = _write_json({**self.summary(), **(extra or {})}, out / "best_of_n.json")
+        paths["json"] = atomic_write_json(out / "best_of_n.json", {**self.summary(), **(extra or {})}, allow_nan=False)
         self.paths = paths
         return paths
 

@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from ..images import labelled_grid, to_rgb_pil
+from ..io import atomic_write_json
 from ..sampling import generate
 
 OPENAI_CLIP_MODEL = "openai/clip-vit-base-patch32"  # the general-domain CLIP, for users who are online
@@ -361,12 +362,6 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
     return path
 
 
-def _write_json(data, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
-
-
 def ranked_grid(scores: ClipScores, k: int, lowest: bool = False, title: str | None = None) -> Image.Image:
     """One row per class: its `k` highest (or lowest, worst first) quality images, column labels = rank."""
     rows, names = [], []
@@ -388,7 +383,7 @@ def write_evaluation(scores: ClipScores, out_dir: str | Path, top: int = 4, extr
     table = {**per_class_table(scores), **(extra or {})}
     paths = {
         "csv": write_csv(scores.rows(), out / "clip_scores.csv"),
-        "json": _write_json(table, out / "clip_per_class.json"),
+        "json": atomic_write_json(out / "clip_per_class.json", table, allow_nan=False),
         "md": out / "clip_per_class.md",
     }
     paths["md"].write_text(table_markdown(table), encoding="utf-8")

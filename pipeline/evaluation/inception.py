@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io import atomic_path
 from .judge import check_images
 
 INCEPTION_NAME = "inception-v3-pool3"
@@ -239,9 +240,7 @@ def real_features(split: str, n: int, extractor: str, extract: Callable[[torch.T
     mu, sigma = statistics(features) if n >= 2 else (features.mean(0), np.zeros((features.shape[1],) * 2))
     labels = dataset.labels.numpy()[idx]
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-        np.savez(tmp, features=features.astype(np.float32), mu=mu, sigma=sigma, labels=labels)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" to its name
+            np.savez(f, features=features.astype(np.float32), mu=mu, sigma=sigma, labels=labels)
     return {"features": features, "mu": mu, "sigma": sigma, "labels": labels, "n": n, "cached": False,
             "seconds": seconds, "path": str(path)}

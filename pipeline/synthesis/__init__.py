@@ -43,8 +43,9 @@ Modules (torch- and datasets-free at import, so the command's --help and argumen
 
 from __future__ import annotations
 
+from ..io import TMP_PREFIX
 from .card import size_category, write_dataset_card
-from .files import TMP_PREFIX, WORK_DIR
+from .files import WORK_DIR
 from .job import Synthesis, prepare, synthesize
 from .manifest import MANIFEST, MANIFEST_VERSION, check_out_dir, read_manifest
 from .plan import (

@@ -7,8 +7,8 @@ import copy
 import re
 from pathlib import Path
 
+from ..io import atomic_write_text
 from ..settings import SamplingSettings
-from .files import atomic_write_text
 from .plan import SEED_RULE
 from .writers import WRITERS
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from ..io import remove_temporaries
 from ..settings import SamplingSettings
 from .card import write_dataset_card
-from .files import WORK_DIR, remove_temporaries
+from .files import WORK_DIR
 from .manifest import build_manifest, check_out_dir, timing_stats, write_manifest, write_timing
 from .plan import DEFAULT_SHARD_SIZE, Shard, SynthesisError, plan_shards, run_settings
 from .processes import Processes

@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from .files import TMP_PREFIX, atomic_write_text
+from ..io import TMP_PREFIX, atomic_write_text
 from .plan import SEED_RULE, Shard, SynthesisError, canonical_settings
 
 MANIFEST = "synthesize.json"

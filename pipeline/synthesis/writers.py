@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 from typing import ClassVar
 
-from .files import WORK_DIR, atomic_write_parquet, quiet_datasets, temporary
+from ..io import temporary
+from .files import WORK_DIR, atomic_write_parquet, quiet_datasets
 from .plan import Shard, features
 
 

@@ -528,9 +528,9 @@ class Distiller:
             f.write(json.dumps(row) + "\n")
 
     def export(self, final_loss: float | None, step: int) -> Path:
+        from ..io import move_into
         from ..settings import SamplingSettings
         from ..visualize import sample_grid
-        from .files import move_into
         from .model_card import write_student_card
         from .plots import plot_loss_curve
         from .trainer import _hardware

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io import atomic_write_json
 from ..settings import EVERY_STEP, SamplingSettings
 
 MIN_JUDGE_ACCURACY = 0.95  # the default guidance must keep the classes recognisable: judge accuracy >= this
@@ -70,7 +71,7 @@ def sweep_guidance(pipe, settings: list[SamplingSettings], num_per_class: int, p
             continue
         r = evaluate(pipe, num_per_class, seed=seed, inception=False, data_dir=data_dir, verbose=verbose, settings=s)
         rows[s.label()] = {"setting": s.label(), **{k: r[k] for k in SWEEP_KEYS}}
-        _write_json(path, {"num_per_class": num_per_class, "seed": seed, "rows": list(rows.values())})
+        atomic_write_json(path, {"num_per_class": num_per_class, "seed": seed, "rows": list(rows.values())})
         if verbose:
             print(f"{s.label()}: judge accuracy {r['judge_accuracy']:.3f}, judge-FID {r['judge_fid']:.3f} "
                   f"(floor {r['judge_fid_floor']:.3f})", flush=True)
@@ -80,12 +81,6 @@ def sweep_guidance(pipe, settings: list[SamplingSettings], num_per_class: int, p
 SWEEP_KEYS = ("sampler", "steps", "guidance_scale", "guidance_interval", "guidance_rescale", "num_images",
               "time_per_image_s", "judge_accuracy", "judge_accuracy_floor", "judge_fid", "judge_fid_floor",
               "judge_accuracy_per_class")
-
-
-def _write_json(path: Path, data: dict):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -110,7 +105,7 @@ class Recipe:
 
     def _phase(self, name: str, began: float, **info):
         self.log.setdefault("phases", {})[name] = {"seconds": round(time.perf_counter() - began, 1), **info}
-        _write_json(self.out / RECIPE_FILE, self.log)
+        atomic_write_json(self.out / RECIPE_FILE, self.log)
         print(f"recipe: {name} done in {time.perf_counter() - began:.0f} s", flush=True)
 
     def train(self):

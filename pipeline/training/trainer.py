@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_dataset, to_model_range
 from ..hub import check_base_model, check_hub_access, push_model
+from ..io import move_into
 from ..pipeline_fashion_ddpm import DEFAULT_UNET_CONFIG, FashionDDPMPipeline
 from ..schedulers import make_scheduler
 from ..settings import EVERY_STEP
@@ -35,7 +36,7 @@ from ..visualize import sample_grid
 from . import checkpoints
 from .clip_loss import ClipGuidanceLoss
 from .config import TrainConfig, mix_batch_size
-from .files import move_into, trim_rows
+from .files import trim_rows
 from .model_card import write_model_card
 from .plots import plot_loss_curve
 from .style import StyleDenoiser, build_encoder, from_class_only

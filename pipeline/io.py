@@ -1,0 +1,73 @@
+"""Files that are complete or absent: every file the package writes goes to a temporary name beside its target and is
+renamed over it (`os.replace`, atomic on one file system), so a killed process leaves the old file or the new one,
+never half of one. One module for it, used everywhere (the two files copied beside the weights excepted).
+
+    atomic_write_text(path, text)      atomic_write_bytes(path, data)      atomic_write_json(path, data)
+    with atomic_path(path) as tmp: image.save(tmp)      # any writer that takes a path or a file
+    move_into(finished_folder, folder) # a folder built aside, moved in item by item
+    remove_temporaries(folder)         # what a killed writer left behind
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+TMP_PREFIX = ".tmp-"  # temporary names start with it; readers skip them and `remove_temporaries` deletes them
+
+
+def temporary(path: str | os.PathLike) -> Path:
+    """Where `path` is written before its rename: a hidden name of this process, beside it."""
+    path = Path(path)
+    return path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yields the temporary path to write `path` at (its folder created); renames it over `path` when the block ends
+    without an error, removes it when it raises."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike, data, **dump_options) -> Path:
+    """`data` as indented JSON with a final newline (`dump_options` go to json.dumps, e.g. allow_nan=False)."""
+    return atomic_write_text(path, json.dumps(data, indent=2, **dump_options) + "\n")
+
+
+def move_into(tmp: Path, folder: Path):
+    """Moves every item of the finished folder `tmp` into `folder` (each one replaced by a rename), then removes `tmp`."""
+    for item in tmp.iterdir():
+        target = folder / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    tmp.rmdir()
+
+
+def remove_temporaries(folder: Path):
+    """Half-written files a killed writer left behind (never read: only renamed files count)."""
+    if folder.is_dir():
+        for path in folder.rglob(f"{TMP_PREFIX}*"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
