@@ -240,8 +240,13 @@ STYLE_ARMS = (
 )
 
 
+def measured_arms() -> list[tuple[str, str, dict]]:
+    """(result name, what the arm changed, its result) of the arms measured so far."""
+    return [(name, what, load(name)) for name, what in STYLE_ARMS if (RESULTS / f"{name}.json").is_file()]
+
+
 def style_arms_table() -> str:
-    arms = [(name, what, load(name)) for name, what in STYLE_ARMS if (RESULTS / f"{name}.json").is_file()]
+    arms = measured_arms()
     attributes = [row["attribute"] for row in arms[0][2]["rows"]]
     rows = [[what, f"`{name}.json`"] + [f"{({r['attribute']: r for r in result['rows']})[a]['spearman']:.2f}"
                                          for a in attributes] for name, what, result in arms]
@@ -249,8 +254,7 @@ def style_arms_table() -> str:
 
 
 def style_arms_provenance() -> str:
-    return "From " + "; ".join(f"`{source_path(name)}` (`{load(name)['command']}`)" for name, _ in STYLE_ARMS
-                               if (RESULTS / f"{name}.json").is_file()) + "."
+    return "From " + "; ".join(f"`{source_path(name)}` (`{result['command']}`)" for name, _, result in measured_arms()) + "."
 
 
 def style_quality_table() -> str:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 logger = logging.getLogger("fashion_ddpm.hub")
 
-# What an exported folder holds that is not part of the model: training checkpoints and logs, temporary files,
-# intermediate sample grids, the side-by-side EMAs (ema-power-*, config ema_extra_powers), bytecode.
-NOT_UPLOADED = ["checkpoints/*", "logs/*", ".tmp*", "*/.tmp*", "samples/step-*", "ema-power-*", "__pycache__/*", "*.pyc"]
+# What an exported folder holds that is not part of the model (names at any depth, left out of the staged copy that
+# is uploaded): training checkpoints and logs, temporary files, intermediate sample grids (samples/step-*), the
+# side-by-side EMAs (ema-power-*, config ema_extra_powers), bytecode.
+NOT_UPLOADED = ("checkpoints", "logs", ".tmp*", "step-*", "ema-power-*", "__pycache__", "*.pyc")
 
 
 class HubAccessError(ValueError):
@@ -185,15 +186,14 @@ def push_model(folder: str | os.PathLike, repo_id: str, token: str | None = None
     logger.info("pushing %s to %s as %s", folder, repo_id, user)
     with tempfile.TemporaryDirectory(prefix=".push-") as tmp:
         staged = Path(tmp) / folder.name
-        shutil.copytree(folder, staged, ignore=shutil.ignore_patterns("checkpoints", "logs", ".tmp*", "__pycache__",
-                                                                      "ema-power-*"))
+        shutil.copytree(folder, staged, ignore=shutil.ignore_patterns(*NOT_UPLOADED))
         render_card_for_hub(staged, repo_id, base, revision)
         with reported(repo_id):
             api.create_repo(repo_id, private=private, exist_ok=True)
             if revision and revision != "main":
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
             api.upload_folder(folder_path=staged, repo_id=repo_id, revision=revision, commit_message=commit_message,
-                              ignore_patterns=NOT_UPLOADED, delete_patterns="*")
+                              delete_patterns="*")
     return hub_url(repo_id, revision=revision)
 
 
@@ -202,14 +202,12 @@ def render_card_for_hub(folder: Path, repo_id: str, base_model: str | None, revi
     (`base_model`, `base_model_relation: finetune`), and each measured metric links its source, the card itself."""
     from huggingface_hub import ModelCard
 
-    from .training.model_card import set_use_section
+    from .training.model_card import card_data, set_use_section
 
     path = folder / "README.md"
     if path.is_file():
         card = ModelCard.load(path)
     else:  # a folder saved without a card (save_pretrained alone): the Hub metadata and the usage lines at least
-        from .training.model_card import card_data
-
         scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
         card = ModelCard(f"---\n{card_data(scheduler.get('prediction_type', 'epsilon')).to_yaml()}\n---\n\n"
                          f"# {folder.name}: a fashion-ddpm pipeline\n")

@@ -95,14 +95,14 @@ def check_model_folder(folder: str | os.PathLike) -> dict:
             embeds = json.loads((folder / embeds_file).read_text(encoding="utf-8")).get("num_class_embeds")
         except (OSError, ValueError):
             raise ModelError(f"{folder} lists a condition_encoder but has no valid {embeds_file}") from None
-    names = _class_names(index, index_path)
+    names = index_class_names(index, index_path)
     if embeds != len(names) + 1:
         raise ModelError(f"{folder}: {len(names)} class names in model_index.json need num_class_embeds = "
                          f"{len(names) + 1} (one per class + the null class) in {embeds_file}, found {embeds}")
     return index
 
 
-def _class_names(index: dict, index_path: Path) -> list[str]:
+def index_class_names(index: dict, index_path: str | os.PathLike = "model_index.json") -> list[str]:
     """The class names of a model_index.json: its `id2label` mapping, or the `class_names` list of older folders."""
     from .pipeline_fashion_ddpm import label_names
 

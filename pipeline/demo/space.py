@@ -65,8 +65,7 @@ def stage_space(out_dir: str | os.PathLike, model: str | os.PathLike | None = No
         FileNotFoundError: the template files are missing from the installed package.
     """
     from ..hub import check_repo_id
-    from ..models import check_model_folder, resolve_model
-    from ..pipeline_fashion_ddpm import label_names
+    from ..models import check_model_folder, index_class_names, resolve_model
 
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -91,7 +90,7 @@ def stage_space(out_dir: str | os.PathLike, model: str | os.PathLike | None = No
     shutil.copytree(PACKAGE, out / "pipeline", symlinks=False,
                     ignore=lambda folder, names: [n for n in names if n in NOT_STAGED or n.endswith(".pyc")])
     shutil.copytree(source, out / SPACE_MODEL_DIR, ignore=shutil.ignore_patterns("checkpoints", "logs", "__pycache__"))
-    images = forward_examples(data_dir, len(label_names(index.get("id2label"), index.get("class_names"))))
+    images = forward_examples(data_dir, len(index_class_names(index)))
     if images is not None:
         from PIL import Image
 
