@@ -172,3 +172,40 @@ def test_export_checkpoint_reproduces_the_final_export(tiny_run, tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "scripts/export_checkpoint.py"), "--run", str(out), "--step", "5",
                              "--out", str(tmp_path / "x")], capture_output=True, text=True, env=ENV, cwd=REPO)
     assert result.returncode == 2 and "no checkpoint-5" in result.stderr and "[12, 16]" in result.stderr
+
+
+OLD_LOOP = REPO / "tests" / "fixtures" / "trainer-checkpoint-before-the-shared-loop"
+
+
+def same_machine(made_on: dict) -> bool:
+    """Whether this CPU and torch are the ones the fixture was made on (float kernels differ between CPU models)."""
+    import hashlib
+
+    flags = next(line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags"))
+    cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    digest = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:16]
+    return (cpu, digest, torch.__version__) == (made_on["cpu"], made_on["cpu_flags_sha256"], made_on["torch"])
+
+
+@needs_data
+def test_a_checkpoint_written_before_the_shared_loop_resumes_to_the_same_weights(tmp_path):
+    """A style run with Min-SNR and a side EMA (the shape of the default model's long run), checkpointed by the loop
+    before pipeline/training/loop.py existed, resumes on today's loop to the weights the old loop ended with:
+    bit-identical on the machine that made the fixture, within float rounding on another CPU."""
+    import shutil
+
+    made_on = json.loads((OLD_LOOP / "made_on.json").read_text())
+    out = tmp_path / "run"
+    shutil.copytree(OLD_LOOP / "checkpoint-4", out / "checkpoints" / "checkpoint-4")
+    result = run(train_cmd(out, *made_on["overrides"], "--resume_from_checkpoint", "latest"))
+    assert "resumed from step 4" in result.stderr
+    got = {**{f"export.unet.{k}": v for k, v in unet_weights(out).items()},
+           **{f"export.condition_encoder.{k}": v for k, v in
+              load_file(out / "condition_encoder" / "diffusion_pytorch_model.safetensors").items()},
+           **{f"raw.{k}": v for k, v in load_file(out / "checkpoints/checkpoint-8/model.safetensors").items()},
+           **{f"ema_power_0.unet.{k}": v for k, v in unet_weights(out / "ema-power-0").items()}}
+    want = load_file(OLD_LOOP / "expected-after-8-updates.safetensors")
+    assert got.keys() == want.keys()
+    tolerance = {"rtol": 0, "atol": 0} if same_machine(made_on) else {"rtol": 1e-4, "atol": 1e-6}
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], **tolerance, msg=name)
