@@ -4,7 +4,8 @@ never half of one. One module for it, used everywhere (the two files copied besi
 
     atomic_write_text(path, text)      atomic_write_bytes(path, data)      atomic_write_json(path, data)
     with atomic_path(path) as tmp: image.save(tmp)      # any writer that takes a path or a file
-    move_into(finished_folder, folder) # a folder built aside, moved in item by item
+    with staged_folder(folder) as tmp: pipe.save_pretrained(tmp)   # a folder built aside, moved in item by item
+    with staged_folder(folder, whole=True) as tmp: ...                # ... or replacing the folder whole
     remove_temporaries(folder)         # what a killed writer left behind
 """
 
@@ -64,6 +65,26 @@ def move_into(tmp: Path, folder: Path):
             shutil.rmtree(target)
         os.replace(item, target)
     tmp.rmdir()
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | os.PathLike, whole: bool = False):
+    """Yields an empty temporary folder to build `folder`'s content in. When the block ends without an error the
+    content lands in `folder`: item by item over what it holds (`move_into`), or with `whole` replacing `folder`
+    entirely. When the block raises, the temporary folder is removed and `folder` is as it was."""
+    folder = Path(folder)
+    tmp = temporary(folder) if whole else folder / f"{TMP_PREFIX}staged-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if whole:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        else:
+            move_into(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove_temporaries(folder: Path):

@@ -123,7 +123,7 @@ def test_style_model_trains_exports_and_starts_as_its_class_only_base(tmp_path, 
     t = trainer(tmp_path / "style", data_dir, "max_train_steps=2", "checkpointing_steps=2", f"style_attributes={style}",
                 f"init_from={base}", "unet={}", "style_learning_rate=0.01")
     # the style MLP learns at its own rate, everything else at the U-Net's
-    groups = t._raw_optimizer.param_groups
+    groups = t.raw_optimizer.param_groups
     assert [g["initial_lr"] for g in groups][1:] == [0.01] and len(groups[1]["params"]) == 4
     # before any update the style model computes exactly what its class-only base computes (style path at zero)
     start, base_pipe = t.ema_pipeline(), FashionDDPMPipeline.from_pretrained(base)

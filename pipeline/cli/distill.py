@@ -1,4 +1,4 @@
-"""`fashion-ddpm distill`: a few-step student of a class-only model (pipeline/training/distill.py).
+"""`fashion-ddpm distill`: a few-step student of a class-only model (pipeline/training/distill/).
 
     fashion-ddpm distill --config configs/distill.yaml [key=value ...]
     accelerate launch -m pipeline.cli distill --config configs/distill.yaml --resume_from_checkpoint latest

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from ..checks import is_finite_number
 from ..schedulers import SAMPLER_NAMES, default_steps
 
 
@@ -145,7 +146,9 @@ SAMPLING_KEYS = {"sampler": "config key 'sample_sampler'", "steps": "config key 
                  "guidance": "config key 'sample_guidance_scale'", "interval": "config key 'sample_guidance_interval'"}
 
 
-def _check_type(name: str, value, config_class=None):
+def check_key_type(name: str, value, config_class=None):
+    """`value` for config key `name` if it has the key's annotated type (an int where a float is allowed becomes a
+    float); else a one-line ValueError naming the key, the types accepted and the value."""
     annotation = typing.get_type_hints(config_class or TrainConfig)[name]
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     allowed = tuple(typing.get_origin(a) or a for a in (typing.get_args(annotation) if union else (annotation,)))
@@ -181,7 +184,7 @@ def validate(values: dict) -> TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown}; valid keys: {sorted(known)}")
-    checked = {k: _check_type(k, v) for k, v in values.items()}
+    checked = {k: check_key_type(k, v) for k, v in values.items()}
     config = TrainConfig(**checked)
     for key, choices in CHOICES.items():
         if getattr(config, key) not in choices:
@@ -190,31 +193,31 @@ def validate(values: dict) -> TrainConfig:
                 "checkpoints_total_limit", "sample_images_per_class", "log_every_steps", "num_train_timesteps",
                 "budget_probe_steps"]
     for key in positive + ["max_train_steps", "max_train_images"]:
-        _require(config, key, lambda v: v is None or v >= 1, ">= 1")
+        require_key(config, key, lambda v: v is None or v >= 1, ">= 1")
     for key in ("sample_every_steps", "lr_warmup_steps"):
-        _require(config, key, lambda v: v >= 0, ">= 0" + (" (0 = only at the end)" if key == "sample_every_steps" else ""))
+        require_key(config, key, lambda v: v >= 0, ">= 0" + (" (0 = only at the end)" if key == "sample_every_steps" else ""))
     for key in ("learning_rate", "max_grad_norm", "ema_power"):
-        _require(config, key, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
-    _require(config, "max_train_minutes", lambda v: v is None or (math.isfinite(v) and v > 0), "null or a finite number > 0")
+        require_key(config, key, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+    require_key(config, "max_train_minutes", lambda v: v is None or (math.isfinite(v) and v > 0), "null or a finite number > 0")
     if config.max_train_minutes is not None and config.lr_scheduler != "constant" and config.budget_probe_steps > config.lr_warmup_steps:
         raise ValueError(f"config key 'budget_probe_steps' ({config.budget_probe_steps}) must be <= lr_warmup_steps "
                          f"({config.lr_warmup_steps}) with max_train_minutes: the probe must end inside the warm-up, where "
                          "the learning rate does not depend on the run's length")
-    _require(config, "weight_decay", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
-    _require(config, "label_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    require_key(config, "weight_decay", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+    require_key(config, "label_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
     _check_mixing(config)
     _check_style(config)
     _check_clip_loss(config)
-    _require(config, "ema_max_decay", lambda v: 0 < v < 1, "in (0, 1)")
-    _require(config, "snr_gamma", lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+    require_key(config, "ema_max_decay", lambda v: 0 < v < 1, "in (0, 1)")
+    require_key(config, "snr_gamma", lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
     powers = config.ema_extra_powers
-    if not all(_finite_number(v) and v >= 0 for v in powers) \
+    if not all(is_finite_number(v) and v >= 0 for v in powers) \
             or len(set(powers)) != len(powers) or (config.use_ema and config.ema_power in powers):
         raise ValueError(f"config key 'ema_extra_powers' must be distinct finite numbers >= 0 other than ema_power "
                          f"({config.ema_power}), got {powers!r}")
     config.ema_extra_powers = [float(v) for v in powers]
     for key in ("adam_beta1", "adam_beta2"):
-        _require(config, key, lambda v: 0 <= v < 1, "in [0, 1)")
+        require_key(config, key, lambda v: 0 <= v < 1, "in [0, 1)")
     if config.sample_steps is None and config.sample_sampler in SAMPLER_NAMES:
         config.sample_steps = min(default_steps(config.sample_sampler), config.num_train_timesteps)
     config.sampling.check(max_steps=config.num_train_timesteps, names=SAMPLING_KEYS)
@@ -229,7 +232,7 @@ def mix_batch_size(config: TrainConfig) -> int:
 
 
 def _check_mixing(config: TrainConfig):
-    _require(config, "mix_ratio", lambda v: math.isfinite(v) and 0 <= v < 1,
+    require_key(config, "mix_ratio", lambda v: math.isfinite(v) and 0 <= v < 1,
              "in [0, 1) (the fraction of each batch drawn from mix_dataset)")
     if config.mix_ratio > 0 and not config.mix_dataset:
         raise ValueError(f"config key 'mix_ratio' is {config.mix_ratio} but 'mix_dataset' is not set; name the dataset "
@@ -250,9 +253,9 @@ def _check_style(config: TrainConfig):
     if unknown or len(set(config.style_attributes)) != len(config.style_attributes):
         raise ValueError(f"config key 'style_attributes' must name each of {list(ATTRIBUTES)} at most once, got "
                          f"{config.style_attributes!r}")
-    _require(config, "style_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
-    _require(config, "style_hidden_dim", lambda v: v >= 1, ">= 1")
-    _require(config, "style_learning_rate", lambda v: v is None or (math.isfinite(v) and v > 0), "a positive number or null")
+    require_key(config, "style_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    require_key(config, "style_hidden_dim", lambda v: v >= 1, ">= 1")
+    require_key(config, "style_learning_rate", lambda v: v is None or (math.isfinite(v) and v > 0), "a positive number or null")
     if config.style_learning_rate is not None and not config.style_attributes:
         raise ValueError("config key 'style_learning_rate' is the style MLP's; set style_attributes")
     if config.init_from is not None:
@@ -266,13 +269,13 @@ def _check_style(config: TrainConfig):
 
 
 def _check_clip_loss(config: TrainConfig):
-    _require(config, "clip_loss_weight", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0 = no CLIP loss)")
-    _require(config, "clip_max_noise", lambda v: 0 < v <= 1, "in (0, 1] (the largest t/T that gets the CLIP loss)")
+    require_key(config, "clip_loss_weight", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0 = no CLIP loss)")
+    require_key(config, "clip_max_noise", lambda v: 0 < v <= 1, "in (0, 1] (the largest t/T that gets the CLIP loss)")
     def is_prompt(v):
         return isinstance(v, str) and v.count("{}") == 1
 
-    _require(config, "clip_prompt", is_prompt, "a prompt with exactly one {} for the class name")
-    _require(config, "clip_negative_prompt", lambda v: v is None or is_prompt(v),
+    require_key(config, "clip_prompt", is_prompt, "a prompt with exactly one {} for the class name")
+    require_key(config, "clip_negative_prompt", lambda v: v is None or is_prompt(v),
              "a prompt with exactly one {} for the class name or null")
     if config.clip_loss_weight > 0 and config.clip_model is not None:
         from ..evaluation.clip import check_clip_source
@@ -283,12 +286,8 @@ def _check_clip_loss(config: TrainConfig):
                          "used; set clip_loss_weight > 0 or clip_model=null")
 
 
-def _finite_number(value) -> bool:
-    """A real number for a list-valued key (bool is an int to Python, not a number here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _require(config: TrainConfig, key: str, ok, accepted: str):
+def require_key(config, key: str, ok, accepted: str):
+    """A one-line ValueError naming config key `key`, its value and what is `accepted`, unless `ok(value)`."""
     value = getattr(config, key)
     if not ok(value):
         raise ValueError(f"config key {key!r} must be {accepted}, got {value!r}")

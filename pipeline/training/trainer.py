@@ -1,4 +1,6 @@
-"""The training loop behind `train_conditional.py`: noise-prediction MSE with label dropout, Accelerate, EMA.
+"""The class-conditional (and style) model's training job behind `train_conditional.py` and `fashion-ddpm train`:
+noise- or velocity-prediction MSE (Min-SNR weighted by default) with label and style dropout, on the shared loop
+(`loop.py`: Accelerate, AdamW, EMA, resumable checkpoints, logging).
 
 Every random draw (batch order, noise, timesteps, label dropout, flips) comes from a generator seeded by
 (seed, step, micro-batch, rank), never from global RNG state, so a run resumed from a checkpoint continues exactly as
@@ -7,36 +9,26 @@ an uninterrupted run would: the final weights are bit-identical (on the CPU; GPU
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin
 from diffusers import DDPMScheduler
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel, compute_snr
-from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_dataset, to_model_range
 from ..hub import check_base_model, check_hub_access, push_model
-from ..io import move_into
+from ..io import staged_folder
 from ..pipeline_fashion_ddpm import DEFAULT_UNET_CONFIG, FashionDDPMPipeline
 from ..schedulers import make_scheduler
 from ..settings import EVERY_STEP
 from ..visualize import sample_grid
-from . import checkpoints
 from .clip_loss import ClipGuidanceLoss
 from .config import TrainConfig, mix_batch_size
-from .files import trim_rows
+from .loop import TrainingLoop, hardware, make_accelerator, step_generator
 from .model_card import write_model_card
 from .plots import plot_loss_curve
 from .style import StyleDenoiser, build_encoder, from_class_only
@@ -103,40 +95,17 @@ def load_mix_dataset(config: TrainConfig, data: ImageDataset) -> ImageDataset | 
     return mix
 
 
-def _step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
-    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 97 + micro) * 1009 + rank)
+class Trainer(TrainingLoop):
+    """The class-conditional (and style) model's training job on the shared loop: noise/velocity MSE, optionally
+    Min-SNR weighted, with label and style dropout; a wall-clock budget; sample grids; the EMA pipeline exported."""
 
-
-def _warn_about_cpu_precision(accelerator: Accelerator, config: TrainConfig):
-    if accelerator.device.type != "cpu" or config.mixed_precision == "no":
-        return
-    if config.mixed_precision == "fp16":
-        logger.warning("mixed_precision=fp16 is ignored on CPU (Accelerate has no CPU fp16 autocast): training runs in fp32.")
-    else:
-        flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-        if "avx512_bf16" not in flags and "amx_bf16" not in flags:
-            logger.warning("mixed_precision=bf16 on a CPU without AVX-512 BF16/AMX is emulated and about 8x slower "
-                           "than fp32 here; use mixed_precision=no on this machine.")
-
-
-class Trainer:
     def __init__(self, config: TrainConfig, hub_model_id: str | None = None):
-        self.config = config
+        output_dir = Path(config.output_dir)
+        super().__init__(config, make_accelerator(output_dir, config.mixed_precision, config.torch_compile,
+                                                  config.report_to))
         self.hub_model_id = hub_model_id  # named in the model card's usage example; else the output folder
-        self.output_dir = Path(config.output_dir)
-        self.checkpoint_dir = self.output_dir / "checkpoints"
-        # Accelerate only turns a multi-process launch into gloo CPU training when told to use the CPU.
-        multi_process_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-        compiled = config.torch_compile != "no"
-        self.accelerator = Accelerator(
-            cpu=multi_process_cpu,
-            mixed_precision=config.mixed_precision,
-            dynamo_plugin=TorchDynamoPlugin(backend="inductor" if compiled else "no",
-                                            mode=config.torch_compile if compiled else None),
-            log_with=None if config.report_to == "none" else config.report_to,
-            project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
-        )
-        _warn_about_cpu_precision(self.accelerator, config)
+        self.accumulation_steps = config.gradient_accumulation_steps
+        self.report_to = config.report_to
 
     # ------------------------------------------------------------------ set-up
     def setup(self):
@@ -152,42 +121,23 @@ class Trainer:
         self.clip_loss = None  # the CLIP-guided loss term (config clip_loss_weight > 0), on a frozen CLIP
         if config.clip_loss_weight > 0:
             self.clip_loss = ClipGuidanceLoss.from_config(config, self.noise_scheduler, self.data.class_names, acc.device)
-        self.clip_window = []  # the CLIP terms of the updates since the last log row
         # the trained module: the U-Net, or for a style model the U-Net and its condition encoder together
         unet = pipe.unet if self.style is None else StyleDenoiser(pipe.unet, pipe.condition_encoder)
-        on_gpu = acc.device.type == "cuda"
         if config.channels_last:
             unet.to(memory_format=torch.channels_last)
-        # foreach on a GPU: one fused update instead of ~4 kernel launches per tensor; on the CPU the per-tensor loop
-        # is as fast and keeps earlier CPU runs' resumes bit-identical.
-        self.ema = EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=config.ema_power,
-                            foreach=on_gpu) if config.use_ema else None
-        # the side-by-side EMAs of ema_extra_powers (power 0: decay 0, the raw weights)
-        self.extra_emas = {power: EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, power=power,
-                                           foreach=on_gpu) for power in config.ema_extra_powers}
-        self.emas = [e for e in (self.ema, *self.extra_emas.values()) if e is not None]  # every EMA, updated together
-        for ema in self.emas:
-            ema.to(acc.device)  # the shadow weights live beside the trained ones (update and checkpoint there)
-        if on_gpu:
+        if acc.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed 28x28 shapes: autotuned convolutions
-        optimizer = torch.optim.AdamW(self._param_groups(unet), lr=config.learning_rate,
-                                      betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay)
-        self.images_per_step = config.train_batch_size * config.gradient_accumulation_steps * acc.num_processes
+        self.images_per_step = self.items_per_update
         self.steps_per_epoch = max(1, len(self.data) // self.images_per_step)
-        self.max_steps = config.max_train_steps or config.num_epochs * self.steps_per_epoch
-        # Stepped once per optimizer update by us (not prepared): Accelerate would step it num_processes times.
-        self.lr_scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
-                                          num_training_steps=self.max_steps)
-        self._raw_optimizer = optimizer
+        # the run's EMA, then the side-by-side EMAs of ema_extra_powers (power 0: decay 0, the raw weights)
+        powers = ([config.ema_power] if config.use_ema else []) + list(config.ema_extra_powers)
+        self.prepare(unet, self._param_groups(unet), powers, config.max_train_steps or config.num_epochs * self.steps_per_epoch)
+        self.ema = self.emas[0] if config.use_ema else None
+        self.extra_emas = dict(zip(config.ema_extra_powers, self.emas[1 if config.use_ema else 0:]))
         self.budget_fixed = config.max_train_minutes is None  # with a budget, the probe fixes the length
-        self.model, self.optimizer = acc.prepare(unet, optimizer)
-        acc.register_for_checkpointing(self.lr_scheduler)
-        for ema in self.emas:
-            acc.register_for_checkpointing(ema)
         self.sampler = BatchSampler(self.data, config.train_batch_size, config.seed, config.hflip, self.mix,
                                     mix_batch_size(config))
         self.null_id = len(self.data.class_names)
-        self.elapsed = 0.0  # training wall time, carried across resumes
 
     def _param_groups(self, module) -> list[dict]:
         """The optimizer's parameter groups: one, or the style MLP apart at style_learning_rate."""
@@ -253,9 +203,10 @@ class Trainer:
                 f"{self.config.train_batch_size} images per batch)")
 
     # ------------------------------------------------------------------ one update
-    def loss_on(self, step: int, micro: int) -> torch.Tensor:
+    def loss_on(self, step: int, micro: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of micro-batch `micro` of update `step`, and (with the CLIP term) its term to log."""
         config, acc = self.config, self.accelerator
-        g = _step_generator(config.seed, step, micro, acc.process_index)
+        g = step_generator(config.seed, step, micro, acc.process_index)
         batch_index = (step * config.gradient_accumulation_steps + micro) * acc.num_processes + acc.process_index
         clean, labels, ids = self.sampler.batch(batch_index, g)
         noise = torch.randn(clean.shape, generator=g)
@@ -282,9 +233,8 @@ class Trainer:
             loss = (per_image * self.loss_weights(t)).mean()
         if self.clip_loss is not None:
             clip, term = self.clip_loss(noisy, prediction, t, labels)
-            self.clip_window.append(term)
-            loss = loss + clip
-        return loss
+            return loss + clip, {"clip_term": term.detach(), "clip_terms": torch.ones((), device=acc.device)}
+        return loss, {}
 
     def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
         """Each image's loss weight at its timestep: 1, or Min-SNR-gamma written for the prediction target (the
@@ -295,37 +245,61 @@ class Trainer:
         clipped = torch.clamp(snr, max=self.config.snr_gamma)
         return clipped / (snr + 1) if self.config.prediction_type == "v_prediction" else clipped / snr
 
-    def update(self, step: int) -> torch.Tensor:
-        """One optimizer update; returns its loss as a 0-d tensor on the device (no host sync per step)."""
-        config, acc = self.config, self.accelerator
-        total = torch.zeros((), device=acc.device)
-        for micro in range(config.gradient_accumulation_steps):
-            last = micro == config.gradient_accumulation_steps - 1
-            with acc.no_sync(self.model) if not last else contextlib.nullcontext():
-                loss = self.loss_on(step, micro) / config.gradient_accumulation_steps
-                acc.backward(loss)
-            total += loss.detach()
-        acc.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.lr_scheduler.step()
-        for ema in self.emas:
-            ema.step(self.model.parameters())
-        return total
+    # ------------------------------------------------------------------ the loop's hooks
+    def announce(self):
+        logger.info("training on %s: %d images (%s), %d processes, %d updates of %d images (%.2f epochs)",
+                    self.accelerator.device, len(self.data), self.data.source, self.accelerator.num_processes,
+                    self.max_steps, self.images_per_step, self.max_steps * self.images_per_step / len(self.data))
+        if self.mix is not None:
+            logger.info("mixing in %s: %d images, %d of the %d images of every batch", self.mix.source, len(self.mix),
+                        self.sampler.mix_size, self.config.train_batch_size)
+
+    def progress_fields(self, done: int) -> dict:
+        return {"epoch": done * self.images_per_step / len(self.data)}
+
+    def window_fields(self, sums: dict[str, torch.Tensor]) -> dict:
+        if "clip_term" not in sums:
+            return {}
+        return {"clip_term": (sums["clip_term"] / sums["clip_terms"]).item()}  # (1 - cos + cos negative, before lambda)
+
+    def checkpoint_state(self) -> dict:
+        return {"max_steps": self.max_steps,
+                "budget_fixed": self.config.max_train_minutes is not None and self.budget_fixed}
+
+    def on_resume(self, state: dict):
+        if state.get("budget_fixed"):  # a budgeted run keeps the length its probe chose
+            self.set_length(state["max_steps"])
+            self.budget_fixed = True
+
+    def between_updates(self, done: int):
+        every = self.config.sample_every_steps
+        if every and done % every == 0 and done != self.max_steps and self.accelerator.is_main_process:
+            self.sample_grid(self.ema_pipeline(), self.output_dir / "samples" / f"step-{done:07d}.png", done)
+            self.window_start = time.perf_counter()
 
     # ------------------------------------------------------------------ the wall-clock budget
-    def set_length(self, max_steps: int):
-        """Makes the run `max_steps` updates long: the LR schedule is rebuilt for that length. Called only inside the
-        warm-up (config checks budget_probe_steps <= lr_warmup_steps), where the learning rate does not depend on the
-        length, so the run is the run a `max_train_steps=max_steps` launch makes."""
-        config = self.config
-        self.max_steps = max_steps
-        current = [group["lr"] for group in self._raw_optimizer.param_groups]
-        fresh = get_scheduler(config.lr_scheduler, self._raw_optimizer, num_warmup_steps=config.lr_warmup_steps,
-                              num_training_steps=max_steps)  # (building it sets the LR of step 0: restored below)
-        self.lr_scheduler.lr_lambdas = fresh.lr_lambdas
-        for group, lr in zip(self._raw_optimizer.param_groups, current):
-            group["lr"] = lr
+    def begin(self, resume_from_checkpoint: str | None) -> int:
+        start = super().begin(resume_from_checkpoint)
+        # The probe times the updates after the first few, which carry torch.compile's compilation, CUDA-graph
+        # recording and cuDNN autotuning (a minute compiled, against milliseconds per update): the budget left after
+        # them is spread at the steady speed.
+        self.probe_steps = min(self.config.budget_probe_steps, self.max_steps)
+        self.probe_warmup = min(PROBE_WARMUP_UPDATES, self.probe_steps - 1)
+        self.probe_start = self.elapsed
+        return start
+
+    def after_update(self, done: int, start: int, loss: torch.Tensor) -> int | None:
+        """With max_train_minutes: times the probe's updates, then fixes the run's length to fit the budget."""
+        if self.budget_fixed:
+            return None
+        if done - start == self.probe_warmup > 0:
+            loss.item()  # wait for the device: the probe's time is the updates' time
+            self.probe_start = self.elapsed_now()
+        if done - start < self.probe_steps:
+            return None
+        loss.item()
+        now = self.elapsed_now()
+        return self.fit_to_budget(done, done - start - self.probe_warmup, now - self.probe_start, now)
 
     def fit_to_budget(self, done: int, probe_updates: int, probe_seconds: float, elapsed: float) -> int:
         """The length that fits max_train_minutes of training time, from the probe's seconds per update (the same on
@@ -345,11 +319,7 @@ class Trainer:
     # ------------------------------------------------------------------ outputs
     def ema_pipeline(self, ema: EMAModel | None = None) -> FashionDDPMPipeline:
         """The pipeline of the EMA weights (`ema`, default the run's EMA; the raw weights without EMA)."""
-        model = copy.deepcopy(self.accelerator.unwrap_model(self.model))
-        ema = ema or self.ema
-        if ema is not None:
-            ema.copy_to(model.parameters())
-        model.to(self.accelerator.device).eval()
+        model = self.averaged(ema or self.ema)
         unet, encoder = (model, None) if self.style is None else (model.unet, model.encoder)
         # Exported with the sampler, steps and guidance the config names: they become the model's defaults.
         s = self.config.sampling
@@ -370,129 +340,24 @@ class Trainer:
         grid.save(path)
         return path
 
-    def _log(self, row: dict):
-        self.accelerator.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
-        with open(self.output_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
-    @staticmethod
-    def save_folder(pipe: FashionDDPMPipeline, folder: Path):
-        """save_pretrained into `folder` whole or not at all (written beside it, then renamed over it)."""
-        tmp = folder.with_name(f".tmp-{folder.name}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        pipe.save_pretrained(tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-
     def export(self, final_loss: float | None, step: int) -> Path:
         """save_pretrained of the EMA pipeline into output_dir (via a temporary folder), grids and model card."""
         pipe = self.ema_pipeline()
-        tmp = self.output_dir / ".tmp-export"
-        shutil.rmtree(tmp, ignore_errors=True)
-        pipe.save_pretrained(tmp)
-        grid = self.sample_grid(pipe, self.output_dir / "samples" / "final.png", step)
-        curve = plot_loss_curve(self.output_dir / "metrics.jsonl", self.output_dir / "samples" / "loss_curve.png")
-        move_into(tmp, self.output_dir)
+        with staged_folder(self.output_dir) as tmp:
+            pipe.save_pretrained(tmp)
+            grid = self.sample_grid(pipe, self.output_dir / "samples" / "final.png", step)
+            curve = plot_loss_curve(self.output_dir / "metrics.jsonl", self.output_dir / "samples" / "loss_curve.png")
         for power, ema in self.extra_emas.items():
-            self.save_folder(self.ema_pipeline(ema), self.output_dir / f"{EXTRA_EMA_PREFIX}{power:g}")
+            with staged_folder(self.output_dir / f"{EXTRA_EMA_PREFIX}{power:g}", whole=True) as tmp:
+                self.ema_pipeline(ema).save_pretrained(tmp)
         write_model_card(self.output_dir, config=asdict(self.config), stats={
             "steps": step, "images_seen": step * self.images_per_step, "wall_time_s": round(self.elapsed, 1),
-            "final_loss": final_loss, "hardware": _hardware(self.accelerator), "data_source": self._data_source(),
+            "final_loss": final_loss, "hardware": hardware(self.accelerator), "data_source": self._data_source(),
             "num_train_images": len(self.data), "epochs": round(step * self.images_per_step / len(self.data), 2),
             "images_per_step": self.images_per_step, "parameters": sum(p.numel() for p in pipe.unet.parameters()),
         }, sample_grid=grid.relative_to(self.output_dir).as_posix(), loss_curve=curve.relative_to(self.output_dir).as_posix(),
             settings=self.config.sampling, hub_model_id=self.hub_model_id, local_path=self.output_dir.as_posix())
         return self.output_dir
-
-    # ------------------------------------------------------------------ the loop
-    def run(self, resume_from_checkpoint: str | None = None) -> Path:
-        config, acc = self.config, self.accelerator
-        start = 0
-        if acc.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            checkpoints.remove_partial(self.checkpoint_dir)
-        if resume_from_checkpoint:
-            state = checkpoints.resume(acc, self.checkpoint_dir, resume_from_checkpoint)
-            if state is not None:
-                start, self.elapsed = state["step"], state.get("wall_time_s", 0.0)
-                if state.get("budget_fixed"):  # a budgeted run keeps the length its probe chose
-                    self.set_length(state["max_steps"])
-                    self.budget_fixed = True
-                if self.ema is not None:
-                    self.ema.to(acc.device)  # a loaded EMA state may sit on another device than the training
-                logger.info("resumed from step %d", start)
-        if acc.is_main_process:
-            trim_rows(self.output_dir / "metrics.jsonl", start)
-            (self.output_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
-        if config.report_to != "none":
-            acc.init_trackers("fashion-ddpm", config={k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool))})
-        logger.info("training on %s: %d images (%s), %d processes, %d updates of %d images (%.2f epochs)",
-                    acc.device, len(self.data), self.data.source, acc.num_processes, self.max_steps, self.images_per_step,
-                    self.max_steps * self.images_per_step / len(self.data))
-        if self.mix is not None:
-            logger.info("mixing in %s: %d images, %d of the %d images of every batch", self.mix.source, len(self.mix),
-                        self.sampler.mix_size, config.train_batch_size)
-        self.model.train()
-        bar = tqdm(initial=start, total=self.max_steps, disable=not acc.is_local_main_process, desc="train", dynamic_ncols=True)
-        loss, window_loss, window_steps, window_start = None, 0.0, 0, time.perf_counter()
-        logged_loss = None  # the card's final loss: the mean of the last logging window
-        probe_steps = min(config.budget_probe_steps, self.max_steps)
-        # The probe times the updates after the first few, which carry torch.compile's compilation, CUDA-graph
-        # recording and cuDNN autotuning (a minute compiled, against milliseconds per update): the budget left after
-        # them is spread at the steady speed.
-        probe_warmup = min(PROBE_WARMUP_UPDATES, probe_steps - 1)
-        probe_start, done = self.elapsed, start
-        while done < self.max_steps:
-            loss = self.update(done)
-            done += 1
-            bar.update()
-            window_loss, window_steps = window_loss + loss, window_steps + 1
-            if not self.budget_fixed and done - start == probe_warmup > 0:
-                loss.item()
-                probe_start = self.elapsed + time.perf_counter() - window_start
-            if not self.budget_fixed and done - start >= probe_steps:
-                loss.item()  # wait for the device: the probe's time is the updates' time
-                now = self.elapsed + time.perf_counter() - window_start
-                bar.total = self.fit_to_budget(done, done - start - probe_warmup, now - probe_start, now)
-                bar.refresh()
-            if done % config.log_every_steps == 0 or done == self.max_steps:
-                now = time.perf_counter()
-                self.elapsed += now - window_start
-                speed = window_steps * self.images_per_step / (now - window_start)
-                mean_loss = acc.reduce(window_loss / window_steps, "mean").item()
-                row = {"step": done, "loss": mean_loss, "lr": self.lr_scheduler.get_last_lr()[0],
-                       "images_per_s": speed, "epoch": done * self.images_per_step / len(self.data), "wall_time_s": self.elapsed}
-                if self.clip_window:  # the mean CLIP term (1 - cos + cos negative, before lambda) of the window
-                    row["clip_term"] = acc.reduce(torch.stack(self.clip_window).mean(), "mean").item()
-                    self.clip_window = []
-                bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", img_s=f"{speed:.0f}")
-                logged_loss = mean_loss
-                if acc.is_main_process:
-                    self._log(row)
-                window_loss, window_steps, window_start = 0.0, 0, now
-            if done % config.checkpointing_steps == 0 or done == self.max_steps:
-                checkpoints.save_checkpoint(acc, self.checkpoint_dir, done, config.checkpoints_total_limit,
-                                            {"wall_time_s": self.elapsed, "loss": loss.item(), "max_steps": self.max_steps,
-                                             "budget_fixed": config.max_train_minutes is not None and self.budget_fixed})
-                window_start = time.perf_counter()  # checkpoint time is not training throughput
-            if config.sample_every_steps and done % config.sample_every_steps == 0 and done != self.max_steps and acc.is_main_process:
-                self.sample_grid(self.ema_pipeline(), self.output_dir / "samples" / f"step-{done:07d}.png", done)
-                window_start = time.perf_counter()
-        bar.close()
-        logger.info("process %d of %d finished %d updates", acc.process_index, acc.num_processes, self.max_steps - start)
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            self.export(logged_loss, self.max_steps)
-            logger.info("exported the EMA pipeline to %s", self.output_dir)
-        acc.end_training()
-        return self.output_dir
-
-
-def _hardware(accelerator: Accelerator) -> str:
-    if accelerator.device.type == "cuda":
-        return f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
-    return f"{accelerator.num_processes} process(es) on CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
 def train(config: TrainConfig, resume_from_checkpoint: str | None = None, push: bool = False,
