@@ -5,8 +5,8 @@ Both sets come from one trajectory folder of the same teacher and seed rule: the
 class and w are the ones the student trained on, the rest are new. Every pair of the student's method (each step of
 each schedule, or each link of a consistency chain) is scored on --sample trajectories of each set, drawn with --seed.
 
-  python -m benchmarks.distill_holdout --student runs/distill-cpu-stage2 --config configs/distill_stage3.yaml \\
-      --seen-per-class 160 --threads 2 --out benchmarks/results
+  python -m benchmarks.distill_holdout --student runs/distill-cpu-stage2 --config configs/distill_stages.yaml \\
+      trajectories_per_class=320 --seen-per-class 160 --threads 2 --out benchmarks/results
   python -m benchmarks.distill_holdout --smoke
 """
 
@@ -27,6 +27,7 @@ def parse_args(argv=None):
                smoke="a tiny random teacher, 2 trajectories per class and w, an untrained student")
     p.add_argument("--student", help="the distilled student's folder (its distill.json names its teacher and method)")
     p.add_argument("--config", help="a distill config whose trajectories_dir holds the seen and the new trajectories")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of --config (YAML values), e.g. trajectories_per_class=320")
     p.add_argument("--seen-per-class", type=int, help="the first this many per class and w are the seen ones")
     p.add_argument("--sample", type=int, default=1000, help="trajectories scored from each set (default 1000)")
     args = p.parse_args(argv)
@@ -74,7 +75,7 @@ def main(argv=None):
         student, config, seen_per_class = smoke_setup(Path(tempfile.mkdtemp(prefix="holdout-")))
         method, student_name = "trajectory", "untrained (smoke)"
     else:
-        student, config, seen_per_class = load_pipeline(args.student), load_config(args.config), args.seen_per_class
+        student, config, seen_per_class = load_pipeline(args.student), load_config(args.config, args.overrides), args.seen_per_class
         record = json.loads((Path(args.student) / "distill.json").read_text())["config"]
         method, student_name = record.get("method", "trajectory"), repo_relative(args.student)
         if record["teacher"] != config.teacher or seen_per_class >= config.trajectories_per_class:

@@ -215,7 +215,7 @@ def main(argv=None):
                      "judged_in": judged_in, **{k: r[k] for k in QUALITY}})
     teacher_training = None
     if not args.smoke and (Path(args.teacher) / "metrics.jsonl").is_file():  # the teacher's own run, for the fraction
-        from pipeline.training.plots import read_metrics
+        from pipeline.plots import read_metrics
 
         last = read_metrics(Path(args.teacher) / "metrics.jsonl")[-1]
         batch = json.loads((Path(args.teacher) / "train_config.json").read_text())["train_batch_size"]

@@ -311,7 +311,7 @@ def loss_verdict() -> str:
             f"{plain['judge_accuracy_per_class']['T-shirt/top']:.2f} (Shirt {snr['judge_accuracy_per_class']['Shirt']:.2f} vs "
             f"{plain['judge_accuracy_per_class']['Shirt']:.2f}): more varied, less class-sharp images, which the recipe's "
             "guidance sweep (scripts/recipe.py) trades back against judge-FID for each trained model. The shipped "
-            "models were trained with the plain v-MSE; the GPU re-check is `scripts/gpu_session.sh`.")
+            "models were trained with the plain v-MSE; the GPU re-check is the recipe on a GPU (docs/training.md).")
 
 
 def convergence_table() -> str:
@@ -576,17 +576,17 @@ def results_doc() -> str:
 # (what, result file, the student's label in it): the few-step students of each stage and method, oldest first
 METHOD_RECORDS = [
     ("trajectory, stage 1 (`configs/distill.yaml`)", "few_passes_stage1", None),
-    ("trajectory, stages 1-2 (`configs/distill_stage2.yaml`)", "few_passes_stage3_w2", "distill-cpu-stage2"),
-    ("trajectory, stages 1-3 (`configs/distill_stage3.yaml`), at w = 2", "few_passes_stage3_w2", "distill-cpu-stage3"),
+    ("trajectory, stages 1-2 (`configs/distill_stages.yaml`, stage 2)", "few_passes_stage3_w2", "distill-cpu-stage2"),
+    ("trajectory, stages 1-3 (`configs/distill_stages.yaml`, stage 3), at w = 2", "few_passes_stage3_w2", "distill-cpu-stage3"),
     ("trajectory, stages 1-3 at its chosen w (shipped before stage 4)", "few_passes_stage4", "fashion-ddpm-cpu-fast"),
-    ("trajectory, stages 1-4 (`configs/distill_stage4.yaml`)", "few_passes_stage5", "distill-cpu-stage4"),
-    ("trajectory, stages 1-5 (`configs/distill_stage5.yaml`), shipped before stage 8", "few_passes_stage5",
+    ("trajectory, stages 1-4 (`configs/distill_stages.yaml`, stage 4)", "few_passes_stage5", "distill-cpu-stage4"),
+    ("trajectory, stages 1-5 (`configs/distill_stages.yaml`, stage 5), shipped before stage 8", "few_passes_stage5",
      "fashion-ddpm-cpu-fast"),
-    ("trajectory, stages 1-6 (`configs/distill_stage6.yaml`), not shipped on its own", "few_passes_stage6",
+    ("trajectory, stages 1-6 (`configs/distill_stages.yaml`, stage 6), not shipped on its own", "few_passes_stage6",
      "distill-cpu-stage6"),
-    ("trajectory, stages 1-7 (`configs/distill_stage7.yaml`), not shipped on its own", "few_passes_stage7",
+    ("trajectory, stages 1-7 (`configs/distill_stages.yaml`, stage 7), not shipped on its own", "few_passes_stage7",
      "distill-cpu-stage7"),
-    ("trajectory, stages 1-8 (`configs/distill_stage8.yaml`), shipped: `pretrained/fashion-ddpm-cpu-fast`", "few_passes",
+    ("trajectory, stages 1-8 (`configs/distill_stages.yaml`, stage 8), shipped: `pretrained/fashion-ddpm-cpu-fast`", "few_passes",
      "fashion-ddpm-cpu-fast"),
     ("consistency, at stage 1's budget (`configs/distill_consistency.yaml`)", "few_passes", "distill-cpu-consistency"),
 ]

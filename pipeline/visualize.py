@@ -173,7 +173,7 @@ def make_all(pipe, out_dir: str | Path, metrics: str | Path | None = None, num_p
              seed: int = 0, data_dir: str | None = None, forward: bool = True, style_sweep=(), **sampling) -> dict[str, Path]:
     """Writes forward_diffusion.png, reverse_process.png, samples.png, (with `metrics`) loss_curve.png and one
     style_sweep_<attribute>.png per attribute of `style_sweep` (a style model)."""
-    from .training.plots import plot_loss_curve, read_metrics
+    from .plots import plot_loss_curve, read_metrics
 
     if metrics is not None:
         read_metrics(metrics)  # a missing or malformed file is named before any picture is drawn

@@ -1,4 +1,7 @@
-"""`fashion-ddpm generate` on a tiny saved pipeline."""
+"""`fashion-ddpm generate` on a tiny saved pipeline; `fashion-ddpm train` and `train_conditional.py`: one parser, one
+call, bad input refused before any training."""
+
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -53,3 +56,44 @@ def test_missing_shipped_model_says_how_to_point_at_one(monkeypatch, tmp_path):
     monkeypatch.setenv("FASHION_DDPM_MODEL", str(tmp_path / "c"))
     with pytest.raises(SystemExit, match="is not a folder"):
         main(["generate", "--out", str(tmp_path / "x.png")])
+
+
+# --------------------------------------------------------------------------------------------- fashion-ddpm train
+TINY = str(Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml")
+
+
+@pytest.fixture
+def trainings(monkeypatch):
+    """The calls that reach `pipeline.training.trainer.train` (each recorded, none run)."""
+    import pipeline.training.trainer
+
+    calls = []
+    monkeypatch.setattr(pipeline.training.trainer, "train", lambda *a: calls.append(a))
+    return calls
+
+
+@pytest.mark.parametrize("args,message", [
+    (["num_epochs=zero"], "'num_epochs' must be int, got 'zero'"),
+    (["sample_steps=101"], "config key 'sample_steps' must be an int in 1..100"),
+    (["--config", "nope.yaml"], "config file nope.yaml does not exist"),
+    (["--resume_from_checkpoint", "nope"], "--resume_from_checkpoint nope: no such checkpoint folder"),
+    (["--hub_model_id", "me/fashion"], "--hub_model_id me/fashion is given without --push_to_hub"),
+])
+def test_train_bad_input_is_one_line_before_any_training(args, message, trainings, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", TINY, f"output_dir={tmp_path / 'run'}", *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert trainings == [] and not (tmp_path / "run").exists()
+
+
+def test_train_command_and_script_make_the_same_call(trainings, tmp_path):
+    import runpy
+
+    argv = ["--config", TINY, f"output_dir={tmp_path}", "num_epochs=1", "--resume_from_checkpoint", "latest"]
+    main(["train", *argv])
+    script = runpy.run_path(str(Path(TINY).parents[1] / "train_conditional.py"))  # its main, not run as __main__
+    assert script["main"](argv) is None
+    assert len(trainings) == 2 and trainings[0] == trainings[1]
+    config, resume, push = trainings[0][:3]
+    assert (config.num_epochs, config.output_dir, resume, push) == (1, str(tmp_path), "latest", False)

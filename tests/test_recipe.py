@@ -2,7 +2,7 @@
 whole recipe on the tiny config: train, sweep, choose, export, evaluate, then resume without redoing anything."""
 
 import json
-import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -96,29 +96,24 @@ def test_tiny_recipe_end_to_end_and_resume(tmp_path):
     assert json.loads((out / "guidance_sweep.json").read_text())["rows"] == sweep
 
 
-def test_gpu_session_steps_and_their_configs_are_checked():
+def gpu_commands() -> list[list[str]]:
+    """The commands of docs/training.md's "The recipe on your GPU", backslash continuations joined."""
+    section = (REPO / "docs" / "training.md").read_text().split("## The recipe on your GPU")[1]
+    block = section.split("```bash")[1].split("```")[0].replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in block.splitlines() if line.startswith("python")]
+
+
+def test_gpu_recipe_commands_are_valid_and_use_the_keys_they_check():
+    from benchmarks.loss_match import parse_args
     from pipeline.training.config import load_config
 
-    text = (REPO / "scripts" / "gpu_session.sh").read_text()
-    fast = next(line.split('"')[1] for line in text.splitlines() if line.startswith("FAST="))
-    assert fast == "torch_compile=reduce-overhead channels_last=true"
-    for config in ("fashion_mnist.yaml", "large.yaml"):  # both GPU runs are valid configs with the fast keys and budget
-        c = load_config(str(REPO / "configs" / config), [*fast.split(), "max_train_minutes=8"])
-        assert c.torch_compile == "reduce-overhead" and c.channels_last and c.prediction_type == "v_prediction"
-    bad = subprocess.run(["bash", "scripts/gpu_session.sh", "/nonexistent/x"], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "STEPS": "match train"})
-    assert bad.returncode == 2 and "STEPS has train; accepted: match default large" in bad.stderr
-
-
-@pytest.mark.needs_data
-def test_gpu_session_default_step_uses_the_fast_keys_only_when_they_matched(tmp_path):
-    """SMOKE=1: the tiny U-Net; a loss_match.json that says the fast loop matched turns its keys on for the recipe."""
-    (tmp_path / "loss_match.json").write_text(json.dumps({"matched": True}))
-    env = {**os.environ, "SMOKE": "1", "STEPS": "default", "MINUTES": "5"}
-    proc = subprocess.run(["bash", "scripts/gpu_session.sh", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                          env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    config = json.loads((tmp_path / "default" / "run" / "train_config.json").read_text())
-    assert config["channels_last"] is True and config["max_train_minutes"] == 5 and config["unet"]["block_out_channels"] == [8, 16, 16]
-    assert (tmp_path / "default" / "model" / "model_index.json").is_file()
-    assert "fast loop keys: channels_last=true" in proc.stdout
+    check, *recipes = gpu_commands()
+    fast = parse_args(check[3:]).set
+    assert fast == ["torch_compile=reduce-overhead", "channels_last=true"]
+    assert [argv[argv.index("--config") + 1] for argv in recipes] == ["configs/fashion_mnist.yaml", "configs/large.yaml"]
+    for argv in recipes:  # both GPU runs are valid configs with the fast keys and the budget
+        overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+        minutes = argv[argv.index("--max-train-minutes") + 1]
+        c = load_config(str(REPO / argv[argv.index("--config") + 1]), [*overrides, f"max_train_minutes={minutes}"])
+        assert overrides == fast and c.torch_compile == "reduce-overhead" and c.channels_last
+        assert c.prediction_type == "v_prediction" and c.max_train_minutes == 8

@@ -67,6 +67,22 @@ def test_no_import_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
+def test_visualize_does_not_reach_up_into_training():
+    # visualize draws what training wrote (the loss curve) through pipeline.plots, which lies below both
+    graph = _imports()
+    assert not {m for m in graph["pipeline.visualize"] if m.startswith("pipeline.training")}
+    assert not {m for m in graph["pipeline.plots"] if m.startswith("pipeline.training")}
+
+
+def test_train_script_is_the_train_command():
+    # train_conditional.py builds its parser with the command's own builder and runs the command's function: no
+    # second parser to drift
+    script = ast.parse((PACKAGE.parent / "train_conditional.py").read_text())
+    calls = {n.func.id for n in ast.walk(script) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert {"add_train_args", "run_command"} <= calls
+    assert not [n for n in ast.walk(script) if isinstance(n, ast.Attribute) and n.attr == "add_argument"]
+
+
 def test_pipeline_file_is_self_contained():
     # both are copied beside a model's weights and loaded from there without this package
     assert _imports()["pipeline.pipeline_fashion_ddpm"] == set()
@@ -76,7 +92,8 @@ def test_pipeline_file_is_self_contained():
 @pytest.mark.slow  # subprocess
 @pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["evaluate", "--num-per-class", "0"],
                                   ["synthesize", "--help"], ["synthesize", "--per-class", "0", "--out", "x"],
-                                  ["demo", "--help"]])
+                                  ["demo", "--help"], ["train", "--help"],
+                                  ["train", "--config", "configs/tiny.yaml", "num_epochs=zero"]])
 def test_cli_help_and_argument_errors_import_no_torch(argv):
     heavy, printed = heavy_modules_after("import pipeline.demo\nfrom pipeline.cli import main\nmain(sys.argv[1:])", argv)
     assert heavy == []

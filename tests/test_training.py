@@ -1,4 +1,5 @@
-"""train_conditional.py with configs/tiny.yaml: runs, exports, resumes bit-identically, survives bad checkpoints."""
+"""train_conditional.py (and `fashion-ddpm train`, the same command) with configs/tiny.yaml: runs, exports, resumes
+bit-identically, survives bad checkpoints."""
 
 import json
 import os
@@ -73,7 +74,8 @@ def test_sigkill_then_resume_is_bit_identical(tiny_run, tmp_path):
     cmd = train_cmd(out, "max_train_steps=16", "checkpointing_steps=4", "sample_every_steps=0")
     sigkill_when_exists(cmd, out / "checkpoints" / "checkpoint-8", ENV, REPO)
     assert not (out / "model_index.json").exists()  # killed before the export
-    run(cmd + ["--resume_from_checkpoint", "latest"])
+    as_command = [sys.executable, "-m", "pipeline.cli", "train", *cmd[2:]]  # `fashion-ddpm train`: the same run
+    run(as_command + ["--resume_from_checkpoint", "latest"])
     want, got = unet_weights(reference), unet_weights(out)
     assert want.keys() == got.keys()
     for name in want:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import clip, demo, distill, evaluate, generate, push, synthesize, visualize
+from . import clip, demo, distill, evaluate, generate, push, synthesize, train, visualize
 
-COMMANDS = [generate, evaluate, clip, visualize, synthesize, distill, demo, push]
+COMMANDS = [generate, evaluate, clip, visualize, synthesize, train, distill, demo, push]
 
 
 class CommandError(SystemExit):
@@ -28,21 +28,25 @@ class CommandError(SystemExit):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fashion-ddpm", description="A class-conditional DDPM for Fashion-MNIST: "
-                                     "generate, evaluate, score with CLIP, draw, synthesize datasets, distil, demo, push to the Hub.")
+                                     "generate, evaluate, score with CLIP, draw, synthesize datasets, train, distil, demo, push to the Hub.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The console script `fashion-ddpm` (it exits with main()'s return value, so this returns None on success)."""
-    args = build_parser().parse_args(argv)
+def run_command(args: argparse.Namespace) -> None:
+    """Runs a parsed command (`args.func`); an error a user can fix ends as one line and exit status 2."""
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as e:  # ModelError, bad settings, missing data: the message says it all
         print(f"error: {e}", file=sys.stderr)
         raise CommandError(f"error: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script `fashion-ddpm` (it exits with main()'s return value, so this returns None on success)."""
+    run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

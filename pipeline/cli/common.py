@@ -77,6 +77,33 @@ def add_sampling_args(parser: argparse.ArgumentParser, seed: bool = True):
         parser.add_argument("--seed", type=int, default=0, help="image j of class c uses seed + 1e6 c + j")
 
 
+def add_training_run_args(parser: argparse.ArgumentParser, config_help: str, base_model_help: str):
+    """The flags of a training command (`fashion-ddpm train`, which `train_conditional.py` is, and `fashion-ddpm
+    distill`): a config file with key=value overrides, resuming, and the upload of the exported folder."""
+    parser.add_argument("--config", default=None, help=config_help)
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the config (YAML values)")
+    parser.add_argument("--resume_from_checkpoint", default=None,
+                        help='"latest" (the newest complete checkpoint of the run, if any) or a checkpoint folder')
+    parser.add_argument("--push_to_hub", action="store_true", help="upload the exported folder (not checkpoints)")
+    parser.add_argument("--hub_model_id", help="user/name on the Hub")
+    parser.add_argument("--hub_token", help="defaults to HF_TOKEN, then the saved login (hf auth login)")
+    parser.add_argument("--hub_base_model", help=base_model_help)
+
+
+def check_training_run_args(args):
+    """The flags of `add_training_run_args` that can be judged without the config: a one-line ValueError before any
+    data, model or trajectory is loaded."""
+    resume = args.resume_from_checkpoint
+    if resume not in (None, "latest") and not Path(resume).is_dir():
+        raise ValueError(f"--resume_from_checkpoint {resume}: no such checkpoint folder; give \"latest\" or the "
+                         "folder of one checkpoint (OUTPUT_DIR/checkpoints/checkpoint-N)")
+    if not args.push_to_hub:  # an id without the flag would silently upload nothing
+        given = [flag for flag in ("hub_model_id", "hub_base_model") if getattr(args, flag) is not None]
+        if given:
+            raise ValueError(f"--{given[0]} {getattr(args, given[0])} is given without --push_to_hub; add --push_to_hub "
+                             "to upload the exported folder, or leave it out")
+
+
 def sampling_overrides(args) -> dict:
     """The options of `add_sampling_args` the user gave, as `SamplingSettings.resolve` keywords."""
     given = {"sampler": args.scheduler, "steps": args.steps, "guidance": args.guidance,

@@ -7,17 +7,13 @@
 
 from __future__ import annotations
 
+from .common import add_training_run_args, check_training_run_args
+
 
 def register(sub):
     p = sub.add_parser("distill", help="distil a class-only model into a 1/2/4-step student with w as an input")
-    p.add_argument("--config", default=None, help="a YAML file of DistillConfig keys (configs/distill.yaml)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides (YAML values)")
-    p.add_argument("--resume_from_checkpoint", default=None, help='"latest" or a checkpoint folder')
-    p.add_argument("--push_to_hub", action="store_true", help="upload the exported student (as `fashion-ddpm push`)")
-    p.add_argument("--hub_model_id", help="user/name on the Hub")
-    p.add_argument("--hub_token", help="defaults to HF_TOKEN, then the saved login (hf auth login)")
-    p.add_argument("--hub_base_model", help="Hub id of the teacher (default: its folder name beside --hub_model_id, "
-                                            "which must exist)")
+    add_training_run_args(p, "a YAML file of DistillConfig keys (configs/distill.yaml)",
+                          "Hub id of the teacher (default: its folder name beside --hub_model_id, which must exist)")
     p.set_defaults(func=run)
 
 
@@ -25,6 +21,7 @@ def run(args):
     from ..training.distill import load_config
 
     config = load_config(args.config, args.overrides)  # bad keys and values: one line, before any model is loaded
+    check_training_run_args(args)
     from ..models import resolve_model
 
     resolve_model(config.teacher)

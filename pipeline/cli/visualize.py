@@ -21,7 +21,7 @@ def register(sub):
 
 
 def run(args):
-    from ..training.plots import read_metrics
+    from ..plots import read_metrics
     from ..visualize import make_all
 
     if args.metrics is not None:
