@@ -36,9 +36,9 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..io import atomic_write_text
+from ..plots import read_metrics
 from . import checkpoints
 from .files import trim_rows
-from .plots import read_metrics
 
 logger = logging.getLogger("fashion_ddpm.train")
 

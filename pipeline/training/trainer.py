@@ -23,6 +23,7 @@ from ..data import ImageDataset, load_dataset, to_model_range
 from ..hub import check_base_model, check_hub_access, push_model
 from ..io import staged_folder
 from ..pipeline_fashion_ddpm import DEFAULT_UNET_CONFIG, FashionDDPMPipeline
+from ..plots import plot_loss_curve
 from ..schedulers import make_scheduler
 from ..settings import EVERY_STEP
 from ..visualize import sample_grid
@@ -30,7 +31,6 @@ from .clip_loss import ClipGuidanceLoss
 from .config import TrainConfig, mix_batch_size
 from .loop import TrainingLoop, hardware, make_accelerator, step_generator
 from .model_card import write_model_card
-from .plots import plot_loss_curve
 from .style import StyleDenoiser, build_encoder, from_class_only
 
 logger = logging.getLogger("fashion_ddpm.train")

@@ -13,11 +13,11 @@ import torch
 
 from ...io import staged_folder
 from ...models import load_pipeline
+from ...plots import plot_loss_curve
 from ...settings import SamplingSettings
 from ...visualize import sample_grid
 from .. import checkpoints
 from ..loop import TrainingLoop, hardware, make_accelerator, step_generator
-from ..plots import plot_loss_curve
 from .card import cumulative_stats, write_record
 from .config import DistillConfig
 from .student import build_student, start_from, student_pipeline
