@@ -353,11 +353,11 @@ def predicted_images(model, x, t, classes, guidance, alphas_cumprod):
 def build_student(teacher, config: DistillConfig):
     """The untrained student: the teacher's U-Net (class embedding moved into a distilled condition encoder whose MLP
     starts at zero, so it computes the teacher's conditional output), as one module to train."""
-    from ..condition_encoder import FashionConditionEncoder
+    from ..condition_encoder import FashionStudentConditionEncoder
     from .style import StyleDenoiser, from_class_only
 
     T = teacher.scheduler.config.num_train_timesteps
-    encoder = FashionConditionEncoder(
+    encoder = FashionStudentConditionEncoder(
         len(teacher.class_names) + 1, teacher.unet.config.block_out_channels[0] * 4,
         guidance_range=[config.guidance_values[0], config.guidance_values[-1]],
         guidance_interval=teacher.config.get("default_guidance_interval"),
@@ -370,14 +370,14 @@ def build_student(teacher, config: DistillConfig):
 def student_pipeline(teacher, config: DistillConfig, student):
     """A student module as a pipeline: DDIM (DPM-Solver++ of order 1) on its schedules, `default_steps` of them, and
     the teacher's w (clipped to the distilled range) unless `default_guidance_scale` names another."""
-    from ..pipeline_fashion_ddpm import FashionDDPMPipeline
+    from ..pipeline_fashion_ddpm import FashionDDPMStudentPipeline
     from ..schedulers import make_scheduler
 
     w = config.default_guidance_scale
     if w is None:
         w = min(max(teacher.config.default_guidance_scale, config.guidance_values[0]), config.guidance_values[-1])
     T = teacher.scheduler.config.num_train_timesteps
-    pipe = FashionDDPMPipeline(student.unet, make_scheduler("ddim", teacher.scheduler.config),
+    pipe = FashionDDPMStudentPipeline(student.unet, make_scheduler("ddim", teacher.scheduler.config),
                                class_names=teacher.class_names, default_guidance_scale=w,
                                default_num_inference_steps=config.default_steps,
                                default_guidance_interval=teacher.config.get("default_guidance_interval"),
