@@ -136,6 +136,19 @@ def test_synthesize_makes_a_dataset_with_the_student(student_saved, tmp_path, ca
     assert len(unet_calls) == 1  # 2 bags in one batch, one step of one pass
 
 
+def test_a_saved_student_names_the_student_classes_and_loads_as_them(student_saved, tmp_path):
+    index = json.loads((student_saved / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_fashion_ddpm", "FashionDDPMStudentPipeline"]
+    assert index["condition_encoder"] == ["condition_encoder", "FashionStudentConditionEncoder"]
+    loaded = FashionDDPMPipeline.from_pretrained(student_saved)  # the class the folder holds, whichever is asked
+    assert type(loaded) is FashionDDPMStudentPipeline and type(loaded.condition_encoder) is FashionStudentConditionEncoder
+    tiny_teacher().save_pretrained(tmp_path / "teacher")
+    with pytest.raises(ValueError, match="holds a class or style model; load it with FashionDDPMPipeline"):
+        FashionDDPMStudentPipeline.from_pretrained(tmp_path / "teacher")
+    with pytest.raises(ValueError, match="FashionDDPMPipeline got a FashionStudentConditionEncoder"):
+        FashionDDPMPipeline(loaded.unet, loaded.scheduler, condition_encoder=loaded.condition_encoder)
+
+
 @pytest.mark.slow  # a fresh interpreter
 def test_a_saved_student_loads_without_this_package(student_saved, tmp_path):
     expected = generate(FashionDDPMPipeline.from_pretrained(student_saved), ["Dress", "Bag"], seed=3).images
