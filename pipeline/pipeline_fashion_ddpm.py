@@ -508,12 +508,13 @@ class FashionDDPMPipeline(DiffusionPipeline):
         config = self.config
         if timesteps is None and num_inference_steps is None and model_sampler:
             timesteps = config.get("default_timesteps")
-        timesteps = timesteps.tolist() if hasattr(timesteps, "tolist") else timesteps
+        timesteps = timesteps.tolist() if hasattr(timesteps, "tolist") else timesteps  # numpy array or tensor
         if isinstance(timesteps, (list, tuple)):
             timesteps = [_plain(t) for t in timesteps]
+            if num_inference_steps is None and timesteps:
+                num_inference_steps = len(timesteps)
         if num_inference_steps is None:
-            num_inference_steps = ((len(timesteps) if isinstance(timesteps, list) else 0)
-                                   or config.get("default_num_inference_steps") or self.scheduler.config.num_train_timesteps)
+            num_inference_steps = config.get("default_num_inference_steps") or self.scheduler.config.num_train_timesteps
         if guidance_scale is None:
             guidance_scale = config.get("default_guidance_scale")
         if guidance_interval is None:
@@ -522,10 +523,11 @@ class FashionDDPMPipeline(DiffusionPipeline):
             guidance_interval = tuple(_plain(v) for v in guidance_interval)
         if style_guidance_scale is None:
             style_guidance_scale = config.get("default_style_guidance_scale")
-        values = (num_inference_steps, timesteps, DEFAULT_GUIDANCE_SCALE if guidance_scale is None else guidance_scale,
-                  guidance_interval, 0.0 if guidance_rescale is None else guidance_rescale, style_guidance_scale)
-        return {key: value if key in ("timesteps", "guidance_interval") else _plain(value)
-                for key, value in zip(SAMPLING_ARGUMENTS, values)}
+        return {"num_inference_steps": _plain(num_inference_steps), "timesteps": timesteps,
+                "guidance_scale": _plain(DEFAULT_GUIDANCE_SCALE if guidance_scale is None else guidance_scale),
+                "guidance_interval": guidance_interval,
+                "guidance_rescale": _plain(0.0 if guidance_rescale is None else guidance_rescale),
+                "style_guidance_scale": _plain(style_guidance_scale)}
 
     def check_sampling(self, sampling: dict, scheduler=None, names: dict | None = None):
         """Raises ValueError naming the first bad sampling argument (`resolve_sampling`'s dict) for this model and what
@@ -693,8 +695,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
             timesteps (`list[int]`, *optional*): the exact timesteps to denoise at, noisiest first (e.g. a searched
                 few-step schedule), on a scheduler whose `set_timesteps` takes them (DDPM, DPM-Solver++); overrides
                 `num_inference_steps`. Defaults to the model's `default_timesteps` (model_index.json) unless
-                `num_inference_steps` is given. A distilled student takes only the schedules it was distilled for
-                (its condition encoder's `step_schedules`; `num_inference_steps` picks one).
+                `num_inference_steps` is given. A distilled student (`FashionDDPMStudentPipeline`) takes only the
+                schedules it was distilled for (its condition encoder's `step_schedules`; `num_inference_steps` picks
+                one).
             style_guidance_scale (`float`, *optional*): a style model's style request guided by its own weight w_s,
                 beside the class's w (compositional guidance, Liu et al. 2022; three U-Net halves per guided step):
                 out = out_null + w * (out_class - out_null) + w_s * (out_class_style - out_class), on the same
@@ -723,7 +726,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         batch = len(class_ids) * num_images_per_label
         device = self._execution_device
         latents = self.prepare_latents(batch, generator, device, latents)
-        class_ids = torch.tensor(class_ids, device=device).repeat_interleave(num_images_per_label)
+        labels = torch.tensor(class_ids, device=device).repeat_interleave(num_images_per_label)
         style_inputs = self.condition_encoder.style_tensors(requested, batch, device) if self.style_attributes else None
 
         # 3. the denoising loop
@@ -732,7 +735,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t)
-            model_output = self.model_output(model_input, t, i, class_ids, style_inputs, sampling)
+            model_output = self.model_output(model_input, t, i, labels, style_inputs, sampling)
             latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
                 callback_kwargs = {name: {"latents": latents}[name] for name in callback_on_step_end_tensor_inputs}
