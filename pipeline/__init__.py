@@ -4,6 +4,7 @@ Public names are imported on first use (PEP 562 module `__getattr__`), so `fashi
 the other argument checks answer without importing torch or diffusers (~6 s on a 2-core CPU).
 
     from pipeline import FashionDDPMPipeline, SamplingSettings, generate, load_pipeline
+    from pipeline import FashionDDPMStudentPipeline  # a distilled few-step model
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __version__ = "0.3.0"
 # public name -> module that defines it
 _LAZY = {
     "FashionDDPMPipeline": "pipeline.pipeline_fashion_ddpm",
+    "FashionDDPMStudentPipeline": "pipeline.pipeline_fashion_ddpm",
     "FASHION_MNIST_CLASSES": "pipeline.pipeline_fashion_ddpm",
     "DEFAULT_UNET_CONFIG": "pipeline.pipeline_fashion_ddpm",
     "DEFAULT_SCHEDULER_CONFIG": "pipeline.pipeline_fashion_ddpm",

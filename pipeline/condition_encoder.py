@@ -1,10 +1,11 @@
-"""The condition encoder: class (+ style attributes, + a distilled model's guidance weight and target noise level)
--> the U-Net's class embedding.
+"""The condition encoders: class (+ style attributes) -> the U-Net's class embedding, and the few-step student's
+encoder, which also takes the guidance weight and the noise level its step lands on.
 
 Self-contained (torch, numpy and diffusers only), like the pipeline file: `FashionDDPMPipeline.save_pretrained` copies it
 to `<folder>/condition_encoder/condition_encoder.py` beside the component's weights and names it in model_index.json as
-["condition_encoder", "FashionConditionEncoder"], so `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`
-loads it in a process that never installed this package.
+["condition_encoder", "FashionConditionEncoder"] (a student: "FashionStudentConditionEncoder"), so
+`DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` loads it in a process that never installed this
+package.
 
 The U-Net of a style model is built with `class_embed_type="identity"`: the embedding it adds to its time embedding
 is this encoder's output, the class embedding (one row per class plus the null class of classifier-free guidance)
@@ -14,13 +15,15 @@ initialised from a class-only model starts exactly as that model. The percentile
 values at `percentile_levels` of each attribute, per class) are saved in the config: they turn a measurement into the
 percentile a request means ("wide" = wide for a Trouser, not compared with Coats).
 
-A distilled few-step student (pipeline/training/distill.py) uses the same encoder with two more inputs, after Meng et
-al. 2023 (guidance as an input) and Frans et al. 2024 (the step's size as an input): the guidance weight w of the
-teacher it imitates, and the noise level its step lands on. They enter through a second zero-initialised MLP (of the
-class, w and the target level), so a student starts as its class-only teacher's conditional model. The config holds
-the w range it was distilled on, the guidance interval that w meant for the teacher, and its timestep schedules. A
-consistency student (`consistency`: Song et al. 2023) predicts the teacher's final image from every step, so its
-target level is always 0 (the clean image) whatever the pipeline's step lands on.
+A distilled few-step student (pipeline/training/distill.py) uses `FashionStudentConditionEncoder`, the same encoder with
+two more inputs, after Meng et al. 2023 (guidance as an input) and Frans et al. 2024 (the step's size as an input): the
+guidance weight w of the teacher it imitates, and the noise level its step lands on. They enter through a second
+zero-initialised MLP (of the class, w and the target level), so a student starts as its class-only teacher's
+conditional model. Its config holds the w range it was distilled on, the guidance interval that w meant for the
+teacher, and its timestep schedules. A consistency student (`consistency`: Song et al. 2023) predicts the teacher's
+final image from every step, so its target level is always 0 (the clean image) whatever the pipeline's step lands on.
+Students saved before this class existed name "FashionConditionEncoder" with these keys in their config;
+`FashionDDPMPipeline.from_pretrained` loads them as this class.
 """
 
 from __future__ import annotations
@@ -55,17 +58,12 @@ class FashionConditionEncoder(ModelMixin, ConfigMixin):
         style_attributes: the attribute names the model takes (empty: a class-only encoder).
         style_hidden_dim: width of the style MLP.
         percentile_levels / percentile_tables: {attribute: per class, the training values at those levels}.
-        guidance_range / guidance_interval / step_schedules: a distilled student's w range, its teacher's guidance
-            interval and its {steps: timesteps} (None: not a student).
-        consistency: a consistency student, whose every step predicts the image (its target level is always 0).
     """
 
     @register_to_config
     def __init__(self, num_class_embeds: int = 11, embedding_dim: int = 512, style_attributes: list[str] | None = None,
                  style_hidden_dim: int = 128, percentile_levels: list[float] | None = None,
-                 percentile_tables: dict | None = None, guidance_range: list[float] | None = None,
-                 guidance_interval: list[float] | None = None, step_schedules: dict | None = None,
-                 distill_hidden_dim: int = 256, fourier_features: int = 6, consistency: bool = False):
+                 percentile_tables: dict | None = None):
         super().__init__()
         self.class_embedding = nn.Embedding(num_class_embeds, embedding_dim)
         attributes = list(style_attributes or [])
@@ -74,50 +72,28 @@ class FashionConditionEncoder(ModelMixin, ConfigMixin):
                                            nn.Linear(style_hidden_dim, embedding_dim))
             nn.init.zeros_(self.style_mlp[-1].weight)  # starts as the class-only model
             nn.init.zeros_(self.style_mlp[-1].bias)
-        if guidance_range is not None:
-            width = num_class_embeds + 4 * fourier_features  # one-hot class, Fourier features of w and of the target
-            self.distill_mlp = nn.Sequential(nn.Linear(width, distill_hidden_dim), nn.SiLU(),
-                                             nn.Linear(distill_hidden_dim, embedding_dim))
-            nn.init.zeros_(self.distill_mlp[-1].weight)  # starts as the teacher's conditional model
-            nn.init.zeros_(self.distill_mlp[-1].bias)
-
-    @property
-    def distilled(self) -> bool:
-        """Whether this encoder takes a guidance weight and a target noise level (a distilled student)."""
-        return self.config.guidance_range is not None
-
-    def _fourier(self, x: torch.Tensor) -> torch.Tensor:
-        scales = math.pi * 2.0 ** torch.arange(self.config.fourier_features, device=x.device, dtype=torch.float32)
-        angles = x.float().unsqueeze(1) * scales
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
 
     @property
     def style_attributes(self) -> list[str]:
         return list(self.config.style_attributes or [])
 
     def forward(self, class_labels: torch.Tensor, style: torch.Tensor | None = None,
-                given: torch.Tensor | None = None, guidance: torch.Tensor | None = None,
-                target: torch.Tensor | None = None) -> torch.Tensor:
-        """(B,) class ids, (B, A) percentiles and (B, A) 1/0 "given" flags -> (B, embedding_dim); a distilled encoder
-        also takes (B,) guidance weights and (B,) target noise levels (t + 1) / T of the step, 0 = the clean image."""
-        out = self.class_embedding(class_labels)
-        if self.distilled:
-            if guidance is None or target is None:
-                raise ValueError("a distilled condition encoder needs the guidance weight and the target noise level")
-            low, high = self.config.guidance_range
-            if self.config.get("consistency", False):  # a consistency student: every step predicts the image itself
-                target = torch.zeros_like(target)
-            features = [nn.functional.one_hot(class_labels, self.config.num_class_embeds).float(),
-                        self._fourier((guidance - low) / (high - low)), self._fourier(target)]
-            out = out + self.distill_mlp(torch.cat(features, dim=1).to(out.dtype))
-        if self.style_attributes:
-            batch, count = len(class_labels), len(self.style_attributes)
-            if style is None:  # nothing given: every attribute free
-                style = torch.zeros(batch, count, device=out.device)
-                given = torch.zeros(batch, count, device=out.device)
-            values = torch.where(given > 0, style, torch.zeros_like(style)).to(out.dtype)
-            out = out + self.style_mlp(torch.cat([values, given.to(out.dtype)], dim=1))
-        return out
+                given: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) class ids, (B, A) percentiles and (B, A) 1/0 "given" flags -> (B, embedding_dim)."""
+        return self.add_style(self.class_embedding(class_labels), style, given)
+
+    def add_style(self, embedding: torch.Tensor, style: torch.Tensor | None = None,
+                  given: torch.Tensor | None = None) -> torch.Tensor:
+        """`embedding` plus the style MLP's term (no style given: every attribute free); unchanged for a class-only
+        encoder."""
+        if not self.style_attributes:
+            return embedding
+        batch, count = len(embedding), len(self.style_attributes)
+        if style is None:  # nothing given: every attribute free
+            style = torch.zeros(batch, count, device=embedding.device)
+            given = torch.zeros(batch, count, device=embedding.device)
+        values = torch.where(given > 0, style, torch.zeros_like(style)).to(embedding.dtype)
+        return embedding + self.style_mlp(torch.cat([values, given.to(embedding.dtype)], dim=1))
 
     # ------------------------------------------------------------------ requests
     def parse_style(self, style) -> dict[str, float]:
@@ -197,6 +173,61 @@ class FashionConditionEncoder(ModelMixin, ConfigMixin):
             pick = class_ids == c
             out[pick] = np.interp(values[pick], unique, mid) if len(unique) > 1 else 0.5
         return out
+
+
+
+class FashionStudentConditionEncoder(FashionConditionEncoder):
+    """A distilled few-step student's encoder: class (+ style) as `FashionConditionEncoder`, plus the guidance weight w
+    of the teacher it imitates and the noise level its step lands on, through a zero-initialised MLP.
+
+    Args:
+        guidance_range: the [low, high] w range it was distilled on.
+        guidance_interval: the teacher's guidance interval that its w means (None: every step).
+        step_schedules: {steps: timesteps} it was distilled for ({"4": [99, 74, 49, 24], ...}).
+        distill_hidden_dim / fourier_features: width of its MLP and Fourier features per input.
+        consistency: a consistency student, whose every step predicts the image (its target level is always 0).
+        Others: as `FashionConditionEncoder`.
+    """
+
+    @register_to_config
+    def __init__(self, num_class_embeds: int = 11, embedding_dim: int = 512, style_attributes: list[str] | None = None,
+                 style_hidden_dim: int = 128, percentile_levels: list[float] | None = None,
+                 percentile_tables: dict | None = None, guidance_range: list[float] | None = None,
+                 guidance_interval: list[float] | None = None, step_schedules: dict | None = None,
+                 distill_hidden_dim: int = 256, fourier_features: int = 6, consistency: bool = False):
+        super().__init__(num_class_embeds, embedding_dim, style_attributes, style_hidden_dim, percentile_levels,
+                         percentile_tables)
+        if not (isinstance(guidance_range, (list, tuple)) and len(guidance_range) == 2
+                and guidance_range[0] < guidance_range[1]):
+            raise ValueError(f"guidance_range must be [low, high] with low < high (the w range it is distilled on), "
+                             f"got {guidance_range!r}")
+        width = num_class_embeds + 4 * fourier_features  # one-hot class, Fourier features of w and of the target
+        self.distill_mlp = nn.Sequential(nn.Linear(width, distill_hidden_dim), nn.SiLU(),
+                                         nn.Linear(distill_hidden_dim, embedding_dim))
+        nn.init.zeros_(self.distill_mlp[-1].weight)  # starts as the teacher's conditional model
+        nn.init.zeros_(self.distill_mlp[-1].bias)
+
+    def fourier(self, x: torch.Tensor) -> torch.Tensor:
+        """sin and cos of x at `fourier_features` octaves of pi: (B,) -> (B, 2 * fourier_features)."""
+        scales = math.pi * 2.0 ** torch.arange(self.config.fourier_features, device=x.device, dtype=torch.float32)
+        angles = x.float().unsqueeze(1) * scales
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    def forward(self, class_labels: torch.Tensor, style: torch.Tensor | None = None,
+                given: torch.Tensor | None = None, guidance: torch.Tensor | None = None,
+                target: torch.Tensor | None = None) -> torch.Tensor:
+        """As `FashionConditionEncoder.forward`, with (B,) guidance weights and (B,) target noise levels (t + 1) / T
+        of the step (0 = the clean image)."""
+        if guidance is None or target is None:
+            raise ValueError("a distilled condition encoder needs the guidance weight and the target noise level")
+        low, high = self.config.guidance_range
+        if self.config.consistency:  # a consistency student: every step predicts the image itself
+            target = torch.zeros_like(target)
+        out = self.class_embedding(class_labels)
+        features = [nn.functional.one_hot(class_labels, self.config.num_class_embeds).float(),
+                    self.fourier((guidance - low) / (high - low)), self.fourier(target)]
+        out = out + self.distill_mlp(torch.cat(features, dim=1).to(out.dtype))
+        return self.add_style(out, style, given)
 
 
 def percentile_tables(measured: dict[str, np.ndarray], labels, num_classes: int, levels) -> dict[str, list]:

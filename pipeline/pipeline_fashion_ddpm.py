@@ -136,6 +136,51 @@ def check_guidance_rescale(guidance_rescale, name: str = "guidance_rescale"):
         raise ValueError(f"{name} must be a number in [0, 1] (0 = off), got {guidance_rescale!r}")
 
 
+EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides at every noise level
+# The sampling arguments of a call, as `resolve_sampling` returns them and `check_sampling` reads them.
+SAMPLING_ARGUMENTS = ("num_inference_steps", "timesteps", "guidance_scale", "guidance_interval", "guidance_rescale",
+                      "style_guidance_scale")
+
+
+def argument_names(names: dict | None = None) -> dict[str, str]:
+    """How error messages name each sampling argument: its own name unless `names` (the caller's spelling, e.g.
+    {"guidance_scale": "config key 'sample_guidance_scale'"}) says otherwise. "scheduler" names the sampler in use and
+    "timestep samplers" the ones that take a timestep list."""
+    return {**{key: key for key in SAMPLING_ARGUMENTS}, "scheduler": "this scheduler",
+            "timestep samplers": "DDPM, DPM-Solver++, Euler", **(names or {})}
+
+
+def check_sampling_values(sampling: dict, max_steps: int | None = None, takes_timesteps: bool = True,
+                          names: dict | None = None):
+    """Raises ValueError naming the first bad value of `sampling` (the keys of `SAMPLING_ARGUMENTS`) and what is
+    accepted: the checks that need no model (`FashionDDPMPipeline.check_sampling` adds a model's own).
+
+    Args:
+        max_steps: the training steps, upper bound of the steps and the timesteps (None: no bound).
+        takes_timesteps: whether the sampler in use takes a timestep list.
+        names: see `argument_names`.
+    """
+    name = argument_names(names)
+    steps, timesteps, rescale = sampling["num_inference_steps"], sampling["timesteps"], sampling["guidance_rescale"]
+    check_steps(steps, max_steps, name["num_inference_steps"])
+    check_guidance_scale(sampling["guidance_scale"], name["guidance_scale"])
+    check_guidance_interval(sampling["guidance_interval"], name["guidance_interval"])
+    check_guidance_rescale(rescale, name["guidance_rescale"])
+    if timesteps is not None:
+        check_timesteps(timesteps, max_steps or 10**9, name["timesteps"])
+        if len(timesteps) != steps:
+            raise ValueError(f"{name['num_inference_steps']} {steps} and the {len(timesteps)} {name['timesteps']} "
+                             f"{list(timesteps)} disagree; give one of them")
+        if not takes_timesteps:
+            raise ValueError(f"{name['timesteps']} {list(timesteps)} need a sampler that takes a timestep list "
+                             f"({name['timestep samplers']}); {name['scheduler']} does not")
+    if sampling["style_guidance_scale"] is not None:
+        check_guidance_scale(sampling["style_guidance_scale"], name["style_guidance_scale"])
+        if rescale:
+            raise ValueError(f"{name['guidance_rescale']} must be 0 with {name['style_guidance_scale']} (the rescale is "
+                             f"defined for one guidance term), got {rescale!r}")
+
+
 def label_names(id2label: dict | None = None, class_names: list[str] | None = None) -> list[str]:
     """The class names by id from `id2label` ({"0": name, ...}; JSON keys are strings) or a `class_names` list (folders
     saved before id2label); the ten Fashion-MNIST classes when neither is given.
@@ -215,6 +260,21 @@ def _plain(value):
     return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
 
 
+PIPELINE_CLASS_NAMES = ("FashionDDPMPipeline", "FashionDDPMStudentPipeline")  # the classes of this file a folder names
+
+
+def saved_student(folder: str | os.PathLike) -> bool:
+    """Whether the saved pipeline `folder` holds a few-step student: its condition encoder's config has a guidance
+    range. (A student saved before `FashionDDPMStudentPipeline` existed names `FashionDDPMPipeline` in model_index.json
+    and `FashionConditionEncoder` for its encoder; the config keys are what mark it.)"""
+    path = os.path.join(folder, "condition_encoder", "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("guidance_range") is not None
+    except (OSError, ValueError, AttributeError):  # none or broken: loading names what is wrong
+        return False
+
+
 class FashionDDPMPipeline(DiffusionPipeline):
     r"""Class-conditional image generation with a DDPM U-Net and classifier-free guidance.
 
@@ -224,9 +284,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
     A style model adds a `condition_encoder` (`condition_encoder.py`, saved beside its weights): it turns the class and
     a style request into the embedding a U-Net with ``class_embed_type="identity"`` adds to its time embedding.
 
-    A distilled few-step student's condition encoder also takes the guidance weight w and the noise level each step
-    lands on: one U-Net pass per step imitates its teacher's guided steps (`is_distilled`; its w range, guidance
-    interval and timestep schedules are in the encoder's config).
+    A distilled few-step student is `FashionDDPMStudentPipeline`, this pipeline with one U-Net pass per step.
 
     Args:
         unet ([`UNet2DModel`]): noise-prediction U-Net with ``num_class_embeds == len(class_names) + 1`` (class-only),
@@ -244,6 +302,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
     _callback_tensor_inputs = ["latents"]
     pipeline_file_name = "pipeline_fashion_ddpm"
     condition_encoder_file_name = "condition_encoder"
+    condition_encoder_class_name = "FashionConditionEncoder"  # the encoder class this pipeline takes
+    is_distilled = False  # a few-step student (FashionDDPMStudentPipeline)
 
     def __init__(self, unet: UNet2DModel, scheduler, class_names: list[str] | None = None,
                  default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE, default_num_inference_steps: int | None = None,
@@ -259,6 +319,11 @@ class FashionDDPMPipeline(DiffusionPipeline):
                                  f"the encoder's output), got {unet.config.class_embed_type!r}")
         else:
             num_embeds = unet.config.num_class_embeds
+        student_encoder = condition_encoder is not None and condition_encoder.config.get("guidance_range") is not None
+        if student_encoder != self.is_distilled:
+            raise ValueError(f"{type(self).__name__} got a {type(condition_encoder).__name__}: a few-step student's "
+                             "encoder (one with a guidance_range) goes with FashionDDPMStudentPipeline, a class or style "
+                             "encoder (or none) with FashionDDPMPipeline")
         if num_embeds != len(class_names) + 1:
             raise ValueError(
                 f"num_class_embeds={num_embeds} must equal len(class_names) + 1 = {len(class_names) + 1} "
@@ -327,22 +392,40 @@ class FashionDDPMPipeline(DiffusionPipeline):
             f.write("\n")
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """`DiffusionPipeline.from_pretrained`, as the class the folder holds: a saved few-step student loads as
+        `FashionDDPMStudentPipeline` whichever of the two classes is asked, also one saved before that class existed."""
+        folder = os.fspath(pretrained_model_name_or_path)
+        if cls is FashionDDPMPipeline and os.path.isdir(folder) and saved_student(folder):
+            return FashionDDPMStudentPipeline.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
     def load_config(cls, *args, **kwargs):
         # Saved folders name this class as [file, class] so DiffusionPipeline finds the code file; when the caller
-        # already holds the class (FashionDDPMPipeline.from_pretrained), use it directly and run no remote code.
+        # already holds the class (FashionDDPMPipeline.from_pretrained), use it directly and run no remote code. A
+        # student saved before FashionDDPMStudentPipeline existed names FashionDDPMPipeline: the caller's class wins.
         result = super().load_config(*args, **kwargs)
         config = result[0] if isinstance(result, tuple) else result
-        if isinstance(config.get("_class_name"), (list, tuple)) and config["_class_name"][1] == cls.__name__:
+        folder = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        if isinstance(folder, (str, os.PathLike)) and os.path.isdir(folder) and saved_student(folder) != cls.is_distilled:
+            held, right = (("a class or style model", "FashionDDPMPipeline") if cls.is_distilled
+                           else ("a few-step student", "FashionDDPMStudentPipeline"))
+            raise ValueError(f"{folder} holds {held}; load it with {right}.from_pretrained or "
+                             "pipeline.models.load_pipeline")
+        saved = config.get("_class_name")
+        if isinstance(saved, (list, tuple)) and saved[0] == cls.pipeline_file_name and saved[1] in PIPELINE_CLASS_NAMES:
             config["_class_name"] = cls.__name__
         # Likewise the condition encoder: where this file is a module of an installed package that has the encoder's
-        # module beside it, that module is used; otherwise diffusers loads the folder's copy (trust_remote_code).
+        # module beside it, that module's class for this pipeline is used; otherwise diffusers loads the folder's copy
+        # (trust_remote_code).
         encoder = config.get("condition_encoder")
         package = cls.__module__.rpartition(".")[0]
         if isinstance(encoder, (list, tuple)) and encoder[0] == cls.condition_encoder_file_name and package:
             module = f"{package}.{cls.condition_encoder_file_name}"
             if importlib.util.find_spec(module) is not None:
                 importlib.import_module(module)  # the package's own module (diffusers loads only imported ones)
-                config["condition_encoder"] = [module, encoder[1]]
+                config["condition_encoder"] = [module, cls.condition_encoder_class_name]
         return result
 
     @property
@@ -408,78 +491,112 @@ class FashionDDPMPipeline(DiffusionPipeline):
             return {}
         return encoder.parse_style(style)
 
-    # ------------------------------------------------------------------ sampling
-    def _check_inputs(self, num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,
-                      guidance_interval, guidance_rescale):
+
+    # ------------------------------------------------------------------ sampling arguments: defaults and checks
+    def resolve_sampling(self, num_inference_steps=None, timesteps=None, guidance_scale=None, guidance_interval=None,
+                         guidance_rescale=None, style_guidance_scale=None, model_sampler: bool = True) -> dict:
+        """The sampling arguments of a call (`SAMPLING_ARGUMENTS`): those given, this model's saved defaults
+        (model_index.json) for the rest. The one place the defaults are worked out: `__call__` and
+        `SamplingSettings.resolve` both call it. Nothing is checked here (`check_sampling` does); numpy and torch
+        scalars become the Python numbers they hold.
+
+        The model's own timesteps (`default_timesteps`) are the default only where neither steps nor timesteps are given
+        and the call samples with the model's own sampler (`model_sampler`). Steps default to the count of the
+        timesteps, else `default_num_inference_steps`, else the scheduler's training steps; the guidance interval to
+        `default_guidance_interval`, else every step; the style guidance to `default_style_guidance_scale`.
+        """
+        config = self.config
+        if timesteps is None and num_inference_steps is None and model_sampler:
+            timesteps = config.get("default_timesteps")
+        timesteps = timesteps.tolist() if hasattr(timesteps, "tolist") else timesteps  # numpy array or tensor
+        if isinstance(timesteps, (list, tuple)):
+            timesteps = [_plain(t) for t in timesteps]
+            if num_inference_steps is None and timesteps:
+                num_inference_steps = len(timesteps)
+        if num_inference_steps is None:
+            num_inference_steps = config.get("default_num_inference_steps") or self.scheduler.config.num_train_timesteps
+        if guidance_scale is None:
+            guidance_scale = config.get("default_guidance_scale")
+        if guidance_interval is None:
+            guidance_interval = config.get("default_guidance_interval") or EVERY_STEP
+        if isinstance(guidance_interval, (list, tuple)):
+            guidance_interval = tuple(_plain(v) for v in guidance_interval)
+        if style_guidance_scale is None:
+            style_guidance_scale = config.get("default_style_guidance_scale")
+        return {"num_inference_steps": _plain(num_inference_steps), "timesteps": timesteps,
+                "guidance_scale": _plain(DEFAULT_GUIDANCE_SCALE if guidance_scale is None else guidance_scale),
+                "guidance_interval": guidance_interval,
+                "guidance_rescale": _plain(0.0 if guidance_rescale is None else guidance_rescale),
+                "style_guidance_scale": _plain(style_guidance_scale)}
+
+    def check_sampling(self, sampling: dict, scheduler=None, names: dict | None = None):
+        """Raises ValueError naming the first bad sampling argument (`resolve_sampling`'s dict) for this model and what
+        is accepted: `check_sampling_values`, and style guidance only for a style model. `scheduler`: the one the call
+        will sample with (default: the pipeline's own); `names`: see `argument_names`."""
+        scheduler = self.scheduler if scheduler is None else scheduler
+        names = argument_names({"scheduler": type(scheduler).__name__, **(names or {})})
+        check_sampling_values(sampling, scheduler.config.num_train_timesteps, takes_timesteps(scheduler), names)
+        if sampling["style_guidance_scale"] is not None and not self.style_attributes:
+            raise ValueError(f"{names['style_guidance_scale']} needs a style model (a condition encoder with style "
+                             f"attributes); got {sampling['style_guidance_scale']!r}")
+
+    def check_inputs(self, sampling: dict, num_images_per_label, num_labels: int, output_type: str, generator,
+                     callback_on_step_end_tensor_inputs):
+        """Every check of a call, before any work: the sampling arguments (`check_sampling`) and the call's own."""
         if isinstance(num_images_per_label, bool) or not isinstance(num_images_per_label, int) or num_images_per_label < 1:
             raise ValueError(f"num_images_per_label must be an int >= 1, got {num_images_per_label!r}")
-        check_guidance_scale(guidance_scale)
-        check_steps(num_inference_steps, self.scheduler.config.num_train_timesteps)
-        if guidance_interval is not None:
-            check_guidance_interval(guidance_interval)
-        check_guidance_rescale(guidance_rescale)
+        self.check_sampling(sampling)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type {output_type!r} is not supported; use one of {list(OUTPUT_TYPES)}")
+        batch = num_labels * num_images_per_label
         if isinstance(generator, list) and len(generator) != batch:
-            raise ValueError(
-                f"got a list of {len(generator)} generators for {batch} images "
-                "(len(class_labels) * num_images_per_label); pass one generator or exactly one per image"
-            )
+            raise ValueError(f"got a list of {len(generator)} generators for {batch} images (len(class_labels) * "
+                             "num_images_per_label); pass one generator or exactly one per image")
+        bad_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if bad_inputs:
+            raise ValueError(f"callback_on_step_end_tensor_inputs {sorted(bad_inputs)} not supported; use "
+                             f"{self._callback_tensor_inputs}")
 
-    def condition(self, class_ids: torch.Tensor, style: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  guidance: torch.Tensor | None = None, target: torch.Tensor | None = None):
+    # ------------------------------------------------------------------ sampling
+    def prepare_latents(self, batch: int, generator, device, latents: torch.Tensor | None = None) -> torch.Tensor:
+        """The starting noise x_T (before the scheduler's `init_noise_sigma`): drawn from `generator`, or `latents`."""
+        config = self.unet.config
+        shape = (batch, config.in_channels, config.sample_size, config.sample_size)
+        if latents is None:
+            return randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        if tuple(latents.shape) != shape:
+            raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
+        return latents.to(device)
+
+    def prepare_timesteps(self, sampling: dict, device):
+        """Sets the scheduler's timesteps: exactly `sampling`'s timesteps, else its steps (`set_timesteps`)."""
+        set_timesteps(self.scheduler, sampling["num_inference_steps"], device, sampling["timesteps"])
+
+    def condition(self, class_ids: torch.Tensor, style: tuple[torch.Tensor, torch.Tensor] | None = None):
         """What the U-Net's `class_labels` receive: the class ids (class-only model) or the condition encoder's
-        embedding of the classes and the style (values, given), the null class taking no style; a distilled
-        encoder also takes the guidance weights and the target noise levels."""
-        encoder = getattr(self, "condition_encoder", None)
-        if encoder is None:
+        embedding of the classes and the style (values, given)."""
+        if getattr(self, "condition_encoder", None) is None:
             return class_ids
-        values, given = style if style is not None else (None, None)
-        if values is not None:
-            null = class_ids == self.null_class_id  # guidance's unconditional half: no class, no style
-            given = given * (~null).unsqueeze(1).to(given.dtype)
-        extra = {"guidance": guidance, "target": target} if self.is_distilled else {}
-        return encoder(class_ids, values, given, **extra).to(self.unet.dtype)
+        return self.condition_encoder(class_ids, *self.style_of(class_ids, style)).to(self.unet.dtype)
 
-    @property
-    def is_distilled(self) -> bool:
-        """Whether this is a distilled student: w and the step's target noise level are inputs, one pass per step."""
-        encoder = getattr(self, "condition_encoder", None)
-        return encoder is not None and getattr(encoder, "distilled", False)
+    def style_of(self, class_ids: torch.Tensor, style: tuple[torch.Tensor, torch.Tensor] | None):
+        """(values, given) of the style for the encoder, the null class (guidance's unconditional half) taking none."""
+        if style is None:
+            return None, None
+        values, given = style
+        null = class_ids == self.null_class_id
+        return values, given * (~null).unsqueeze(1).to(given.dtype)
 
-    def distilled_timesteps(self, num_inference_steps: int | None, timesteps: list[int] | None) -> list[int]:
-        """A student's timesteps: its schedule of `num_inference_steps` steps, or `timesteps` if it is one of them.
-
-        Raises:
-            ValueError: a step count or timestep list the student was not distilled for.
-        """
-        schedules = {int(n): list(ts) for n, ts in self.condition_encoder.config.step_schedules.items()}
-        if timesteps is not None:
-            if list(timesteps) not in schedules.values():
-                raise ValueError(f"timesteps {list(timesteps)} are not a schedule this distilled model was trained for; "
-                                 f"accepted: {sorted(schedules.values(), key=len)}")
-            return list(timesteps)
-        if num_inference_steps not in schedules:
-            raise ValueError(f"num_inference_steps must be one of {sorted(schedules)} for this distilled model (its "
-                             f"distilled schedules), got {num_inference_steps!r}")
-        return schedules[num_inference_steps]
-
-    def check_distilled_guidance(self, guidance_scale, guidance_interval, guidance_rescale):
-        """Raises ValueError unless the guidance is what the student was distilled for: w in its range, with the
-        teacher's interval (any interval at w = 1, which guides nothing) and no rescale."""
-        config = self.condition_encoder.config
-        low, high = config.guidance_range
-        if not low <= guidance_scale <= high:
-            raise ValueError(f"guidance_scale must be in [{low:g}, {high:g}] for this distilled model (the range it was "
-                             f"distilled on), got {guidance_scale!r}")
-        taught = config.guidance_interval
-        if guidance_scale != 1 and guidance_interval is not None and taught is not None and (
-                [float(v) for v in guidance_interval] != [float(v) for v in taught]):
-            raise ValueError(f"guidance_interval must be {list(taught)} for this distilled model (its w means the "
-                             f"teacher's guidance on that interval), got {list(guidance_interval)}")
-        if guidance_rescale:
-            raise ValueError(f"guidance_rescale must be 0 for this distilled model (it was distilled without), got "
-                             f"{guidance_rescale!r}")
+    def model_output(self, latents: torch.Tensor, t, step_index: int, class_ids: torch.Tensor,
+                     style: tuple[torch.Tensor, torch.Tensor] | None, sampling: dict) -> torch.Tensor:
+        """The guided output of one denoising step: w outside the guidance interval (the noise level (t + 1) / T not
+        in [low, high]) is 1, one U-Net pass; the style guided by its own weight only where there is guidance."""
+        low, high = sampling["guidance_interval"]
+        w = sampling["guidance_scale"]
+        if not low <= (float(t) + 1) / self.scheduler.config.num_train_timesteps <= high:
+            w = 1.0
+        composed = sampling["style_guidance_scale"] if w != 1 else None
+        return self.guided_prediction(latents, t, class_ids, w, sampling["guidance_rescale"], style, composed)
 
     def guided_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float,
                           guidance_rescale: float = 0.0, style: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -578,8 +695,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
             timesteps (`list[int]`, *optional*): the exact timesteps to denoise at, noisiest first (e.g. a searched
                 few-step schedule), on a scheduler whose `set_timesteps` takes them (DDPM, DPM-Solver++); overrides
                 `num_inference_steps`. Defaults to the model's `default_timesteps` (model_index.json) unless
-                `num_inference_steps` is given. A distilled student takes only the schedules it was distilled for
-                (its condition encoder's `step_schedules`; `num_inference_steps` picks one).
+                `num_inference_steps` is given. A distilled student (`FashionDDPMStudentPipeline`) takes only the
+                schedules it was distilled for (its condition encoder's `step_schedules`; `num_inference_steps` picks
+                one).
             style_guidance_scale (`float`, *optional*): a style model's style request guided by its own weight w_s,
                 beside the class's w (compositional guidance, Liu et al. 2022; three U-Net halves per guided step):
                 out = out_null + w * (out_class - out_null) + w_s * (out_class_style - out_class), on the same
@@ -593,90 +711,37 @@ class FashionDDPMPipeline(DiffusionPipeline):
             >>> pipe = FashionDDPMPipeline.from_pretrained("pretrained/fashion-ddpm-gpu")
             >>> images = pipe(class_labels=["Sneaker", "Bag"]).images
         """
+        # 1. the arguments: the model's defaults for those not given, every one checked before any work
         class_ids = self.resolve_class_ids(class_labels)
-        batch = len(class_ids) * _plain(num_images_per_label)
-        if guidance_scale is None:
-            guidance_scale = self.config.get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE)
-        if timesteps is None and num_inference_steps is None:
-            timesteps = self.config.get("default_timesteps")
-        if self.is_distilled:  # its sampler first: another sampler's step count is no reason to name the steps
-            if not is_ddim(self.scheduler):
-                raise ValueError(f"this distilled model samples with the DDIM update it was distilled for (sampler "
-                                 f"'ddim': DPMSolverMultistepScheduler of solver_order 1); got {type(self.scheduler).__name__}")
-            timesteps = self.distilled_timesteps(_plain(num_inference_steps), timesteps)
-            num_inference_steps = None if num_inference_steps is None else _plain(num_inference_steps)
-        if timesteps is not None:
-            timesteps = [_plain(t) for t in timesteps]
-            check_timesteps(timesteps, self.scheduler.config.num_train_timesteps)
-            if not takes_timesteps(self.scheduler):
-                raise ValueError(f"timesteps {timesteps} need a scheduler whose set_timesteps takes timesteps (DDPM, "
-                                 f"DPM-Solver++); {type(self.scheduler).__name__} does not")
-            if num_inference_steps is not None and num_inference_steps != len(timesteps):
-                raise ValueError(f"num_inference_steps {num_inference_steps} and {len(timesteps)} timesteps {timesteps} "
-                                 "disagree; give one of them")
-            num_inference_steps = len(timesteps)
-        if num_inference_steps is None:
-            num_inference_steps = self.config.get("default_num_inference_steps") or self.scheduler.config.num_train_timesteps
-        if guidance_interval is None:
-            guidance_interval = self.config.get("default_guidance_interval")
-        if style_guidance_scale is None:
-            style_guidance_scale = self.config.get("default_style_guidance_scale")
-        elif not self.style_attributes or self.is_distilled:
-            raise ValueError(f"style_guidance_scale needs a style model (a condition encoder with style attributes, "
-                             f"not a distilled student); got style_guidance_scale={style_guidance_scale!r}")
-        if style_guidance_scale is not None:
-            check_guidance_scale(_plain(style_guidance_scale), "style_guidance_scale")
-            if guidance_rescale:
-                raise ValueError(f"guidance_rescale must be 0 with style_guidance_scale (the rescale is defined for one "
-                                 f"guidance term), got {guidance_rescale!r}")
-        guidance_scale, num_inference_steps = _plain(guidance_scale), _plain(num_inference_steps)
+        sampling = self.resolve_sampling(num_inference_steps, timesteps, guidance_scale, guidance_interval,
+                                         guidance_rescale, style_guidance_scale)
         num_images_per_label = _plain(num_images_per_label)
-        self._check_inputs(num_images_per_label, guidance_scale, num_inference_steps, output_type, generator, batch,
-                           guidance_interval, guidance_rescale)
-        if self.is_distilled:
-            self.check_distilled_guidance(guidance_scale, guidance_interval, guidance_rescale)
+        self.check_inputs(sampling, num_images_per_label, len(class_ids), output_type, generator,
+                          callback_on_step_end_tensor_inputs)
         requested = self.parse_style(style)
-        bad_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
-        if bad_inputs:
-            raise ValueError(f"callback_on_step_end_tensor_inputs {sorted(bad_inputs)} not supported; use {self._callback_tensor_inputs}")
+        if not requested:  # no style asked for: no style term to guide by its own weight
+            sampling["style_guidance_scale"] = None
 
+        # 2. the starting noise, the labels and the style request
+        batch = len(class_ids) * num_images_per_label
         device = self._execution_device
-        config = self.unet.config
-        shape = (batch, config.in_channels, config.sample_size, config.sample_size)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
+        latents = self.prepare_latents(batch, generator, device, latents)
         labels = torch.tensor(class_ids, device=device).repeat_interleave(num_images_per_label)
-        style_inputs = (self.condition_encoder.style_tensors(requested, batch, device) if self.style_attributes
-                        else None)
+        style_inputs = self.condition_encoder.style_tensors(requested, batch, device) if self.style_attributes else None
 
-        set_timesteps(self.scheduler, num_inference_steps, device, timesteps)
-        latents = latents.to(device) * self.scheduler.init_noise_sigma
+        # 3. the denoising loop
+        self.prepare_timesteps(sampling, device)
+        latents = latents * self.scheduler.init_noise_sigma
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
-        T = self.scheduler.config.num_train_timesteps
-
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t)
-            w = guidance_scale
-            if guidance_interval is not None and not guidance_interval[0] <= (float(t) + 1) / T <= guidance_interval[1]:
-                w = 1.0
-            if self.is_distilled:  # one pass: w and where this step lands are inputs
-                steps = self.scheduler.timesteps
-                target = (float(steps[i + 1]) + 1) / T if i + 1 < len(steps) else 0.0
-                condition = self.condition(labels, style_inputs, torch.full((batch,), float(guidance_scale), device=device),
-                                           torch.full((batch,), target, device=device))
-                prediction = self.unet(model_input, t, class_labels=condition).sample
-            else:
-                composed = style_guidance_scale if (requested and w != 1) else None  # outside the interval: one pass
-                prediction = self.guided_prediction(model_input, t, labels, w, guidance_rescale, style_inputs, composed)
-            latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
+            model_output = self.model_output(model_input, t, i, labels, style_inputs, sampling)
+            latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
-                tensors = {"latents": latents}
-                callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
-                callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
-                latents = callback_outputs.get("latents", latents)
+                callback_kwargs = {name: {"latents": latents}[name] for name in callback_on_step_end_tensor_inputs}
+                latents = (callback_on_step_end(self, i, t, callback_kwargs) or {}).get("latents", latents)
 
+        # 4. the images in [0, 1]
         images = (latents / 2 + 0.5).clamp(0, 1).float()
         if output_type != "pt":
             images = images.cpu().permute(0, 2, 3, 1).numpy()
@@ -686,3 +751,87 @@ class FashionDDPMPipeline(DiffusionPipeline):
         if not return_dict:
             return (images,)
         return ImagePipelineOutput(images=images)
+
+
+class FashionDDPMStudentPipeline(FashionDDPMPipeline):
+    r"""A distilled few-step student (pipeline/training/distill.py): one U-Net pass per step imitates its teacher's
+    guided steps, after Meng et al. 2023 (guidance as an input) and Frans et al. 2024 (the step's size as an input).
+
+    Its `FashionStudentConditionEncoder` takes the guidance weight w and the noise level each step lands on beside the
+    class; its config holds what the student was distilled for, and a call must ask for that: the DDIM update (sampler
+    'ddim': DPMSolverMultistepScheduler of solver_order 1), one of its timestep schedules (`step_schedules`;
+    `num_inference_steps` picks one), w in its `guidance_range`, its teacher's guidance interval (what w meant), no
+    rescale and no style guidance. Called as `FashionDDPMPipeline`; `FashionDDPMPipeline.from_pretrained` loads a saved
+    student as this class.
+    """
+
+    condition_encoder_class_name = "FashionStudentConditionEncoder"
+    is_distilled = True
+
+    def check_sampling(self, sampling: dict, scheduler=None, names: dict | None = None):
+        """`FashionDDPMPipeline.check_sampling`, and what the student was distilled for (see the class); its sampler
+        first: another sampler's step count is no reason to name the steps."""
+        scheduler = self.scheduler if scheduler is None else scheduler
+        if not is_ddim(scheduler):
+            raise ValueError(f"this distilled model samples with the DDIM update it was distilled for (sampler 'ddim': "
+                             f"DPMSolverMultistepScheduler of solver_order 1); got {type(scheduler).__name__}")
+        if sampling["style_guidance_scale"] is not None:
+            raise ValueError(f"style_guidance_scale needs a style model (a distilled student takes none), got "
+                             f"{sampling['style_guidance_scale']!r}")
+        super().check_sampling(sampling, scheduler, names)
+        self.student_timesteps(sampling["num_inference_steps"], sampling["timesteps"])
+        self.check_student_guidance(sampling)
+
+    def student_timesteps(self, num_inference_steps: int, timesteps: list[int] | None) -> list[int]:
+        """Its timesteps: `timesteps` if they are one of its schedules, else its schedule of `num_inference_steps`.
+
+        Raises:
+            ValueError: a step count or timestep list the student was not distilled for.
+        """
+        schedules = {int(n): list(ts) for n, ts in self.condition_encoder.config.step_schedules.items()}
+        if timesteps is not None:
+            if list(timesteps) not in schedules.values():
+                raise ValueError(f"timesteps {list(timesteps)} are not a schedule this distilled model was trained for; "
+                                 f"accepted: {sorted(schedules.values(), key=len)}")
+            return list(timesteps)
+        if num_inference_steps not in schedules:
+            raise ValueError(f"num_inference_steps must be one of {sorted(schedules)} for this distilled model (its "
+                             f"distilled schedules), got {num_inference_steps!r}")
+        return schedules[num_inference_steps]
+
+    def check_student_guidance(self, sampling: dict):
+        """Raises ValueError unless the guidance is what the student was distilled for: w in its range, with the
+        teacher's interval (any interval at w = 1, which guides nothing) and no rescale."""
+        config = self.condition_encoder.config
+        low, high = config.guidance_range
+        w, interval, taught = sampling["guidance_scale"], sampling["guidance_interval"], config.guidance_interval
+        if not low <= w <= high:
+            raise ValueError(f"guidance_scale must be in [{low:g}, {high:g}] for this distilled model (the range it was "
+                             f"distilled on), got {w!r}")
+        if w != 1 and taught is not None and [float(v) for v in interval] != [float(v) for v in taught]:
+            raise ValueError(f"guidance_interval must be {list(taught)} for this distilled model (its w means the "
+                             f"teacher's guidance on that interval), got {list(interval)}")
+        if sampling["guidance_rescale"]:
+            raise ValueError(f"guidance_rescale must be 0 for this distilled model (it was distilled without), got "
+                             f"{sampling['guidance_rescale']!r}")
+
+    def prepare_timesteps(self, sampling: dict, device):
+        """Sets the scheduler's timesteps to the student's schedule (`student_timesteps`)."""
+        timesteps = self.student_timesteps(sampling["num_inference_steps"], sampling["timesteps"])
+        set_timesteps(self.scheduler, len(timesteps), device, timesteps)
+
+    def condition(self, class_ids: torch.Tensor, style: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  guidance: torch.Tensor | None = None, target: torch.Tensor | None = None):
+        """The encoder's embedding of the classes, the style, the guidance weights and the target noise levels."""
+        encoder_inputs = {"guidance": guidance, "target": target}
+        return self.condition_encoder(class_ids, *self.style_of(class_ids, style), **encoder_inputs).to(self.unet.dtype)
+
+    def model_output(self, latents: torch.Tensor, t, step_index: int, class_ids: torch.Tensor,
+                     style: tuple[torch.Tensor, torch.Tensor] | None, sampling: dict) -> torch.Tensor:
+        """One U-Net pass: w and the noise level (t + 1) / T this step lands on (0 after the last) are inputs."""
+        steps, T = self.scheduler.timesteps, self.scheduler.config.num_train_timesteps
+        target = (float(steps[step_index + 1]) + 1) / T if step_index + 1 < len(steps) else 0.0
+        batch, device = len(class_ids), latents.device
+        condition = self.condition(class_ids, style, torch.full((batch,), float(sampling["guidance_scale"]), device=device),
+                                   torch.full((batch,), target, device=device))
+        return self.unet(latents, t, class_labels=condition).sample

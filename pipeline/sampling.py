@@ -95,13 +95,7 @@ def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: i
     class_ids = pipe.resolve_class_ids(labels)
     settings = resolve_settings(pipe, settings, overrides).check(pipe)
     requested = pipe.parse_style(style)  # bad style input: one line, before any U-Net work
-    # The only place settings become pipeline arguments: every option explicit, so the model's own defaults can never
-    # fill in something the settings decided (an unguided or every-step setting passes the interval (0, 1)).
-    call_kwargs = {"num_inference_steps": settings.steps, "guidance_scale": settings.guidance,
-                   "guidance_interval": settings.interval, "guidance_rescale": settings.rescale,
-                   "timesteps": list(settings.timesteps) if settings.timesteps else None}
-    if settings.style_guidance is not None:
-        call_kwargs["style_guidance_scale"] = settings.style_guidance
+    call_kwargs = settings.pipeline_arguments()
     ids, seeds = plan(class_ids, per_label, seed, start_index)
     original = pipe.scheduler
     if settings.sampler != sampler_name(original):

@@ -3,8 +3,9 @@
 Every command, the demo, synthesis, training's sample grids and the benchmarks pass this value around instead of five
 loose keyword arguments; `pipeline.sampling.generate` is the only code that turns it into pipeline arguments.
 
-    settings = SamplingSettings.resolve(pipe, guidance=2)   # the model's defaults for everything not given, once
-    settings.check(pipe)                                      # the pipeline file's own validators
+    settings = SamplingSettings.resolve(pipe, guidance=2)   # the model's defaults (pipe.resolve_sampling) for the rest
+    settings.check(pipe)                                      # the model's own checks (pipe.check_sampling)
+    settings.pipeline_arguments()  # {'num_inference_steps': 10, 'guidance_scale': 2.0, ...}: what `pipe(...)` takes
     settings.describe()        # 'unipc 10 steps, guidance 2 for t/T in [0.17, 0.88]'  (titles, cards, reports)
     settings.label()           # 'unipc:10:2:i=0.17-0.88'  and  SamplingSettings.parse(label, pipe)
     settings.to_json()         # the keys manifests and results have always used; from_json() reads every old one
@@ -19,6 +20,10 @@ from dataclasses import dataclass
 
 EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides at every noise level
 FIELDS = ("sampler", "steps", "guidance", "interval", "rescale", "timesteps", "style_guidance")
+# field -> the pipeline's argument (`FashionDDPMPipeline.__call__`, `resolve_sampling`, `check_sampling`)
+PIPELINE_ARGUMENTS = {"steps": "num_inference_steps", "timesteps": "timesteps", "guidance": "guidance_scale",
+                      "interval": "guidance_interval", "rescale": "guidance_rescale",
+                      "style_guidance": "style_guidance_scale"}
 LABEL_FORM = "SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI][:t=T1-T2-...][:s=STYLE_GUIDANCE]"
 
 
@@ -93,34 +98,18 @@ class SamplingSettings:
     def resolve(cls, pipe, *, sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
                 interval: tuple[float, float] | None = None, rescale: float | None = None,
                 timesteps: tuple[int, ...] | None = None, style_guidance: float | None = None) -> SamplingSettings:
-        """The settings a call on `pipe` uses: what is given, the model's saved defaults (`model_index.json`) for the
-        rest. Steps default to the model's for its own sampler and to the named sampler's default for another one;
-        a model's own timesteps (`default_timesteps`) are its default only where neither sampler nor steps are given."""
+        """The settings a call on `pipe` uses: what is given, the model's saved defaults for the rest, as the pipeline
+        works them out (`pipe.resolve_sampling`, the one place). Here only what a sampler name decides: another sampler
+        than the model's own takes that sampler's default step count and not the model's own timesteps."""
         from .schedulers import default_steps, sampler_name
 
         own = sampler_name(pipe.scheduler)
-        config = pipe.config
-        if timesteps is None and steps is None and (sampler is None or sampler == own):
-            timesteps = config.get("default_timesteps")
-        if timesteps is not None and steps is None:
-            steps = len(timesteps)
-        if steps is None:
-            if sampler is None or sampler == own:
-                steps = config.get("default_num_inference_steps") or pipe.scheduler.config.num_train_timesteps
-            else:
-                steps = default_steps(sampler)
-        if guidance is None:
-            guidance = config.get("default_guidance_scale")
-            if guidance is None:
-                from .pipeline_fashion_ddpm import DEFAULT_GUIDANCE_SCALE
-
-                guidance = DEFAULT_GUIDANCE_SCALE
-        if interval is None:
-            interval = config.get("default_guidance_interval") or EVERY_STEP
-        if style_guidance is None:
-            style_guidance = config.get("default_style_guidance_scale")
-        return cls(sampler or own, steps, guidance, interval, 0.0 if rescale is None else rescale, timesteps,
-                   style_guidance)
+        model_sampler = sampler is None or sampler == own
+        if steps is None and timesteps is None and not model_sampler:
+            steps = default_steps(sampler)
+        arguments = pipe.resolve_sampling(steps, timesteps, guidance, interval, rescale, style_guidance,
+                                          model_sampler=model_sampler)
+        return cls(sampler or own, **{field: arguments[name] for field, name in PIPELINE_ARGUMENTS.items()})
 
     @classmethod
     def parse(cls, text: str, pipe=None) -> SamplingSettings:
@@ -153,48 +142,34 @@ class SamplingSettings:
 
     # ------------------------------------------------------------------ checking
     def check(self, pipe=None, max_steps: int | None = None, names: dict | None = None) -> SamplingSettings:
-        """Raises ValueError naming the bad value and what is accepted; returns self. The numbers go through the
-        pipeline file's public validators (the pipeline checks its own inputs with the same ones); the step limit is
-        `pipe`'s training steps (or `max_steps`). `names` maps fields to how the caller's user spells them (e.g.
-        {"guidance": "config key 'sample_guidance_scale'"})."""
-        from .pipeline_fashion_ddpm import (
-            check_guidance_interval,
-            check_guidance_rescale,
-            check_guidance_scale,
-            check_steps,
-            check_timesteps,
-        )
-        from .schedulers import SAMPLER_NAMES, sampler_name, takes_timesteps
+        """Raises ValueError naming the bad value and what is accepted; returns self. The sampler must be a named one
+        (or `pipe`'s own); the rest is the pipeline's check: `pipe.check_sampling` (the model's own, with the named
+        sampler's scheduler), or without a model `check_sampling_values` with `max_steps` as the step limit. `names`
+        maps fields to how the caller's user spells them (e.g. {"guidance": "config key 'sample_guidance_scale'"})."""
+        from .pipeline_fashion_ddpm import check_sampling_values
+        from .schedulers import SAMPLER_NAMES, make_scheduler, sampler_name, takes_timesteps
 
-        names = {"sampler": "sampler", "steps": "num_inference_steps", "guidance": "guidance_scale",
-                 "interval": "guidance_interval", "rescale": "guidance_rescale", "timesteps": "timesteps",
-                 "style_guidance": "style_guidance_scale", **(names or {})}
+        names = {"sampler": "sampler", **PIPELINE_ARGUMENTS, **(names or {})}
         own = sampler_name(pipe.scheduler) if pipe is not None else None
         if self.sampler not in SAMPLER_NAMES and self.sampler != own:
             raise ValueError(f"{names['sampler']} must be one of {list(SAMPLER_NAMES)}, got {self.sampler!r}")
-        if max_steps is None and pipe is not None:
-            max_steps = pipe.scheduler.config.num_train_timesteps
-        check_steps(self.steps, max_steps, names["steps"])
-        check_guidance_scale(self.guidance, names["guidance"])
-        check_guidance_interval(self.interval, names["interval"])
-        check_guidance_rescale(self.rescale, names["rescale"])
-        if self.timesteps is not None:
-            check_timesteps(list(self.timesteps), max_steps or 10**9, names["timesteps"])
-            if len(self.timesteps) != self.steps:
-                raise ValueError(f"{names['steps']} {self.steps} and the {len(self.timesteps)} {names['timesteps']} "
-                                 f"{list(self.timesteps)} disagree; give one of them")
-            if not takes_timesteps(self.sampler, pipe):
-                raise ValueError(f"{names['timesteps']} {list(self.timesteps)} need a sampler that takes a timestep "
-                                 f"list ({', '.join(n for n in SAMPLER_NAMES if takes_timesteps(n))}); "
-                                 f"{self.sampler!r} does not")
-        if self.style_guidance is not None:
-            check_guidance_scale(self.style_guidance, names["style_guidance"])
-            if pipe is not None and (not pipe.style_attributes or pipe.is_distilled):
-                raise ValueError(f"{names['style_guidance']} needs a style model; this one takes no style guidance, "
-                                 f"got {self.style_guidance!r}")
-            if self.rescale:
-                raise ValueError(f"{names['rescale']} must be 0 with {names['style_guidance']}, got {self.rescale!r}")
+        spelled = {name: names[field] for field, name in PIPELINE_ARGUMENTS.items()}
+        spelled.update({"scheduler": repr(self.sampler),
+                        "timestep samplers": ", ".join(n for n in SAMPLER_NAMES if takes_timesteps(n))})
+        if pipe is None:
+            check_sampling_values(self.pipeline_arguments(), max_steps, takes_timesteps(self.sampler), spelled)
+        else:
+            scheduler = pipe.scheduler if self.sampler == own else make_scheduler(self.sampler, pipe.scheduler.config)
+            pipe.check_sampling(self.pipeline_arguments(), scheduler, spelled)
         return self
+
+    def pipeline_arguments(self) -> dict:
+        """These settings as the pipeline's sampling arguments (`pipe(**settings.pipeline_arguments(), ...)`), every
+        one explicit so that the model's own defaults never fill in something the settings decided (an unguided or
+        every-step setting passes the interval (0, 1); a style guidance of None leaves the model's own, as `resolve`)."""
+        arguments = {name: getattr(self, field) for field, name in PIPELINE_ARGUMENTS.items()}
+        arguments["timesteps"] = None if self.timesteps is None else list(self.timesteps)
+        return arguments
 
     # ------------------------------------------------------------------ naming
     @property

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import REPO, make_tiny_pipeline, run_cli, sigkill_when_exists
-from pipeline import FashionDDPMPipeline, generate
-from pipeline.condition_encoder import FashionConditionEncoder
+from pipeline import FashionDDPMPipeline, FashionDDPMStudentPipeline, generate
+from pipeline.condition_encoder import FashionStudentConditionEncoder
 from pipeline.schedulers import make_scheduler
 from pipeline.training.distill import load_config, validate, velocity_target
 from pipeline.training.style import from_class_only
@@ -28,17 +28,17 @@ def tiny_teacher(seed: int = 0) -> FashionDDPMPipeline:
     return pipe
 
 
-def tiny_student(teacher: FashionDDPMPipeline, trained: bool = True) -> FashionDDPMPipeline:
+def tiny_student(teacher: FashionDDPMPipeline, trained: bool = True) -> FashionDDPMStudentPipeline:
     """The teacher's U-Net with a distilled encoder; `trained` puts random weights in the (zero-initialised) MLP."""
     torch.manual_seed(1)
-    encoder = FashionConditionEncoder(11, teacher.unet.config.block_out_channels[0] * 4, guidance_range=[1.0, 3.0],
-                                      guidance_interval=INTERVAL, step_schedules=SCHEDULES, distill_hidden_dim=16)
+    encoder = FashionStudentConditionEncoder(11, teacher.unet.config.block_out_channels[0] * 4, guidance_range=[1.0, 3.0],
+                                             guidance_interval=INTERVAL, step_schedules=SCHEDULES, distill_hidden_dim=16)
     unet = from_class_only(teacher, encoder)
     if trained:
         torch.nn.init.normal_(encoder.distill_mlp[-1].weight, std=0.5)
-    pipe = FashionDDPMPipeline(unet, make_scheduler("ddim", teacher.scheduler.config), default_guidance_scale=2.0,
-                               default_num_inference_steps=4, default_guidance_interval=INTERVAL,
-                               condition_encoder=encoder, default_timesteps=SCHEDULES["4"])
+    pipe = FashionDDPMStudentPipeline(unet, make_scheduler("ddim", teacher.scheduler.config), default_guidance_scale=2.0,
+                                      default_num_inference_steps=4, default_guidance_interval=INTERVAL,
+                                      condition_encoder=encoder, default_timesteps=SCHEDULES["4"])
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -136,6 +136,19 @@ def test_synthesize_makes_a_dataset_with_the_student(student_saved, tmp_path, ca
     assert len(unet_calls) == 1  # 2 bags in one batch, one step of one pass
 
 
+def test_a_saved_student_names_the_student_classes_and_loads_as_them(student_saved, tmp_path):
+    index = json.loads((student_saved / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_fashion_ddpm", "FashionDDPMStudentPipeline"]
+    assert index["condition_encoder"] == ["condition_encoder", "FashionStudentConditionEncoder"]
+    loaded = FashionDDPMPipeline.from_pretrained(student_saved)  # the class the folder holds, whichever is asked
+    assert type(loaded) is FashionDDPMStudentPipeline and type(loaded.condition_encoder) is FashionStudentConditionEncoder
+    tiny_teacher().save_pretrained(tmp_path / "teacher")
+    with pytest.raises(ValueError, match="holds a class or style model; load it with FashionDDPMPipeline"):
+        FashionDDPMStudentPipeline.from_pretrained(tmp_path / "teacher")
+    with pytest.raises(ValueError, match="FashionDDPMPipeline got a FashionStudentConditionEncoder"):
+        FashionDDPMPipeline(loaded.unet, loaded.scheduler, condition_encoder=loaded.condition_encoder)
+
+
 @pytest.mark.slow  # a fresh interpreter
 def test_a_saved_student_loads_without_this_package(student_saved, tmp_path):
     expected = generate(FashionDDPMPipeline.from_pretrained(student_saved), ["Dress", "Bag"], seed=3).images
@@ -206,7 +219,7 @@ def test_a_consistency_students_pairs_are_the_links_of_its_chain_and_its_target_
     # recorded grid positions 0, 3, 6, 9, 12 (the clean image): one link each, for 1, 2 and 4 steps alike
     assert [(t_from, t_to) for [(_, _, t_from, t_to)] in sampler.pairs] == [(99, 74), (74, 49), (49, 24), (24, -1)]
     assert sampler.names == ["from_t99", "from_t74", "from_t49", "from_t24"]
-    encoder = FashionConditionEncoder(11, 32, guidance_range=[1.0, 3.0], step_schedules=SCHEDULES, consistency=True)
+    encoder = FashionStudentConditionEncoder(11, 32, guidance_range=[1.0, 3.0], step_schedules=SCHEDULES, consistency=True)
     torch.nn.init.normal_(encoder.distill_mlp[-1].weight)
     labels, w = torch.tensor([1, 2]), torch.full((2,), 2.0)
     torch.testing.assert_close(encoder(labels, guidance=w, target=torch.full((2,), 0.5)),
@@ -362,7 +375,7 @@ def test_the_demo_refuses_what_a_student_cannot_do_before_any_work(unet_calls):
     student = tiny_student(tiny_teacher())
     assert check_request(student, ["Bag"], 2, "ddim", 2, 1.5, 0)["settings"].steps == 2
     for sampler, steps, guidance, match in (("ddim", 3, 2, "must be one of \\[1, 2, 4\\]"), ("ddim", 4, 6, "in \\[1, 3\\]"),
-                                            ("unipc", 4, 2, "samples with 'ddim' only")):
+                                            ("unipc", 4, 2, "samples with the DDIM update it was distilled for")):
         with pytest.raises(DemoInputError, match=match):
             check_request(student, ["Bag"], 2, sampler, steps, guidance, 0)
     assert not unet_calls

@@ -169,7 +169,7 @@ def test_the_pipeline_denoises_at_exactly_the_schedule_and_saves_it_as_its_defau
     explicit = pipe(generator=torch.Generator().manual_seed(0), timesteps=list(SCHEDULE), callback_on_step_end=record,
                     **kwargs).images
     assert seen == list(SCHEDULE)
-    with pytest.raises(ValueError, match="num_inference_steps 3 and 4 timesteps"):
+    with pytest.raises(ValueError, match="num_inference_steps 3 and the 4 timesteps"):
         pipe(timesteps=list(SCHEDULE), num_inference_steps=3, **kwargs)
     pipe.register_to_config(default_timesteps=list(SCHEDULE))
     pipe.save_pretrained(tmp_path / "saved")

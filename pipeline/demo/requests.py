@@ -71,17 +71,10 @@ def check_request(pipe, classes, per_class, sampler, steps, guidance, seed, styl
     if total * steps > MAX_IMAGE_STEPS:
         raise DemoInputError(f"{total} images x {steps} steps = {total * steps} image-steps; at most {MAX_IMAGE_STEPS} "
                              f"per request. Lower the steps (e.g. {sampler_hint(sampler)}) or the number of images.")
-    settings = SamplingSettings.resolve(pipe, sampler=sampler, steps=steps, guidance=float(guidance))
-    if getattr(pipe, "is_distilled", False):  # a few-step student: its step counts, w range and sampler only
-        from ..schedulers import sampler_name
-
-        try:
-            if sampler != sampler_name(pipe.scheduler):
-                raise ValueError(f"this distilled model samples with {sampler_name(pipe.scheduler)!r} only, got {sampler!r}")
-            pipe.distilled_timesteps(steps, None)
-            pipe.check_distilled_guidance(settings.guidance, settings.interval, settings.rescale)
-        except ValueError as e:
-            raise DemoInputError(str(e)) from None
+    try:  # the model's own checks (a few-step student: its sampler, step counts and w range only)
+        settings = SamplingSettings.resolve(pipe, sampler=sampler, steps=steps, guidance=float(guidance)).check(pipe)
+    except ValueError as e:
+        raise DemoInputError(str(e)) from None
     request = {"labels": class_ids, "per_label": per_class, "seed": seed, "settings": settings}
     if isinstance(style, str) and style.strip():  # a style model's request (the page's Style box; empty = none)
         try:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...condition_encoder import FashionConditionEncoder
+from ...condition_encoder import FashionStudentConditionEncoder
 from ...models import load_pipeline, resolve_model
-from ...pipeline_fashion_ddpm import FashionDDPMPipeline, trailing_timesteps
+from ...pipeline_fashion_ddpm import FashionDDPMStudentPipeline, trailing_timesteps
 from ...schedulers import make_scheduler
 from ..style import StyleDenoiser, from_class_only
 from .config import DistillConfig
@@ -24,7 +24,7 @@ def build_student(teacher, config: DistillConfig):
     """The untrained student: the teacher's U-Net (class embedding moved into a distilled condition encoder whose MLP
     starts at zero, so it computes the teacher's conditional output), as one module to train."""
     T = teacher.scheduler.config.num_train_timesteps
-    encoder = FashionConditionEncoder(
+    encoder = FashionStudentConditionEncoder(
         len(teacher.class_names) + 1, teacher.unet.config.block_out_channels[0] * 4,
         guidance_range=[config.guidance_values[0], config.guidance_values[-1]],
         guidance_interval=teacher.config.get("default_guidance_interval"),
@@ -41,11 +41,12 @@ def student_pipeline(teacher, config: DistillConfig, student):
     if w is None:
         w = min(max(teacher.config.default_guidance_scale, config.guidance_values[0]), config.guidance_values[-1])
     T = teacher.scheduler.config.num_train_timesteps
-    pipe = FashionDDPMPipeline(student.unet, make_scheduler("ddim", teacher.scheduler.config),
-                               class_names=teacher.class_names, default_guidance_scale=w,
-                               default_num_inference_steps=config.default_steps,
-                               default_guidance_interval=teacher.config.get("default_guidance_interval"),
-                               condition_encoder=student.encoder, default_timesteps=student_schedules(config, T)[config.default_steps])
+    pipe = FashionDDPMStudentPipeline(student.unet, make_scheduler("ddim", teacher.scheduler.config),
+                                      class_names=teacher.class_names, default_guidance_scale=w,
+                                      default_num_inference_steps=config.default_steps,
+                                      default_guidance_interval=teacher.config.get("default_guidance_interval"),
+                                      condition_encoder=student.encoder,
+                                      default_timesteps=student_schedules(config, T)[config.default_steps])
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
