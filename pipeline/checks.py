@@ -27,8 +27,7 @@ def is_finite_number(value) -> bool:
 
 def plain_number(value):
     """A numpy / torch scalar as the Python int or float it holds (for JSON and messages); anything else as it is."""
-    item = getattr(value, "item", None)
-    return item() if callable(item) and getattr(value, "ndim", None) == 0 else value
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 else value
 
 
 def check_int(value, name: str, low: int = 1, error: type[Exception] = ValueError) -> int:

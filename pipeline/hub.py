@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .io import atomic_write_text
+
 logger = logging.getLogger("fashion_ddpm.hub")
 
 # What an exported folder holds that is not part of the model (names at any depth, left out of the staged copy that
@@ -218,5 +220,5 @@ def render_card_for_hub(folder: Path, repo_id: str, base_model: str | None, revi
     for result in card.data.eval_results or []:
         result.source_name = "fashion-ddpm evaluate (this card's Metrics section)"
         result.source_url = f"{hub_url(repo_id, revision=revision)}#metrics"
-    card.save(path)
+    atomic_write_text(path, str(card))
     return path

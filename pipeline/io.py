@@ -3,7 +3,8 @@ renamed over it (`os.replace`, atomic on one file system), so a killed process l
 never half of one. One module for it, used everywhere (the two files copied beside the weights excepted).
 
     atomic_write_text(path, text)      atomic_write_bytes(path, data)      atomic_write_json(path, data)
-    with atomic_path(path) as tmp: image.save(tmp)      # any writer that takes a path or a file
+    with atomic_path(path) as tmp: np.savez(tmp, ...)   # any writer that takes a path or a file
+    atomic_save_image(image, path)     # a PIL image in the format its suffix names
     with staged_folder(folder) as tmp: pipe.save_pretrained(tmp)   # a folder built aside, moved in item by item
     with staged_folder(folder, whole=True) as tmp: ...                # ... or replacing the folder whole
     remove_temporaries(folder)         # what a killed writer left behind
@@ -55,6 +56,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, data, **dump_options) -> Path:
     """`data` as indented JSON with a final newline (`dump_options` go to json.dumps, e.g. allow_nan=False)."""
     return atomic_write_text(path, json.dumps(data, indent=2, **dump_options) + "\n")
+
+
+def atomic_save_image(image, path: str | os.PathLike, **options) -> Path:
+    """A PIL image written whole or not at all, in the format its suffix names (the temporary name has no suffix
+    PIL could read it from); `options` go to `image.save` (e.g. save_all=True for an animated GIF)."""
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=Image.registered_extensions()[Path(path).suffix.lower()], **options)
+    return Path(path)
 
 
 def move_into(tmp: Path, folder: Path):

@@ -157,9 +157,9 @@ def load_pipeline(model: str | os.PathLike | None = None, sampler: str | None = 
         ValueError: unknown sampler or unavailable device.
     """
     if sampler is not None:
-        from .schedulers import _check_name
+        from .schedulers import check_sampler_name
 
-        _check_name(sampler)
+        check_sampler_name(sampler)
     device = check_device(device)
     source = resolve_model(model)
     folder = source if os.path.isdir(source) else download_model(source)

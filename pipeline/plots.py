@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .checks import is_number
+
 
 def read_metrics(path: str | Path, what: str = "metrics file") -> list[dict]:
     """The rows of a run's metrics.jsonl (one JSON object per line, each with a numeric "step" and "loss").
@@ -27,8 +29,7 @@ def read_metrics(path: str | Path, what: str = "metrics file") -> list[dict]:
             continue
         try:
             row = json.loads(line)
-            ok = isinstance(row, dict) and all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
-                                               for k in ("step", "loss"))
+            ok = isinstance(row, dict) and all(is_number(row.get(k)) for k in ("step", "loss"))
         except ValueError:
             ok = False
         if not ok:

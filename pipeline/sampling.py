@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .checks import check_int
 from .settings import SamplingSettings
 
 SEED_STRIDE = 1_000_000  # seeds of class c are seed + c * SEED_STRIDE + j: unique while j < SEED_STRIDE
@@ -87,8 +88,7 @@ def generate(pipe, labels=None, per_label: int = 1, seed: int = 0, batch_size: i
     from .schedulers import make_scheduler, sampler_name
 
     for name, value, low in (("per_label", per_label, 1), ("batch_size", batch_size, 1), ("start_index", start_index, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        check_int(value, name, low)
     if start_index + per_label > SEED_STRIDE:
         raise ValueError(f"at most {SEED_STRIDE:,} images per class and seed; got start_index + per_label = "
                          f"{start_index + per_label:,}")

@@ -35,7 +35,8 @@ SAMPLERS: dict[str, tuple[str, dict, int]] = {
 SAMPLER_NAMES = tuple(SAMPLERS)
 
 
-def _check_name(name: str):
+def check_sampler_name(name: str):
+    """A one-line ValueError unless `name` is one of the named samplers."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {list(SAMPLER_NAMES)}")
 
@@ -44,14 +45,14 @@ def make_scheduler(name: str, config):
     """A new scheduler of the named sampler built from `config` (any scheduler's config: same noise schedule)."""
     import diffusers
 
-    _check_name(name)
+    check_sampler_name(name)
     class_name, overrides, _ = SAMPLERS[name]
     return getattr(diffusers, class_name).from_config(config, **overrides)
 
 
 def default_steps(name: str) -> int:
     """The step count a named sampler uses when none is given."""
-    _check_name(name)
+    check_sampler_name(name)
     return SAMPLERS[name][2]
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .checks import is_int, plain_number
+
 EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides at every noise level
 FIELDS = ("sampler", "steps", "guidance", "interval", "rescale", "timesteps", "style_guidance")
 # field -> the pipeline's argument (`FashionDDPMPipeline.__call__`, `resolve_sampling`, `check_sampling`)
@@ -25,11 +27,6 @@ PIPELINE_ARGUMENTS = {"steps": "num_inference_steps", "timesteps": "timesteps", 
                       "interval": "guidance_interval", "rescale": "guidance_rescale",
                       "style_guidance": "style_guidance_scale"}
 LABEL_FORM = "SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI][:t=T1-T2-...][:s=STYLE_GUIDANCE]"
-
-
-def _number(value):
-    """numpy / torch scalars -> the Python number they hold (a bool stays a bool, so checks can reject it)."""
-    return value.item() if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 else value
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,18 +59,18 @@ class SamplingSettings:
 
     def __post_init__(self):
         # numpy / torch scalars, YAML and JSON lists, ints: stored as the Python floats / tuple they mean
-        steps, guidance, rescale = (_number(v) for v in (self.steps, self.guidance, self.rescale))
+        steps, guidance, rescale = (plain_number(v) for v in (self.steps, self.guidance, self.rescale))
         interval = EVERY_STEP if self.interval is None else self.interval
         if isinstance(interval, (list, tuple)):
-            interval = tuple(_number(v) for v in interval)
-            if all(isinstance(v, int) and not isinstance(v, bool) for v in interval):
+            interval = tuple(plain_number(v) for v in interval)
+            if all(is_int(v) for v in interval):
                 interval = tuple(float(v) for v in interval)
-        guidance, rescale = (float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in (guidance, rescale))
+        guidance, rescale = (float(v) if is_int(v) else v for v in (guidance, rescale))
         timesteps = self.timesteps
         if isinstance(timesteps, (list, tuple)):
-            timesteps = tuple(_number(v) for v in timesteps)
-        style_guidance = _number(self.style_guidance)
-        if isinstance(style_guidance, int) and not isinstance(style_guidance, bool):
+            timesteps = tuple(plain_number(v) for v in timesteps)
+        style_guidance = plain_number(self.style_guidance)
+        if is_int(style_guidance):
             style_guidance = float(style_guidance)
         for name, value in (("steps", steps), ("guidance", guidance), ("interval", interval), ("rescale", rescale),
                             ("timesteps", timesteps), ("style_guidance", style_guidance)):

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from .checks import check_int
 from .images import labelled_grid, model_range_to_unit, to_pil
+from .io import atomic_save_image
 from .sampling import generate, initial_noise, plan
 
 DEFAULT_FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -107,8 +109,7 @@ def reverse_process_frames(pipe, class_labels=None, every: int = 10, seed: int =
         (frames, labels, samples): `frames` is a list of (B, 1, H, W) tensors in model range, `labels` the column
         labels ("t=100", "t=90", ..., "t=0"), `samples` the `pipeline.sampling.Samples` of the run.
     """
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every must be an int >= 1, got {every!r}")
+    check_int(every, "every")
     class_ids = pipe.resolve_class_ids(class_labels)
     T = pipe.scheduler.config.num_train_timesteps
     frames, labels = [], [f"t={T}"]
@@ -182,16 +183,15 @@ def make_all(pipe, out_dir: str | Path, metrics: str | Path | None = None, num_p
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     if forward:
-        paths["forward"] = out / "forward_diffusion.png"
-        forward_diffusion_figure(pipe, data_dir=data_dir, seed=seed).save(paths["forward"])
-    paths["reverse"] = out / "reverse_process.png"
-    reverse_process_figure(pipe, every=every, seed=seed, **sampling).save(paths["reverse"])
-    paths["samples"] = out / "samples.png"
-    sample_grid(pipe, num_per_class, seed, **sampling).save(paths["samples"])
+        paths["forward"] = atomic_save_image(forward_diffusion_figure(pipe, data_dir=data_dir, seed=seed),
+                                             out / "forward_diffusion.png")
+    paths["reverse"] = atomic_save_image(reverse_process_figure(pipe, every=every, seed=seed, **sampling),
+                                         out / "reverse_process.png")
+    paths["samples"] = atomic_save_image(sample_grid(pipe, num_per_class, seed, **sampling), out / "samples.png")
     if metrics is not None:
         paths["loss"] = plot_loss_curve(metrics, out / "loss_curve.png")
     sweep_sampling = {k: v for k, v in sampling.items() if k != "style"}  # a sweep sets the style itself
     for attribute in style_sweep:
-        paths[f"style_sweep_{attribute}"] = out / f"style_sweep_{attribute}.png"
-        style_sweep_figure(pipe, attribute, seed=seed, **sweep_sampling).save(paths[f"style_sweep_{attribute}"])
+        paths[f"style_sweep_{attribute}"] = atomic_save_image(style_sweep_figure(pipe, attribute, seed=seed, **sweep_sampling),
+                                                              out / f"style_sweep_{attribute}.png")
     return paths

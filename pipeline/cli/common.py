@@ -209,18 +209,12 @@ def check_output_folder(path: str, flag: str = "--out") -> Path:
 
 
 def save_image(image, path: Path):
-    """Writes through a temporary file and a rename, so a killed process never leaves half a PNG."""
-    from ..io import atomic_path
+    """The image written whole or not at all (a killed process never leaves half a PNG); a full disk is one line."""
+    from ..io import atomic_save_image
 
     try:
-        with atomic_path(path) as tmp:
-            image.save(tmp, format=_format(path))
+        atomic_save_image(image, path)
     except OSError as e:  # e.g. the disk filled up: name the file asked for, not the temporary one
         raise ValueError(f"could not write {path}: {e.strerror or type(e).__name__}") from None
     return path
 
-
-def _format(path: Path) -> str:
-    from PIL import Image
-
-    return Image.registered_extensions()[path.suffix.lower()]

@@ -8,13 +8,12 @@ draw. The page itself is `app.py`; the Space folder `space.py`.
 from __future__ import annotations
 
 import io
-import math
-import numbers
 import os
 import re
 import zipfile
 from pathlib import Path
 
+from ..checks import is_finite_number, is_number
 from ..settings import SamplingSettings
 
 # Limits of one request, so that one visitor cannot hold the CPU for long (2000 image-steps of the shipped model are
@@ -36,7 +35,7 @@ class DemoInputError(ValueError):
 
 
 def _whole(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value != int(value):
+    if not is_finite_number(value) or value != int(value):
         raise DemoInputError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
     if not low <= int(value) <= high:
         raise DemoInputError(f"{name} must be from {low} to {high}, got {int(value)}")
@@ -61,7 +60,7 @@ def check_request(pipe, classes, per_class, sampler, steps, guidance, seed, styl
         raise DemoInputError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}.")
     max_steps = min(MAX_STEPS, pipe.scheduler.config.num_train_timesteps)
     steps = _whole("Steps", steps, 1, max_steps)
-    if isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) or not (0 <= guidance <= MAX_GUIDANCE):
+    if not is_number(guidance) or not (0 <= guidance <= MAX_GUIDANCE):
         raise DemoInputError(f"Guidance must be a number from 0 to {MAX_GUIDANCE:g}, got {guidance!r}")
     seed = _whole("Seed", seed, 0, MAX_SEED)
     total = per_class * len(class_ids)

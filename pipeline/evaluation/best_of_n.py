@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..checks import check_int, is_int
 from ..images import labelled_grid
-from ..io import atomic_write_json
+from ..io import atomic_save_image, atomic_write_json
 from ..sampling import generate
 from .clip import ClipScorer, ClipScores, write_csv
 
@@ -66,10 +67,11 @@ class BestOfN:
         names = [self.scores.class_names[c] for c in self.kept]
         kept_rows = [self.kept_images[c] for c in self.kept]
         pool_rows = [[self.scores.images[i] for i in self.scores.ranking(c)] for c in self.kept]
-        paths = {"png": out / "best_of_n.png", "pool_png": out / "best_of_n_pool.png"}
-        labelled_grid(kept_rows, names, [f"best {j + 1}" for j in range(self.keep)], scale=3,
-                      title=f"CLIP best-of-N: top {self.keep} by quality").save(paths["png"])
-        labelled_grid(pool_rows, names, scale=2, title="whole pool ranked by CLIP quality (best left)").save(paths["pool_png"])
+        kept_grid = labelled_grid(kept_rows, names, [f"best {j + 1}" for j in range(self.keep)], scale=3,
+                                  title=f"CLIP best-of-N: top {self.keep} by quality")
+        pool_grid = labelled_grid(pool_rows, names, scale=2, title="whole pool ranked by CLIP quality (best left)")
+        paths = {"png": atomic_save_image(kept_grid, out / "best_of_n.png"),
+                 "pool_png": atomic_save_image(pool_grid, out / "best_of_n_pool.png")}
         paths["csv"] = write_csv(self.rows(), out / "best_of_n_scores.csv")
         paths["json"] = atomic_write_json(out / "best_of_n.json", {**self.summary(), **(extra or {})}, allow_nan=False)
         self.paths = paths
@@ -79,8 +81,7 @@ class BestOfN:
 def best_of_n_images(scorer: ClipScorer, images, labels, class_names: Sequence[str], keep: int = 3) -> BestOfN:
     """Scores a pool of images and keeps the `keep` best (by quality) of every class present in `labels`
     (`kept` is ordered by first appearance of each class)."""
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"keep must be an int >= 1, got {keep!r}")
+    check_int(keep, "keep")
     scores = scorer.score(images, labels, class_names)
     present = list(dict.fromkeys(scores.labels.tolist()))  # classes in order of first appearance
     kept = {c: [int(i) for i in scores.ranking(c)[:keep]] for c in present}
@@ -90,9 +91,8 @@ def best_of_n_images(scorer: ClipScorer, images, labels, class_names: Sequence[s
 def best_of_n(pipe, scorer: ClipScorer, pool: int = 15, keep: int = 3, class_labels=None, seed: int = 0,
               out_dir: str | Path | None = None, **sampling) -> BestOfN:
     """Generates `pool` images per class with `pipe`, keeps the top `keep` by CLIP quality (saved with `out_dir`)."""
-    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
-        raise ValueError(f"pool must be an int >= 1, got {pool!r}")
-    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= pool:
+    check_int(pool, "pool")
+    if not is_int(keep) or not 1 <= keep <= pool:
         raise ValueError(f"keep must be an int in 1..pool ({pool}), got {keep!r}")
     samples = generate(pipe, class_labels, pool, seed, **sampling)
     result = best_of_n_images(scorer, samples.images, samples.class_ids, pipe.class_names, keep)

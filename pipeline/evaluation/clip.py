@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..checks import check_int
 from ..images import labelled_grid, to_rgb_pil
-from ..io import atomic_write_json
+from ..io import atomic_path, atomic_save_image, atomic_write_json, atomic_write_text
 from ..sampling import generate
 
 OPENAI_CLIP_MODEL = "openai/clip-vit-base-patch32"  # the general-domain CLIP, for users who are online
@@ -353,8 +354,7 @@ def table_markdown(table: dict) -> str:
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["index"])
         writer.writeheader()
         for row in rows:
@@ -384,14 +384,13 @@ def write_evaluation(scores: ClipScores, out_dir: str | Path, top: int = 4, extr
     paths = {
         "csv": write_csv(scores.rows(), out / "clip_scores.csv"),
         "json": atomic_write_json(out / "clip_per_class.json", table, allow_nan=False),
-        "md": out / "clip_per_class.md",
+        "md": atomic_write_text(out / "clip_per_class.md", table_markdown(table)),
     }
-    paths["md"].write_text(table_markdown(table), encoding="utf-8")
     if len(scores) and scores.images:
-        paths["best_png"] = out / "clip_best.png"
-        ranked_grid(scores, top, title="highest CLIP quality per class").save(paths["best_png"])
-        paths["worst_png"] = out / "clip_worst.png"
-        ranked_grid(scores, top, lowest=True, title="lowest CLIP quality per class").save(paths["worst_png"])
+        paths["best_png"] = atomic_save_image(ranked_grid(scores, top, title="highest CLIP quality per class"),
+                                              out / "clip_best.png")
+        paths["worst_png"] = atomic_save_image(ranked_grid(scores, top, lowest=True,
+                                                           title="lowest CLIP quality per class"), out / "clip_worst.png")
     return paths
 
 
@@ -400,8 +399,7 @@ def evaluate_pipeline(pipe, scorer: ClipScorer, num_per_class: int = 10, class_l
                       out_dir: str | Path | None = None, top: int = 4, extra: dict | None = None, **sampling) -> ClipScores:
     """Generates `num_per_class` images per class with `pipeline.sampling.generate`, scores them, and (with
     `out_dir`) writes the reports. `sampling`: `settings=SamplingSettings(...)` or its fields (see `generate`)."""
-    if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
-        raise ValueError(f"num_per_class must be an int >= 1, got {num_per_class!r}")
+    check_int(num_per_class, "num_per_class")
     samples = generate(pipe, class_labels, num_per_class, seed, **sampling)
     scores = scorer.score(samples.images, samples.class_ids, pipe.class_names)
     if out_dir is not None:

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..io import atomic_write_json
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 JUDGE_WEIGHTS = WEIGHTS_DIR / "judge.safetensors"
 JUDGE_INFO = WEIGHTS_DIR / "judge.json"
@@ -102,9 +104,7 @@ class FashionJudge(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(path), metadata={"config": json.dumps(self.config)})
-        with open(path.with_suffix(".json"), "w", encoding="utf-8") as f:
-            json.dump({"config": self.config, **(info or {})}, f, indent=2)
-            f.write("\n")
+        atomic_write_json(path.with_suffix(".json"), {"config": self.config, **(info or {})})
 
     @classmethod
     def load(cls, path: str | Path = JUDGE_WEIGHTS, device: str | torch.device = "cpu") -> FashionJudge:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from ..checks import check_int
 from ..io import remove_temporaries
 from ..settings import SamplingSettings
 from .card import write_dataset_card
@@ -208,8 +209,7 @@ def prepare(pipe, out_dir: str | os.PathLike, per_class: int, labels=None, seed:
         ValueError: (SynthesisError, HubAccessError, the pipeline's own) naming the bad value.
     """
     for name, value, low in (("per_class", per_class, 1), ("shard_size", shard_size, 1), ("batch_size", batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise SynthesisError(f"{name} must be an int >= {low}, got {value!r}")
+        check_int(value, name, low, SynthesisError)
     from ..sampling import SEED_STRIDE, resolve_settings
 
     if per_class > SEED_STRIDE:

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import ClassVar
 
-from ..io import temporary
+from ..io import atomic_path, atomic_save_image
 from .files import WORK_DIR, atomic_write_parquet, quiet_datasets
 from .plan import Shard, features
 
@@ -123,9 +123,7 @@ class ImageFolderWriter(Writer):
         names = []
         for image, index in zip(images, indices):
             path = folder / f"{index:06d}.png"
-            tmp = temporary(path)
-            image.save(tmp, format="PNG")
-            os.replace(tmp, path)
+            atomic_save_image(image, path)
             names.append(f"{folder.name}/{path.name}")
         return names
 
@@ -134,11 +132,9 @@ class ImageFolderWriter(Writer):
 
         schema = self.features(self.image_column).arrow_schema
         target = self.out_dir / "train" / "metadata.parquet"
-        tmp = temporary(target)
-        with pq.ParquetWriter(tmp, schema) as writer:
+        with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
             for path in paths:
                 writer.write_table(pq.read_table(path, schema=schema))
-        os.replace(tmp, target)
 
     def load(self):
         import datasets

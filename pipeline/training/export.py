@@ -15,6 +15,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from ..io import atomic_write_json, atomic_write_text
 from . import checkpoints
 from .config import parse_override, validate
 
@@ -52,7 +53,7 @@ def export_checkpoint(run_dir: str | Path, step: int | None, out_dir: str | Path
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["step"] <= step]
-    (out_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
     from .trainer import Trainer  # torch / diffusers only now
 
@@ -60,7 +61,7 @@ def export_checkpoint(run_dir: str | Path, step: int | None, out_dir: str | Path
     trainer.setup()
     state = checkpoints.resume(trainer.accelerator, run_dir / "checkpoints", str(steps[step]))
     trainer.elapsed = state.get("wall_time_s", 0.0)
-    (out_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    atomic_write_json(out_dir / "train_config.json", asdict(config))
     trainer.export(rows[-1]["loss"] if rows else None, step)
     shutil.rmtree(out_dir / "logs", ignore_errors=True)
     return out_dir

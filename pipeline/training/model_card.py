@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from ..io import atomic_write_text
 from ..settings import SamplingSettings
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
@@ -120,7 +121,7 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
         init_from=config.get("init_from"), clip_loss=clip_loss_text(config),
     )
     path = Path(folder) / "README.md"
-    card.save(path)
+    atomic_write_text(path, str(card))
     return path
 
 
@@ -161,7 +162,7 @@ def write_student_card(folder: str | Path, local_path: str | None = None) -> Pat
         wall_time=_duration(stats["wall_time_s"]), hardware=stats["hardware"], final_loss=f"{stats['final_loss']:.4f}",
         sample_grid="samples/final.png", loss_curve="samples/loss_curve.png", style_attributes=None)
     path = folder / "README.md"
-    card.save(path)
+    atomic_write_text(path, str(card))
     return path
 
 
@@ -211,7 +212,7 @@ def rewrite_model_card(folder: str | Path, local_path: str, hub_model_id: str | 
         kept = _section(name).search(old)
         if kept:
             text = _section(name).sub(lambda _, kept=kept: kept.group(0), text)
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
     return path
 
 
@@ -258,7 +259,7 @@ def fill_section(card_path: str | Path, name: str, title: str, markdown: str) ->
         section = f"## {title}\n\n{block}\n\n"
         at = card.text.find("## Limitations")
         card.text = card.text[:at] + section + card.text[at:] if at >= 0 else card.text.rstrip() + "\n\n" + section
-    card.save(card_path)
+    atomic_write_text(card_path, str(card))
     return card_path
 
 
@@ -275,5 +276,5 @@ def fill_metrics(card_path: str | Path, markdown: str, result: dict | None = Non
     if result is not None:
         card.data.eval_results = eval_results(result)
         card.data.model_name = card_path.resolve().parent.name
-    card.save(card_path)
+    atomic_write_text(card_path, str(card))
     return card_path

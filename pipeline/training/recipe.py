@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checks import check_int
 from ..io import atomic_write_json
 from ..settings import EVERY_STEP, SamplingSettings
 
@@ -193,8 +194,7 @@ def prepare_recipe(config_path: str | None, overrides: list[str], out: str | os.
     if any(o.split("=", 1)[0].strip() == "output_dir" for o in overrides):
         raise ValueError("output_dir is set by the recipe (OUT/run); give --out instead")
     load_config(config_path, overrides)  # the same checks as train_conditional.py, before anything runs
-    if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
-        raise ValueError(f"--num-per-class must be an int >= 1, got {num_per_class!r}")
+    check_int(num_per_class, "--num-per-class")
     guidances = tuple(float(w) for w in guidances)
     if not guidances:
         raise ValueError("--guidance needs at least one w")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..condition_encoder import FashionConditionEncoder, percentile_tables
+from ..io import atomic_path
 
 logger = logging.getLogger("fashion_ddpm.train")
 PERCENTILE_LEVELS = [round(i / 100, 2) for i in range(101)]
@@ -46,10 +47,8 @@ def measured_attributes(images: torch.Tensor, attributes: list[str]) -> dict[str
                 return {a: cached[a] for a in attributes}
     logger.info("measuring the style attributes of %d training images (cached in %s)", len(array), path)
     measured = measure(array)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **measured)
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" to its name
+        np.savez(f, **measured)
     return {a: measured[a] for a in attributes}
 
 
