@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..models import SHIPPED_MODEL_NAME
@@ -72,12 +73,138 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
     gr = import_gradio()
     from ..visualize import forward_diffusion_figure
 
-    lock = threading.Lock()  # belt and braces beside the queue's limit: one sampling call on the pipeline at a time
     start = defaults(pipe)
-    downloads = Path(tempfile.gettempdir()) / "fashion-ddpm-demo"
     if forward_images is None:
         forward_images = forward_examples(data_dir, len(pipe.class_names))
     forward = forward_diffusion_figure(pipe, forward_images) if forward_images is not None else None
+    run_grid, run_reverse = _sampling_handlers(gr, pipe, model_name)
+
+    with gr.Blocks(title="fashion-ddpm demo", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(_header_text(title, pipe, model_name))
+        with gr.Row():
+            form = _request_form(gr, pipe, start)
+            results = _results_panel(gr)
+        with gr.Accordion("Forward process: how training noises real test images", open=False, visible=forward is not None):
+            gr.Image(forward, type="pil", format="png", interactive=False, show_label=False, elem_id="forward")
+        _wire_sampling(gr, pipe, form, results, run_grid, run_reverse)
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=MAX_QUEUE_SIZE)
+    # the form's starting values, in the endpoints' input order: serve() sends them once before the first visitor
+    demo.default_request = [start[k] for k in ("classes", "per_class", "sampler", "steps", "guidance", "seed")] + (
+        [""] if form.style is not None else [])
+    return demo
+
+
+@dataclass
+class RequestForm:
+    """The form's components; `inputs` are the endpoints' inputs, in order (the Style box only on a style model)."""
+
+    classes: object
+    per_class: object
+    sampler: object
+    steps: object
+    guidance: object
+    seed: object
+    style: object | None
+    button: object
+
+    @property
+    def inputs(self) -> list:
+        fields = [self.classes, self.per_class, self.sampler, self.steps, self.guidance, self.seed]
+        return fields + ([self.style] if self.style is not None else [])
+
+
+@dataclass
+class ResultsPanel:
+    """Where a request's answers go: the grid, its info and downloads, and the reverse process of one image."""
+
+    grid: object
+    info: object
+    files: object
+    gif: object
+    strip: object
+
+
+def _header_text(title: str, pipe, model_name: str | None) -> str:
+    return (f"# {title}\n"
+            f"Model: `{model_name or 'the shipped ' + SHIPPED_MODEL_NAME}`, running on {device_text(pipe)}. Choose classes and "
+            f"settings, press **Generate**. Image *j* of class *c* uses seed `seed + 1000000 c + j`, exactly as "
+            f"`fashion-ddpm generate` does. Limits per request: {MAX_IMAGES_PER_REQUEST} images, {MAX_STEPS} "
+            f"steps, {MAX_IMAGE_STEPS} images x steps.")
+
+
+def _request_form(gr, pipe, start: dict) -> RequestForm:
+    """The left column: classes, images per class, sampler, steps, guidance, seed, (style), and the Generate button."""
+    with gr.Column(scale=1, min_width=320):
+        classes = gr.CheckboxGroup(start["classes"], value=start["classes"], label="Classes", show_select_all=True,
+                                   elem_id="classes")
+        per_class = gr.Slider(1, MAX_IMAGES_PER_CLASS, value=start["per_class"], step=1, precision=0, label="Images per class",
+                              elem_id="per-class")
+        sampler = gr.Dropdown(list(_sampler_names()), value=start["sampler"], label="Sampler",
+                              info="the model's own by default", elem_id="sampler")
+        steps = gr.Slider(1, min(MAX_STEPS, pipe.scheduler.config.num_train_timesteps), value=start["steps"], step=1,
+                          precision=0, label="Steps", elem_id="steps")
+        guidance = gr.Slider(0, MAX_GUIDANCE, value=start["guidance"], step=0.5, label="Guidance",
+                             info="1 = none, 0 = unconditional", elem_id="guidance")
+        seed = gr.Number(start["seed"], precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+        style = _style_box(gr, pipe) if pipe.style_attributes else None
+        button = gr.Button("Generate", variant="primary", elem_id="generate")
+    return RequestForm(classes, per_class, sampler, steps, guidance, seed, style, button)
+
+
+def _style_box(gr, pipe):
+    """A style model's Style box (descriptor words or attribute=percentile pairs), with a slider per attribute that
+    writes into it."""
+    descriptors = pipe.condition_encoder.descriptors()
+    words = ", ".join(sorted(descriptors))
+    style = gr.Textbox("", label="Style", placeholder="e.g. wide dark, or width=0.9 pattern=0.1",
+                       info=f"words: {words}; or attribute=percentile for {', '.join(pipe.style_attributes)}"
+                            " (percentiles within the class); empty = free", elem_id="style")
+    # the sliders write into the Style box (the one input a request has): moving one sets its
+    # attribute, its "free" button removes it
+    with gr.Accordion("Style sliders (percentile within the class)", open=False):
+        for attribute in pipe.style_attributes:
+            with gr.Row(equal_height=True):
+                slider = gr.Slider(0, 1, value=0.5, step=0.05, label=attribute, scale=4,
+                                   elem_id=f"style-{attribute}")
+                free = gr.Button("free", size="sm", scale=1, min_width=60, elem_id=f"style-{attribute}-free")
+            slider.release(lambda text, v, a=attribute: style_with(text, a, v, descriptors), [style, slider],
+                           style, api_visibility="private", queue=False)
+            free.click(lambda text, a=attribute: style_with(text, a, None, descriptors), style, style,
+                       api_visibility="private", queue=False)
+    return style
+
+
+def _results_panel(gr) -> ResultsPanel:
+    """The right column: the grid, its info and downloads, then the reverse process (GIF and strip)."""
+    with gr.Column(scale=2):
+        grid = gr.Image(label="Samples", type="pil", format="png", interactive=False, elem_id="grid",
+                        buttons=["download", "fullscreen"])
+        info = gr.Markdown(label="Info", elem_id="info")
+        files = gr.File(label="Download: the grid (PNG) and every image (zip)", file_count="multiple",
+                        interactive=False, elem_id="downloads")
+        with gr.Row(equal_height=True):
+            gif = gr.Image(label="Reverse process: image 1 of the first chosen class", type="filepath",
+                           interactive=False, scale=1, min_width=200, elem_id="reverse-gif")
+            strip = gr.Image(label="x_t from noise to image", type="pil", format="png", interactive=False, scale=3,
+                             elem_id="reverse-strip")
+    return ResultsPanel(grid, info, files, gif, strip)
+
+
+def _wire_sampling(gr, pipe, form: RequestForm, results: ResultsPanel, run_grid, run_reverse):
+    """A sampler change resets the steps to its default; Generate runs "/generate", then "/reverse_process"."""
+    form.sampler.change(lambda name: gr.update(value=steps_for(pipe, name)), form.sampler, form.steps,
+                        api_visibility="private", queue=False)
+    form.button.click(run_grid, form.inputs, [results.grid, results.files, results.info], api_name="generate",
+                      concurrency_id="sampling",
+                      ).success(run_reverse, form.inputs, [results.gif, results.strip], api_name="reverse_process",
+                                concurrency_id="sampling")
+
+
+def _sampling_handlers(gr, pipe, model_name: str | None):
+    """The two endpoints' functions, (run_grid, run_reverse): check the request, sample under one lock, and answer."""
+    lock = threading.Lock()  # belt and braces beside the queue's limit: one sampling call on the pipeline at a time
+    downloads = Path(tempfile.gettempdir()) / "fashion-ddpm-demo"
+    tracker = gr.Progress()  # gradio passes this default (it finds it by type) and routes its calls to the request
 
     def checked(classes, per_class, sampler, steps, guidance, seed, style) -> dict:
         try:
@@ -85,30 +212,13 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
         except DemoInputError as e:
             raise gr.Error(str(e), print_exception=False) from None
 
-    def progress_callbacks(progress, total_images: int, steps: int):
-        batches = max(1, math.ceil(total_images / DEMO_BATCH_SIZE))
-        state = {"batch": 0, "images": 0}
-
-        def on_step(p, i, t, tensors):
-            progress((state["batch"] * steps + i + 1, batches * steps), desc=f"sampling: {state['images']}/{total_images} "
-                     "images done", unit="steps")
-            return tensors
-
-        def on_batch(done, total):
-            state["batch"] += 1
-            state["images"] = done
-
-        return on_batch, on_step
-
-    tracker = gr.Progress()  # gradio passes this default (it finds it by type) and routes its calls to the request
-
     # `style` is the Style box of a style model; a class-only model's page has no such input (its default: none)
     def run_grid(classes, per_class, sampler, steps, guidance, seed, style="", progress=tracker):
         request = checked(classes, per_class, sampler, steps, guidance, seed, style)
         if request["settings"].guidance == 0:
             gr.Warning("Guidance 0 samples unconditionally: the classes are ignored.")
         total = request["per_label"] * len(request["labels"])
-        on_batch, on_step = progress_callbacks(progress, total, request["settings"].steps)
+        on_batch, on_step = _progress_callbacks(progress, total, request["settings"].steps)
         progress(0, desc="waiting for the model")
         with lock:
             try:
@@ -129,69 +239,24 @@ def build_demo(pipe, *, model_name: str | None = None, forward_images=None, data
             gif, strip = reverse_process(pipe, request["labels"][0], request, _request_folder(downloads))
         return str(gif), strip
 
-    with gr.Blocks(title="fashion-ddpm demo", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"# {title}\n"
-                    f"Model: `{model_name or 'the shipped ' + SHIPPED_MODEL_NAME}`, running on {device_text(pipe)}. Choose classes and "
-                    f"settings, press **Generate**. Image *j* of class *c* uses seed `seed + 1000000 c + j`, exactly as "
-                    f"`fashion-ddpm generate` does. Limits per request: {MAX_IMAGES_PER_REQUEST} images, {MAX_STEPS} "
-                    f"steps, {MAX_IMAGE_STEPS} images x steps.")
-        with gr.Row():
-            with gr.Column(scale=1, min_width=320):
-                classes = gr.CheckboxGroup(start["classes"], value=start["classes"], label="Classes", show_select_all=True,
-                                           elem_id="classes")
-                per_class = gr.Slider(1, MAX_IMAGES_PER_CLASS, value=start["per_class"], step=1, precision=0, label="Images per class",
-                                      elem_id="per-class")
-                sampler = gr.Dropdown(list(_sampler_names()), value=start["sampler"], label="Sampler",
-                                      info="the model's own by default", elem_id="sampler")
-                steps = gr.Slider(1, min(MAX_STEPS, pipe.scheduler.config.num_train_timesteps), value=start["steps"], step=1,
-                                  precision=0, label="Steps", elem_id="steps")
-                guidance = gr.Slider(0, MAX_GUIDANCE, value=start["guidance"], step=0.5, label="Guidance",
-                                     info="1 = none, 0 = unconditional", elem_id="guidance")
-                seed = gr.Number(start["seed"], precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
-                style = None
-                if pipe.style_attributes:  # a style model: descriptor words or attribute=percentile pairs
-                    descriptors = pipe.condition_encoder.descriptors()
-                    words = ", ".join(sorted(descriptors))
-                    style = gr.Textbox("", label="Style", placeholder="e.g. wide dark, or width=0.9 pattern=0.1",
-                                       info=f"words: {words}; or attribute=percentile for {', '.join(pipe.style_attributes)}"
-                                            " (percentiles within the class); empty = free", elem_id="style")
-                    # the sliders write into the Style box (the one input a request has): moving one sets its
-                    # attribute, its "free" button removes it
-                    with gr.Accordion("Style sliders (percentile within the class)", open=False):
-                        for attribute in pipe.style_attributes:
-                            with gr.Row(equal_height=True):
-                                slider = gr.Slider(0, 1, value=0.5, step=0.05, label=attribute, scale=4,
-                                                   elem_id=f"style-{attribute}")
-                                free = gr.Button("free", size="sm", scale=1, min_width=60, elem_id=f"style-{attribute}-free")
-                            slider.release(lambda text, v, a=attribute: style_with(text, a, v, descriptors), [style, slider],
-                                           style, api_visibility="private", queue=False)
-                            free.click(lambda text, a=attribute: style_with(text, a, None, descriptors), style, style,
-                                       api_visibility="private", queue=False)
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Column(scale=2):
-                grid = gr.Image(label="Samples", type="pil", format="png", interactive=False, elem_id="grid",
-                                buttons=["download", "fullscreen"])
-                info = gr.Markdown(label="Info", elem_id="info")
-                files = gr.File(label="Download: the grid (PNG) and every image (zip)", file_count="multiple",
-                                interactive=False, elem_id="downloads")
-                with gr.Row(equal_height=True):
-                    gif = gr.Image(label="Reverse process: image 1 of the first chosen class", type="filepath",
-                                   interactive=False, scale=1, min_width=200, elem_id="reverse-gif")
-                    strip = gr.Image(label="x_t from noise to image", type="pil", format="png", interactive=False, scale=3,
-                                     elem_id="reverse-strip")
-        with gr.Accordion("Forward process: how training noises real test images", open=False, visible=forward is not None):
-            gr.Image(forward, type="pil", format="png", interactive=False, show_label=False, elem_id="forward")
+    return run_grid, run_reverse
 
-        inputs = [classes, per_class, sampler, steps, guidance, seed] + ([style] if style is not None else [])
-        sampler.change(lambda name: gr.update(value=steps_for(pipe, name)), sampler, steps, api_visibility="private",
-                       queue=False)
-        button.click(run_grid, inputs, [grid, files, info], api_name="generate", concurrency_id="sampling",
-                     ).success(run_reverse, inputs, [gif, strip], api_name="reverse_process", concurrency_id="sampling")
-    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=MAX_QUEUE_SIZE)
-    # the form's starting values, in the endpoints' input order: serve() sends them once before the first visitor
-    demo.default_request = [start[k] for k in ("classes", "per_class", "sampler", "steps", "guidance", "seed")] + (
-        [""] if style is not None else [])
-    return demo
+
+def _progress_callbacks(progress, total_images: int, steps: int):
+    """(on_batch, on_step) for `sample_grid`: they report the steps done over all batches to gradio's `progress`."""
+    batches = max(1, math.ceil(total_images / DEMO_BATCH_SIZE))
+    state = {"batch": 0, "images": 0}
+
+    def on_step(p, i, t, tensors):
+        progress((state["batch"] * steps + i + 1, batches * steps), desc=f"sampling: {state['images']}/{total_images} "
+                 "images done", unit="steps")
+        return tensors
+
+    def on_batch(done, total):
+        state["batch"] += 1
+        state["images"] = done
+
+    return on_batch, on_step
 
 
 def serve(app, **launch_kwargs):

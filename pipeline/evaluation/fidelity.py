@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checks import check_int
 from ..images import labelled_grid
 from ..sampling import generate, resolve_settings, style_text
 from ..settings import SamplingSettings
@@ -100,47 +101,82 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
     Returns:
         a JSON-serialisable dict (see `metrics.json`); distances are None where a metric was skipped.
     """
-    if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
-        raise ValueError(f"num_per_class must be an int >= 1, got {num_per_class!r}")
     class_names = list(pipe.class_names)
-    num_images = num_per_class * len(class_names)
+    num_images = _check_sizes(num_per_class, len(class_names), ref_size, judge_ref_size, batch_size)
+    settings = resolve_settings(pipe, settings, overrides).check(pipe)
+    pipe.parse_style(style)  # a bad style is named before any data is loaded
+    judge_name = f"judge-{judge_fingerprint(judge_path)}"
+    _check_references_at_hand(num_images, inception, ref_size, judge_ref_size, judge_name, data_dir)
+
+    samples = _samples_to_score(pipe, samples, num_per_class, seed, batch_size, settings, style, class_names, verbose)
+    labels = np.asarray(samples.class_ids)
+    judge_scores = _judge_scores(samples.images, labels, class_names, judge_path, judge_name, judge_ref_size, data_dir,
+                                 kid_subsets, pipe.device, verbose)
+    result = {
+        **_run_record(model_name, command, num_per_class, class_names, settings, samples, seed, pipe.device),
+        **judge_scores,
+        "judge_reference_test_images": judge_ref_size,
+        **_inception_not_measured(inception, ref_size),
+    }
+    if inception:
+        result.update(_inception_scores(samples.images, ref_size, data_dir, kid_subsets, pipe.device, verbose))
+
+    if out_dir is not None:
+        write_report(result, out_dir, samples.images)
+    return result
+
+
+def _check_sizes(num_per_class: int, num_classes: int, ref_size: int, judge_ref_size: int, batch_size: int) -> int:
+    """N = num_per_class × num_classes, after checking every size `evaluate` takes."""
+    check_int(num_per_class, "num_per_class")
+    num_images = num_per_class * num_classes
     if num_images < 2:
-        raise ValueError(f"FID needs at least 2 images, got {num_images} ({num_per_class} per class x {len(class_names)} classes)")
+        raise ValueError(f"FID needs at least 2 images, got {num_images} ({num_per_class} per class x {num_classes} classes)")
     for name, value in (("ref_size", ref_size), ("judge_ref_size", judge_ref_size)):
         if not 2 <= value <= 10000:
             raise ValueError(f"{name} must be in 2..10000 (Fashion-MNIST test images), got {value}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    settings = resolve_settings(pipe, settings, overrides).check(pipe)
-    pipe.parse_style(style)  # a bad style is named before any data is loaded
-    device = pipe.device
-    judge_name = f"judge-{judge_fingerprint(judge_path)}"
-    # Everything the scores need must be at hand before minutes of generation: data (or its cached statistics) and
-    # the Inception weights.
+    check_int(batch_size, "batch_size")
+    return num_images
+
+
+def _check_references_at_hand(num_images: int, inception: bool, ref_size: int, judge_ref_size: int, judge_name: str,
+                              data_dir: str | None):
+    """Everything the scores need must be at hand before minutes of generation: data (or its cached statistics) and
+    the Inception weights; raises FileNotFoundError otherwise."""
     needed = [("test", judge_ref_size, judge_name), ("train", num_images, judge_name)]
     if inception:
         inception_weights_path()
         needed += [("test", ref_size, INCEPTION_NAME), ("train", num_images, INCEPTION_NAME)]
     reference_available(needed, data_dir)
 
+
+def _samples_to_score(pipe, samples, num_per_class: int, seed: int, batch_size: int, settings: SamplingSettings, style,
+                      class_names: list[str], verbose: bool):
+    """The images to score: generated here, or the first `num_per_class` per class of the `samples` given."""
+    num_images = num_per_class * len(class_names)
     if samples is None:
-        _log(verbose, f"generating {num_images} images ({num_per_class} per class), seed {seed}, on {device} ...")
+        _log(verbose, f"generating {num_images} images ({num_per_class} per class), seed {seed}, on {pipe.device} ...")
         samples = generate(pipe, None, num_per_class, seed, batch_size, settings=settings, style=style)
     else:
         samples = _first_per_class(samples, num_per_class, seed, settings, class_names)
-    images, labels, gen_seconds = samples.images, np.asarray(samples.class_ids), samples.seconds
-    _log(verbose, f"  {settings.describe()}: {gen_seconds:.1f} s ({gen_seconds / num_images:.3f} s per image)")
+    _log(verbose, f"  {settings.describe()}: {samples.seconds:.1f} s ({samples.seconds / num_images:.3f} s per image)")
+    return samples
 
+
+def _judge_scores(images: torch.Tensor, labels: np.ndarray, class_names: list[str], judge_path: str | Path,
+                  judge_name: str, judge_ref_size: int, data_dir: str | None, kid_subsets: int, device,
+                  verbose: bool) -> dict:
+    """The judge's part of the result (its provenance, accuracy, judge-FID / KID), each beside the same number for
+    N real training images."""
     judge = FashionJudge.load(judge_path, device=device)
 
     def judge_features(images):
         return judge.predict(images)[1]
 
-    # ---- judge: accuracy and judge-FID, beside the same numbers for N real training images
     preds, feats = judge.predict(images)
     accuracy, per_class = _accuracy(preds, labels, class_names)
     test_ref = real_features("test", judge_ref_size, judge_name, judge_features, data_dir)
-    train_ref = real_features("train", num_images, judge_name, judge_features, data_dir)
+    train_ref = real_features("train", len(images), judge_name, judge_features, data_dir)
     with torch.no_grad():
         head = judge.head.eval()
         floor_preds = head(torch.from_numpy(train_ref["features"]).float().to(device)).argmax(1).cpu().numpy()
@@ -148,7 +184,30 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
     judge_kid = kernel_distance(feats, test_ref["features"], kid_subsets)
     judge_kid_floor = kernel_distance(train_ref["features"], test_ref["features"], kid_subsets)
     info = judge_info(judge_path)
-    result = {
+    scores = {
+        "judge": {"weights": _package_relative(judge_path), "fingerprint": judge_name, "test_accuracy": info.get("test_accuracy")},
+        "judge_accuracy": accuracy,
+        "judge_accuracy_per_class": per_class,
+        "judge_accuracy_floor": floor_accuracy,
+        "judge_accuracy_floor_per_class": floor_per_class,
+        "judge_fid": fid_from_features(feats, test_ref["features"]),
+        "judge_fid_floor": fid_from_features(train_ref["features"], test_ref["features"]),
+        # per class: the class's generated images vs the class's test images (biased at small N: read beside the floor)
+        "judge_fid_per_class": _per_class_fid(feats, labels, test_ref, class_names),
+        "judge_fid_floor_per_class": _per_class_fid(train_ref["features"], train_ref["labels"], test_ref, class_names),
+        "judge_kid": judge_kid[0],
+        "judge_kid_floor": judge_kid_floor[0],
+    }
+    _log(verbose, f"  judge accuracy {accuracy:.4f} (real training images: {floor_accuracy:.4f}); "
+                  f"judge-FID {scores['judge_fid']:.3f} (floor {scores['judge_fid_floor']:.3f})")
+    return scores
+
+
+def _run_record(model_name: str | None, command: str | None, num_per_class: int, class_names: list[str],
+                settings: SamplingSettings, samples, seed: int, device) -> dict:
+    """What was evaluated and how: the model, the command, N, the sampling settings, the seed, the machine, the time."""
+    num_images = num_per_class * len(class_names)
+    return {
         "model": model_name,
         "command": command,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -166,21 +225,14 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
         "seed": seed,
         "device": str(device),
         "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
-        "generation_seconds": round(gen_seconds, 3),
-        "time_per_image_s": round(gen_seconds / num_images, 4),
-        "judge": {"weights": _package_relative(judge_path), "fingerprint": judge_name, "test_accuracy": info.get("test_accuracy")},
-        "judge_accuracy": accuracy,
-        "judge_accuracy_per_class": per_class,
-        "judge_accuracy_floor": floor_accuracy,
-        "judge_accuracy_floor_per_class": floor_per_class,
-        "judge_fid": fid_from_features(feats, test_ref["features"]),
-        "judge_fid_floor": fid_from_features(train_ref["features"], test_ref["features"]),
-        # per class: the class's generated images vs the class's test images (biased at small N: read beside the floor)
-        "judge_fid_per_class": _per_class_fid(feats, labels, test_ref, class_names),
-        "judge_fid_floor_per_class": _per_class_fid(train_ref["features"], train_ref["labels"], test_ref, class_names),
-        "judge_kid": judge_kid[0],
-        "judge_kid_floor": judge_kid_floor[0],
-        "judge_reference_test_images": judge_ref_size,
+        "generation_seconds": round(samples.seconds, 3),
+        "time_per_image_s": round(samples.seconds / num_images, 4),
+    }
+
+
+def _inception_not_measured(inception: bool, ref_size: int) -> dict:
+    """The Inception part of the result before (or without) measuring it: None where a metric is not measured."""
+    return {
         "inception": inception,
         "inception_fid": None,
         "inception_fid_floor": None,
@@ -190,36 +242,34 @@ def evaluate(pipe, num_per_class: int, *, seed: int = 0, inception: bool = True,
         "inception_reference_test_images": ref_size if inception else None,
         "inception_seconds_per_image": None,
     }
-    _log(verbose, f"  judge accuracy {accuracy:.4f} (real training images: {floor_accuracy:.4f}); "
-                  f"judge-FID {result['judge_fid']:.3f} (floor {result['judge_fid_floor']:.3f})")
 
-    # ---- Inception FID / KID
-    if inception:
-        _log(verbose, f"Inception features of {num_images} generated images ...")
-        start = time.perf_counter()
-        gen_inc = inception_features(images, device=device, progress=verbose)
-        seconds = time.perf_counter() - start
-        per_image = seconds / num_images
-        _log(verbose, f"  {seconds:.1f} s ({per_image:.3f} s per image); real statistics "
-                      f"({ref_size} test, {num_images} train images) come from the cache when present")
-        extract = lambda x: inception_features(x, device=device, progress=verbose)  # noqa: E731
-        test_inc = real_features("test", ref_size, INCEPTION_NAME, extract, data_dir)
-        train_inc = real_features("train", num_images, INCEPTION_NAME, extract, data_dir)
-        kid = kernel_distance(gen_inc, test_inc["features"], kid_subsets)
-        kid_floor = kernel_distance(train_inc["features"], test_inc["features"], kid_subsets)
-        result.update({
-            "inception_fid": fid_from_features(gen_inc, test_inc["features"]),
-            "inception_fid_floor": fid_from_features(train_inc["features"], test_inc["features"]),
-            "inception_kid": kid[0],
-            "inception_kid_std": kid[1],
-            "inception_kid_floor": kid_floor[0],
-            "inception_seconds_per_image": round(per_image, 4),
-        })
-        _log(verbose, f"  Inception FID {result['inception_fid']:.2f} (floor {result['inception_fid_floor']:.2f})")
 
-    if out_dir is not None:
-        write_report(result, out_dir, images)
-    return result
+def _inception_scores(images: torch.Tensor, ref_size: int, data_dir: str | None, kid_subsets: int, device,
+                      verbose: bool) -> dict:
+    """Inception FID / KID of the generated images and their floors (the values of `_inception_not_measured`'s keys)."""
+    num_images = len(images)
+    _log(verbose, f"Inception features of {num_images} generated images ...")
+    start = time.perf_counter()
+    gen_inc = inception_features(images, device=device, progress=verbose)
+    seconds = time.perf_counter() - start
+    per_image = seconds / num_images
+    _log(verbose, f"  {seconds:.1f} s ({per_image:.3f} s per image); real statistics "
+                  f"({ref_size} test, {num_images} train images) come from the cache when present")
+    extract = lambda x: inception_features(x, device=device, progress=verbose)  # noqa: E731
+    test_inc = real_features("test", ref_size, INCEPTION_NAME, extract, data_dir)
+    train_inc = real_features("train", num_images, INCEPTION_NAME, extract, data_dir)
+    kid = kernel_distance(gen_inc, test_inc["features"], kid_subsets)
+    kid_floor = kernel_distance(train_inc["features"], test_inc["features"], kid_subsets)
+    scores = {
+        "inception_fid": fid_from_features(gen_inc, test_inc["features"]),
+        "inception_fid_floor": fid_from_features(train_inc["features"], test_inc["features"]),
+        "inception_kid": kid[0],
+        "inception_kid_std": kid[1],
+        "inception_kid_floor": kid_floor[0],
+        "inception_seconds_per_image": round(per_image, 4),
+    }
+    _log(verbose, f"  Inception FID {scores['inception_fid']:.2f} (floor {scores['inception_fid_floor']:.2f})")
+    return scores
 
 
 def _first_per_class(samples, num_per_class: int, seed: int, settings: SamplingSettings, class_names: list[str]):
