@@ -68,9 +68,10 @@ def atomic_save_image(image, path: str | os.PathLike, **options) -> Path:
     return Path(path)
 
 
-def move_into(tmp: Path, folder: Path):
-    """Moves every item of the finished folder `tmp` into `folder` (each one replaced by a rename), then removes `tmp`."""
-    for item in tmp.iterdir():
+def move_into(tmp: Path, folder: Path, last: str | None = None):
+    """Moves every item of the finished folder `tmp` into `folder` (each one replaced by a rename), the item named
+    `last` after the others (the file a reader checks for completeness), then removes `tmp`."""
+    for item in sorted(tmp.iterdir(), key=lambda p: p.name == last):
         target = folder / item.name
         if target.is_dir():
             shutil.rmtree(target)

@@ -106,3 +106,67 @@ def test_train_help_imports_no_torch():
     heavy, printed = heavy_modules_after(code)
     assert heavy == [] and "configs/README.md" in printed
     assert (PACKAGE.parent / "configs" / "README.md").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------- house rules
+REPO = PACKAGE.parent
+CODE = [p for root in ("pipeline", "benchmarks") for p in (REPO / root).rglob("*.py") if "pretrained" not in p.parts]
+COPIED_BESIDE_THE_WEIGHTS = {PACKAGE / "pipeline_fashion_ddpm.py", PACKAGE / "condition_encoder.py"}
+
+
+def _trees():
+    return {path: ast.parse(path.read_text()) for path in CODE}
+
+
+def test_no_function_is_longer_than_80_lines():
+    long = []
+    for path, tree in _trees().items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body
+                docstring = body[0] if body and isinstance(body[0], ast.Expr) and isinstance(
+                    getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str) else None
+                lines = node.end_lineno - node.lineno + 1 - (docstring.end_lineno - docstring.lineno + 1 if docstring else 0)
+                if lines > 80:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "split these (80 lines at most, the docstring not counted): " + "; ".join(long)
+
+
+def test_no_private_name_is_imported_from_another_module():
+    found = [f"{path.relative_to(REPO)}:{node.lineno} {alias.name}" for path, tree in _trees().items()
+             for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not found, "a private name is the module's own; give it a public name where it lives: " + "; ".join(found)
+
+
+def test_the_trainer_and_the_distiller_run_on_the_one_training_loop():
+    from pipeline.training.distill.distiller import Distiller
+    from pipeline.training.loop import TrainingLoop
+    from pipeline.training.trainer import Trainer
+
+    for job in (Trainer, Distiller):
+        assert issubclass(job, TrainingLoop)
+        overridden = {name for name in ("run", "update", "begin", "prepare", "log_window") if name in vars(job)}
+        assert overridden <= {"begin"}, f"{job.__name__} redefines the loop's {sorted(overridden)}"
+    assert "Accelerator(" not in (PACKAGE / "training" / "trainer.py").read_text() + \
+        "".join(p.read_text() for p in (PACKAGE / "training" / "distill").glob("*.py"))
+
+
+def test_files_are_written_through_the_io_module():
+    """Renames of temporary files (os.replace / os.rename) live in pipeline/io.py; the checkpoints keep their own
+    (Accelerate writes a checkpoint folder, renamed once complete) and the copied files have none."""
+    allowed = {PACKAGE / "io.py", PACKAGE / "training" / "checkpoints.py"}
+    found = [f"{path.relative_to(REPO)}:{node.lineno}" for path, tree in _trees().items() if path not in allowed
+             for node in ast.walk(tree) if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+             and node.value.id == "os" and node.attr in ("replace", "rename")]
+    assert not found, "write through pipeline.io (atomic_path, atomic_write_*, staged_folder, move_into): " + "; ".join(found)
+
+
+def test_ints_are_checked_through_the_checks_module():
+    """`isinstance(x, bool) or not isinstance(x, int)` is written once, in pipeline/checks.py (the files copied beside
+    the weights keep their own)."""
+    pattern = "not isinstance("
+    found = [f"{path.relative_to(REPO)}" for path in CODE if path not in COPIED_BESIDE_THE_WEIGHTS | {PACKAGE / "checks.py"}
+             and "isinstance(" in path.read_text() and ", bool)" in path.read_text() and pattern in path.read_text()
+             and any("bool)" in line and pattern in line for line in path.read_text().splitlines())]
+    assert not found, "use pipeline.checks (is_int, is_number, check_int): " + "; ".join(found)

@@ -18,7 +18,6 @@ Images come from `pipeline.sampling.generate` (the project's one seed rule). Com
 from __future__ import annotations
 
 import datetime
-import json
 import platform
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 from ..checks import check_int
 from ..images import labelled_grid
+from ..io import atomic_save_image, atomic_write_json, atomic_write_text
 from ..sampling import generate, resolve_settings, style_text
 from ..settings import SamplingSettings
 from .inception import (
@@ -343,16 +343,15 @@ def write_report(result: dict, out_dir: str | Path, images: torch.Tensor | None 
     """Writes metrics.json, metrics.md and (when `images` are given) samples.png (up to 8 per class) to `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "metrics.json", "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    atomic_write_json(out / "metrics.json", result)
     title = f"# Evaluation of {result['model'] or 'a fashion-ddpm pipeline'}\n\n"
-    (out / "metrics.md").write_text(title + metrics_markdown(result) + "\n")
+    atomic_write_text(out / "metrics.md", title + metrics_markdown(result) + "\n")
     if images is not None:
         from ..images import to_pil
 
         k = result["num_per_class"]
         pil = to_pil(images)
         rows = [pil[c * k:c * k + min(k, 8)] for c in range(len(result["class_names"]))]
-        labelled_grid(rows, result["class_names"], title=SamplingSettings.from_json(result).describe()).save(out / "samples.png")
+        grid = labelled_grid(rows, result["class_names"], title=SamplingSettings.from_json(result).describe())
+        atomic_save_image(grid, out / "samples.png")
     return out

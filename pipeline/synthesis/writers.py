@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import ClassVar
 
-from ..io import atomic_path, atomic_save_image
+from ..io import atomic_path, atomic_save_image, move_into
 from .files import WORK_DIR, atomic_write_parquet, quiet_datasets
 from .plan import Shard, features
 
@@ -76,8 +76,7 @@ class ArrowWriter(Writer):
                                                     cache_dir=str(self.work / "cache"))
             dataset.save_to_disk(str(final))
         del dataset
-        for item in sorted(final.iterdir(), key=lambda p: p.name == "state.json"):  # state.json last
-            os.replace(item, self.out_dir / item.name)
+        move_into(final, self.out_dir, last="state.json")
 
     def load(self):
         import datasets
