@@ -34,9 +34,8 @@ SELECTIONS = ("random", "clip", "judge")
 
 
 def parse_args(argv=None):
-    p = parser(NAME, __doc__.split("\n\n")[0], model=True, threads=True, seed=0, out=RESULTS,
+    p = parser(NAME, __doc__.split("\n\n")[0], model=True, clip_model=True, threads=True, seed=0, out=RESULTS,
                smoke="2 groups, pool 3, keep 1, 2 random draws, into --work-dir/smoke")
-    p.add_argument("--clip-model", default=None, help="CLIP folder or Hub id (default: the shipped pretrained/fashion-clip)")
     p.add_argument("--groups", type=int, default=100, help="seed groups (default 100)")
     p.add_argument("--pool", type=int, default=15, help="images per class in a group's pool (default 15)")
     p.add_argument("--keep", type=int, default=3, help="images kept per class and group (default 3)")
