@@ -50,47 +50,48 @@ def clip_card() -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the files
-def render_cards(root: Path):
-    """The shipped models' cards, rendered into copies under `root` (so --check compares without writing)."""
-    from pipeline.evaluation.fidelity import metrics_markdown
-    from pipeline.training.model_card import fill_metrics, fill_section, rewrite_model_card, write_student_card
+def copy_files(folder: str, names: tuple[str, ...], root: Path) -> Path:
+    """`names` of the model folder `folder` copied under `root` (a card is filled there, so --check writes nothing)."""
+    copy = root / folder
+    for name in names:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_bytes((REPO / folder / name).read_bytes())
+    return copy
 
-    cards = {}
-    for folder, evaluation, cas in SHIPPED:
-        card = root / folder / "README.md"
-        card.parent.mkdir(parents=True, exist_ok=True)
-        source = REPO / folder
-        for name in ("README.md", "train_config.json", "metrics.jsonl", "model_index.json"):
-            (card.parent / name).write_bytes((source / name).read_bytes())
-        (card.parent / "unet").mkdir(exist_ok=True)
-        (card.parent / "unet" / "diffusion_pytorch_model.safetensors").symlink_to(source / "unet" / "diffusion_pytorch_model.safetensors")
-        rewrite_model_card(card.parent, local_path=folder)
-        result = load(evaluation)
-        fill_metrics(card, metrics_markdown(result), result)
-        if cas:
-            fill_section(card, "synthetic", "As training data", t.benchmark("synthetic_data").card_section(load(cas), source_path(cas)))
-        if json.loads((source / "train_config.json").read_text()).get("style_attributes"):
-            fill_section(card, "style", "Style control", "\n\n".join([
-                t.style_control_table(), provenance("style_control"),
-                "The full tables (quality and diversity at each requested percentile, the convergence figure): "
-                "`docs/results.md#style-conditioning` in the fashion-ddpm repository."]))
-        cards[REPO / folder / "README.md"] = card.read_text(encoding="utf-8")
-    if t.fast_shipped():  # the student's card: its exported text, its evaluation and the comparison with its teacher
-        folder, evaluation = FAST
-        card = root / folder / "README.md"
-        card.parent.mkdir(parents=True, exist_ok=True)
-        for name in ("distill.json", "model_index.json", "condition_encoder/config.json", "scheduler/scheduler_config.json"):
-            (card.parent / name).parent.mkdir(parents=True, exist_ok=True)
-            (card.parent / name).write_bytes((REPO / folder / name).read_bytes())
-        write_student_card(card.parent, local_path=folder)
-        result = load(evaluation)
-        fill_metrics(card, metrics_markdown(result) + f"\n\nRe-measure: `fashion-ddpm evaluate --model {folder} "
-                     "--num-per-class 100`.", result)
-        if t.measured("few_passes"):
-            fill_section(card, "teacher", "Against its teacher", "\n\n".join([
-                t.body("few_passes"), provenance("few_passes")]))
-        cards[REPO / folder / "README.md"] = card.read_text(encoding="utf-8")
-    return cards
+
+def shipped_card(folder: str, evaluation: str, cas: str | None, root: Path) -> str:
+    """A shipped model's card: its exported text, its evaluation, its CAS and (a style model) its style control."""
+    from pipeline.evaluation.fidelity import metrics_markdown
+    from pipeline.training.model_card import fill_metrics, fill_section, rewrite_model_card
+
+    copy = copy_files(folder, ("README.md", "train_config.json", "metrics.jsonl", "model_index.json"), root)
+    (copy / "unet").mkdir(exist_ok=True)
+    (copy / "unet" / "diffusion_pytorch_model.safetensors").symlink_to(REPO / folder / "unet" / "diffusion_pytorch_model.safetensors")
+    rewrite_model_card(copy, local_path=folder)
+    card, result = copy / "README.md", load(evaluation)
+    fill_metrics(card, metrics_markdown(result), result)
+    if cas:
+        fill_section(card, "synthetic", "As training data", t.benchmark("synthetic_data").card_section(load(cas), source_path(cas)))
+    if json.loads((copy / "train_config.json").read_text()).get("style_attributes"):
+        fill_section(card, "style", "Style control", TEMPLATES.get_template("style_card_section.md.j2").render().rstrip("\n"))
+    return card.read_text(encoding="utf-8")
+
+
+def student_card(root: Path) -> str:
+    """The distilled student's card: its exported text, its evaluation and the comparison with its teacher."""
+    from pipeline.evaluation.fidelity import metrics_markdown
+    from pipeline.training.model_card import fill_metrics, fill_section, write_student_card
+
+    folder, evaluation = FAST
+    copy = copy_files(folder, ("distill.json", "model_index.json", "condition_encoder/config.json",
+                               "scheduler/scheduler_config.json"), root)
+    write_student_card(copy, local_path=folder)
+    card, result = copy / "README.md", load(evaluation)
+    fill_metrics(card, metrics_markdown(result) + f"\n\nRe-measure: `fashion-ddpm evaluate --model {folder} "
+                 "--num-per-class 100`.", result)
+    if t.measured("few_passes"):
+        fill_section(card, "teacher", "Against its teacher", "\n\n".join([t.body("few_passes"), provenance("few_passes")]))
+    return card.read_text(encoding="utf-8")
 
 
 def rendered() -> dict[Path, str]:
@@ -102,7 +103,10 @@ def rendered() -> dict[Path, str]:
         raise SystemExit(f"error: {README} has no <!-- results:models:start --> ... <!-- results:models:end --> block")
     files[README] = README_TABLE.sub(lambda _: block, readme)
     with tempfile.TemporaryDirectory() as tmp:
-        files.update(render_cards(Path(tmp)))
+        for folder, evaluation, cas in SHIPPED:
+            files[REPO / folder / "README.md"] = shipped_card(folder, evaluation, cas, Path(tmp))
+        if t.fast_shipped():
+            files[REPO / FAST[0] / "README.md"] = student_card(Path(tmp))
     files[CLIP_FOLDER / "README.md"] = clip_card()
     return files
 

@@ -16,15 +16,10 @@ Every synthetic set is a real `fashion-ddpm synthesize` output (pipeline.synthes
 synthesis resumes). The real subsets of k images per class are drawn per classifier seed (so their ± includes which
 images were drawn); the synthetic set is the same for all seeds (its ± is the classifier's alone).
 
-The classifier, fixed for every row (deliberately NOT the project's judge in pipeline/evaluation/judge.py):
-a standard two-block CNN, 421,642 parameters:
-  conv 3x3 1->32 (padding 1), ReLU, max-pool 2 -> conv 3x3 32->64 (padding 1), ReLU, max-pool 2 -> flatten (3136)
-  -> linear 3136->128, ReLU -> dropout 0.5 -> linear 128->10.
-Recipe: pixels scaled to [0, 1], no augmentation; Adam (lr 1e-3, betas 0.9/0.999, no weight decay), cosine decay to 0,
-batch 128, a FIXED number of updates per run (default 3,000 = 6.4 epochs of 60,000 images, where the accuracy on all
-real data levels off at ~90 %; 500 updates capped it at 84.6 %), cross-entropy, no early stopping and no model
-selection: the test set is used once, at the end. Batches are drawn from a fresh permutation per pass, seeded by the
-run's seed (as are the initial weights and dropout), so every number is reproducible (on the CPU; GPU kernels are not
+The classifier and its recipe, fixed for every row: pipeline/evaluation/cas.py (a two-block CNN of 421,642 parameters,
+deliberately NOT the project's judge; Adam, cosine decay to 0, batch 128, a FIXED number of updates per run: default
+3,000 = 6.4 epochs of 60,000 images, where the accuracy on all real data levels off at ~90 %; 500 updates capped it at
+84.6 %). The test set is used once, at the end; every number is reproducible on the CPU (GPU kernels are not
 bit-reproducible: runs agree to ~0.1 point).
 
   python -m benchmarks.synthetic_data --device cuda --jobs 6                        # the real run, shipped model (minutes on an H200)
