@@ -220,7 +220,7 @@ def markdown(result: dict) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    machine = torch_machine, train_config_file(args.threads)
+    machine = torch_machine(args.threads)
     text, arms = QUESTIONS[args.question]
     for seed in args.seeds:
         for run in args.runs:

@@ -104,7 +104,7 @@ def figure(runs: list[dict], path: Path, title: str) -> Path:
 
 def main(argv=None):
     args = parse_args(argv)
-    machine = torch_machine, train_config_file(args.threads)
+    machine = torch_machine(args.threads)
     runs = [trained_curve(args, name, attributes) for name, attributes in VARIANTS.items()]
     n = args.num_per_class * 10
     title = (f"{'configs/tiny.yaml (smoke)' if args.smoke else 'configs/cpu.yaml U-Net'} from scratch, {args.updates} "
