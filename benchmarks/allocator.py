@@ -20,7 +20,7 @@ import sys
 import time
 
 from benchmarks import harness
-from benchmarks.harness import emit, machine_info, markdown_table, median, parser, report_to_parent, run_worker
+from benchmarks.harness import REPO, SMOKE_MODEL, emit, machine_info, markdown_table, median, parser, run_worker, smoke_pipeline
 
 NAME = "allocator"
 MODEL = "pretrained/fashion-ddpm-cpu"
@@ -62,18 +62,11 @@ def sample_worker(spec: dict):
     """Images per second of one `generate` call of `batch` images, after one warm-up call."""
     import torch
 
-    from benchmarks.harness import TINY_UNET, malloc_name
-    from pipeline import FashionDDPMPipeline
     from pipeline.models import load_pipeline
     from pipeline.sampling import generate
 
     torch.set_num_threads(spec["threads"])
-    if spec["smoke"]:
-        torch.manual_seed(0)
-        pipe = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET)
-    else:
-        pipe = load_pipeline(spec["model"])
-    pipe.set_progress_bar_config(disable=True)
+    pipe = smoke_pipeline() if spec["smoke"] else load_pipeline(spec["model"])
     batch = spec["batch"]
     per_class = -(-batch // len(pipe.class_names))
     generate(pipe, None, per_class, 900_000, batch_size=batch)  # warm-up
@@ -82,17 +75,18 @@ def sample_worker(spec: dict):
     made = generate(pipe, None, per_class, 900_000, batch_size=batch)
     elapsed = time.perf_counter() - start
     user2, kernel2 = cpu_seconds()
-    report_to_parent({"images_per_s": len(made) / elapsed, "seconds": elapsed, "images": len(made),
-                      "user_s": user2 - user, "kernel_s": kernel2 - kernel, "malloc": malloc_name()})
+    harness.report_to_parent({"images_per_s": len(made) / elapsed, "seconds": elapsed, "images": len(made),
+                      "user_s": user2 - user, "kernel_s": kernel2 - kernel, "malloc": harness.malloc_name()})
 
 
 def train_spec(args) -> dict:
-    from benchmarks.train_throughput import build_spec
-    from benchmarks.train_throughput import parse_args as train_args
-
-    argv = ["--steps", str(args.train_steps), "--warmup", "1" if args.smoke else "2", "--threads", str(args.threads),
-            "--data", "synthetic"]  # the same compute as Fashion-MNIST; the data's source is not what is measured
-    return build_spec(train_args(argv + (["--smoke"] if args.smoke else [])))
+    """The spec of train_throughput's `--worker project` (a fresh process timing `Trainer.update`): configs/cpu.yaml's
+    workload on random images (the same compute as Fashion-MNIST; the data's source is not what is measured)."""
+    values = harness.training_values(REPO / "configs" / "cpu.yaml", args.smoke)
+    warmup = 1 if args.smoke else 2
+    values["max_train_steps"] = warmup + args.train_steps
+    return {"config": values, "batch": values["train_batch_size"], "steps": args.train_steps, "warmup": warmup,
+            "threads": args.threads, "data": "synthetic"}
 
 
 def main(argv=None):
@@ -122,7 +116,7 @@ def main(argv=None):
                          "malloc_seen": done[0].get("malloc")}  # what the worker found loaded (sampling workers)
         row["speedup"] = row["tcmalloc"]["images_per_s"] / row["glibc"]["images_per_s"]
         rows.append(row)
-    result = {"model": "tiny random (smoke)" if args.smoke else args.model, "tcmalloc": args.tcmalloc,
+    result = {"model": SMOKE_MODEL if args.smoke else args.model, "tcmalloc": args.tcmalloc,
               "threads": args.threads, "rounds": args.rounds, "smoke": args.smoke, "rows": rows, "machine": machine}
     emit(NAME, result, to_markdown(result), args)
     return result

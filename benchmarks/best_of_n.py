@@ -23,10 +23,10 @@ The pools are generated once into --work-dir in chunks (a rerun or a run after a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from benchmarks.harness import REPO, RESULTS, emit, markdown_table, parser, repo_relative, torch_machine
+from pipeline.io import atomic_path, atomic_write_text
 
 NAME = "best_of_n"
 CHUNK_GROUPS = 10  # groups generated per cached chunk (~7 min of the default model on 2 threads)
@@ -34,9 +34,8 @@ SELECTIONS = ("random", "clip", "judge")
 
 
 def parse_args(argv=None):
-    p = parser(NAME, __doc__.split("\n\n")[0], model=True, threads=True, seed=0, out=RESULTS,
+    p = parser(NAME, __doc__.split("\n\n")[0], model=True, clip_model=True, threads=True, seed=0, out=RESULTS,
                smoke="2 groups, pool 3, keep 1, 2 random draws, into --work-dir/smoke")
-    p.add_argument("--clip-model", default=None, help="CLIP folder or Hub id (default: the shipped pretrained/fashion-clip)")
     p.add_argument("--groups", type=int, default=100, help="seed groups (default 100)")
     p.add_argument("--pool", type=int, default=15, help="images per class in a group's pool (default 15)")
     p.add_argument("--keep", type=int, default=3, help="images kept per class and group (default 3)")
@@ -70,7 +69,7 @@ def generate_pools(pipe, args, settings) -> tuple:
     if meta.is_file() and json.loads(meta.read_text()) != identity:
         raise SystemExit(f"error: {work} holds pools of another model, sampling, seed or pool size "
                          f"({meta.read_text().strip()}); give another --work-dir")
-    meta.write_text(json.dumps(identity))
+    atomic_write_text(meta, json.dumps(identity))
     images, seeds = [], []
     for g0 in range(0, args.groups, CHUNK_GROUPS):
         g1 = min(g0 + CHUNK_GROUPS, args.groups)
@@ -79,9 +78,8 @@ def generate_pools(pipe, args, settings) -> tuple:
             samples = generate(pipe, None, (g1 - g0) * args.pool, args.seed, settings=settings, start_index=g0 * args.pool)
             print(f"groups {g0}..{g1 - 1}: {len(samples)} images in {samples.seconds:.0f} s", flush=True)
             pixels = (samples.images[:, 0] * 255).round().clamp(0, 255).byte().numpy()
-            tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-            np.savez(tmp, images=pixels, seeds=np.asarray(samples.seeds), seconds=samples.seconds)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz"
+                np.savez(f, images=pixels, seeds=np.asarray(samples.seeds), seconds=samples.seconds)
         with np.load(path) as chunk:
             classes = len(pipe.class_names)
             images.append(chunk["images"].reshape(classes, -1, 28, 28))

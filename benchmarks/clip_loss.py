@@ -3,7 +3,7 @@ the CLIP term) beside the same fine-tune without it, at an equal budget (same up
 and the base model untouched, each judged with metrics the critic never saw, beside their floors:
 
   Inception FID, judge accuracy and judge-FID   N = --num-per-class x 10 (`pipeline.evaluation.fidelity.evaluate`)
-  CAS                                            benchmarks/synthetic_data.py's fixed CNN and recipe (--cas-updates
+  CAS                                            pipeline/evaluation/cas.py's fixed CNN and recipe (--cas-updates
                                                  updates of 128) trained on --cas-per-class generated images per class,
                                                  tested on the 10,000 test images; floor: as many real training images
   CLIP quality and agreement                     the critic's own score (p_good + p_clear - p_blurry) on the same images:
@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.harness import REPO, RESULTS, emit, markdown_table, parser, repo_relative, torch_machine, train_run
+from benchmarks.harness import REPO, RESULTS, SMOKE_CONFIG, emit, markdown_table, parser, repo_relative, torch_machine, train_run
 
 NAME = "clip_loss"
 CONFIG = REPO / "configs" / "clip_finetune.yaml"
@@ -70,10 +70,10 @@ def parse_args(argv=None):
 
 
 def smoke_base(args) -> Path:
-    """A class-only tiny model to fine-tune in a smoke run (configs/tiny.yaml, 8 updates)."""
+    """A class-only tiny model to fine-tune in a smoke run (`SMOKE_CONFIG`, 8 updates)."""
     from pipeline.training.config import load_config
 
-    return train_run(load_config(str(REPO / "configs" / "tiny.yaml"),
+    return train_run(load_config(str(REPO / SMOKE_CONFIG),
                                  ["max_train_steps=8", f"output_dir={Path(args.work_dir) / 'base'}"]))
 
 
@@ -100,15 +100,10 @@ def arm_config(args, arm: str, base: str, seed: int):
 
 
 def cas(images, labels, args, test) -> dict:
-    """synthetic_data's CNN trained on uint8 `images` with each CAS seed, tested on the test set."""
-    import statistics
+    """CAS (`pipeline.evaluation.cas`) of uint8 `images` with each CAS seed, tested on the test set."""
+    from pipeline.evaluation.cas import score
 
-    from benchmarks.synthetic_data import train_and_test
-
-    accuracies = [train_and_test(images, labels, test.images, test.labels, seed, args.cas_updates, 128, 1e-3)
-                  for seed in args.cas_seeds]
-    return {"mean": statistics.fmean(accuracies), "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-            "per_seed": accuracies}
+    return score(images, labels, test.images, test.labels, args.cas_seeds, args.cas_updates)
 
 
 def measure(args, folder: Path, name: str, scorer, test, seed: int) -> dict:
@@ -145,8 +140,8 @@ def floors(args, scorer, test) -> dict:
     """The real-data values of the metrics that evaluate() does not floor: CAS and CLIP on real training images."""
     import torch
 
-    from benchmarks.synthetic_data import per_class_subset
     from pipeline.data import load_dataset
+    from pipeline.evaluation.cas import per_class_subset
 
     path = Path(args.work_dir) / f"floors-cas{args.cas_per_class}x{args.cas_updates}-n{args.num_per_class}.json"
     if path.is_file():

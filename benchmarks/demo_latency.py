@@ -28,7 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.harness import REPO, SHIPPED_MODEL_DIR, TINY_UNET, emit, machine_info, markdown_table, median, parser, repo_relative
+from benchmarks.harness import REPO, SHIPPED_MODEL_DIR, emit, machine_info, markdown_table, median, parser, repo_relative, smoke_pipeline
 
 NAME = "demo_latency"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -159,14 +159,9 @@ def main(argv=None):
 
     work = Path(tempfile.mkdtemp(prefix="demo-latency-"))
     model = args.model
-    if args.smoke:
-        import torch
-
-        from pipeline import FashionDDPMPipeline
-
-        torch.manual_seed(0)
+    if args.smoke:  # the server loads a folder
         model = str(work / "tiny")
-        FashionDDPMPipeline.from_config_dict(unet=TINY_UNET).save_pretrained(model)
+        smoke_pipeline().save_pretrained(model)
     defaults = demo.defaults(load_pipeline(model))
     machine = machine_info(args.threads)
     # the server runs in the repository: a folder inside it is passed (and shown on the page, and in the result)

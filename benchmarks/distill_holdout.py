@@ -17,7 +17,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import TINY_UNET, emit, markdown_table, parser, repo_relative, torch_machine
+from benchmarks.harness import SMOKE_TEACHER, emit, markdown_table, parser, repo_relative, smoke_pipeline, torch_machine
 
 NAME = "distill_holdout"
 
@@ -45,16 +45,9 @@ def parse_args(argv=None):
 
 def smoke_setup(work: Path):
     """(student pipeline, config, seen per class): a tiny teacher's trajectories, 1 seen and 1 new per class and w."""
-    import torch
-
-    from pipeline import FashionDDPMPipeline
-    from pipeline.schedulers import use_sampler
     from pipeline.training.distill import build_student, make_trajectories, student_pipeline, validate
 
-    torch.manual_seed(0)
-    teacher = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET)
-    use_sampler(teacher, "unipc").register_to_config(default_guidance_interval=[0.17, 0.88])
-    teacher.set_progress_bar_config(disable=True)
+    teacher = smoke_pipeline(**SMOKE_TEACHER)
     teacher.save_pretrained(work / "teacher")
     config = validate({"teacher": str(work / "teacher"), "output_dir": str(work / "run"), "trajectories_per_class": 2,
                        "shard_per_class": 1, "guidance_values": [1, 2]})

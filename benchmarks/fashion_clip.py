@@ -24,9 +24,8 @@ RANK_K = 100
 
 
 def parse_args(argv=None):
-    p = parser(NAME, __doc__.split("\n\n")[0], model=True, threads=True, seed=0, out=RESULTS,
+    p = parser(NAME, __doc__.split("\n\n")[0], model=True, clip_model=True, threads=True, seed=0, out=RESULTS,
                smoke="200 test images, 100 for the AUCs, 2 generated per class")
-    p.add_argument("--clip-model", default=None, help="CLIP folder or Hub id (default: the shipped pretrained/fashion-clip)")
     p.add_argument("--num-per-class", type=int, default=50, help="generated images per class (default 50)")
     p.add_argument("--auc-images", type=int, default=2000, help="clean test images in each AUC (default 2000)")
     args = p.parse_args(argv)

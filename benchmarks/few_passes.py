@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks.harness import REPO, RESULTS, TINY_UNET, emit, markdown_table, parser, repo_relative, torch_machine
+from benchmarks.harness import REPO, RESULTS, SMOKE_MODEL, SMOKE_TEACHER, emit, markdown_table, parser, repo_relative, smoke_pipeline, torch_machine
 
 NAME = "few_passes"
 TEACHER = "pretrained/fashion-ddpm-cpu"
@@ -166,21 +166,11 @@ def main(argv=None):
     from pipeline.synthesis.plan import model_fingerprint
 
     if args.smoke:
-        import torch
-
-        from pipeline import FashionDDPMPipeline
-        from pipeline.schedulers import use_sampler
         from pipeline.training.distill import build_student, student_pipeline, validate
 
-        torch.manual_seed(0)
-        teacher = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET)
-        use_sampler(teacher, "unipc").register_to_config(default_guidance_interval=[0.17, 0.88],
-                                                         default_num_inference_steps=4)
-        teacher.set_progress_bar_config(disable=True)
-        folders = ["untrained (smoke)"]
+        teacher, teacher_name, folders = smoke_pipeline(**SMOKE_TEACHER), SMOKE_MODEL, ["untrained (smoke)"]
         pipes = [student_pipeline(teacher, validate({}), build_student(teacher, validate({})))]
         records = [None]  # an untrained student: no distill.json, so no trajectory sampler's row
-        teacher_name = "random init (smoke)"
     else:
         teacher, teacher_name = load_pipeline(args.teacher), repo_relative(args.teacher)
         folders = [repo_relative(f) for f in args.student or []]

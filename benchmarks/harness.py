@@ -4,10 +4,11 @@ A benchmark is a module of this package, run from the repository root:
 
     python -m benchmarks.NAME --help
 
-Each one builds its command line with `parser` (the shared flags: --model, --threads, --device, --seed, --out,
---smoke, declared once here with one help text each), then declares only its own flags and scenarios, and ends
+Each one builds its command line with `parser` (the shared flags: --model, --clip-model, --threads, --device, --seed,
+--out, --smoke, declared once here with one help text each), then declares only its own flags and scenarios, and ends
 with `emit`, which prints and writes the result with what every result file records: the benchmark, the command
-that made it and the machine (with its load average at start and end).
+that made it and the machine (with its load average at start and end). A smoke run's model is `smoke_pipeline`'s (or
+`benchmark_pipeline`'s, which loads --model otherwise); a training workload is `training_values` + `trainer_update`.
 
 Deliberately light (no torch / diffusers import at module level) so that `--help`, argument errors and a parent
 process that only orchestrates worker subprocesses start quickly.
@@ -40,6 +41,11 @@ def _tiny_unet() -> dict:
 
 
 TINY_UNET = _tiny_unet()  # the one tiny U-Net of every smoke run (configs/tiny.yaml's, as the tests build)
+SMOKE_CONFIG = "configs/tiny.yaml"  # the training config of a smoke run that trains (repository-relative, as results name it)
+SMOKE_MODEL = "random init (smoke)"  # what a smoke run's result names as its model
+SMOKE_IMAGES = 64  # training images of a smoke training workload
+# a tiny model whose own sampling is few-step guided UniPC, as the shipped CPU model's: the few-pass benchmarks' teacher
+SMOKE_TEACHER = {"sampler": "unipc", "default_guidance_interval": [0.17, 0.88], "default_num_inference_steps": 4}
 
 
 # ---------------------------------------------------------------------------------------------------- command line
@@ -60,14 +66,15 @@ class BenchmarkParser(argparse.ArgumentParser):
 
 
 def parser(module: str, description: str, *, model: bool | str = False,
-           model_default: str = "the shipped model, pretrained/fashion-ddpm-gpu", threads: bool | int = False,
-           device: bool = False, seed: int | None = None, out: bool | Path = False,
+           model_default: str = "the shipped model, pretrained/fashion-ddpm-gpu", clip_model: bool = False,
+           threads: bool | int = False, device: bool = False, seed: int | None = None, out: bool | Path = False,
            smoke: str | None = None) -> BenchmarkParser:
     """The command line of benchmark `module` with the shared flags it asks for; it adds its own flags to it.
 
     Args:
         model: True: --model, one saved pipeline folder or Hub id (default None); "several": repeatable (a list).
         model_default: what no --model means, for the help.
+        clip_model: --clip-model, the CLIP that scores images (default None: the shipped pretrained/fashion-clip).
         threads: True: --threads, default None (torch's default); a number: that default.
         device: --device (default None: the CPU).
         seed: --seed with this default.
@@ -81,6 +88,8 @@ def parser(module: str, description: str, *, model: bool | str = False,
         p.add_argument("--model", action="append" if several else "store", default=None,
                        help=f"a saved pipeline folder or Hub id{'; repeat for several' if several else ''} "
                             f"(default: {model_default})")
+    if clip_model:
+        p.add_argument("--clip-model", default=None, help="CLIP folder or Hub id (default: the shipped pretrained/fashion-clip)")
     if threads is not False:
         default = "torch's default" if threads is True else threads
         p.add_argument("--threads", type=int, default=None if threads is True else threads,
@@ -257,7 +266,97 @@ def report_to_parent(result: dict):
     print(WORKER_RESULT + json.dumps(result), flush=True)
 
 
+# ---------------------------------------------------------------------------------------------------- models
+def smoke_pipeline(seed: int = 0, *, sampler: str | None = None, condition_encoder=None, **defaults):
+    """The tiny random pipeline of every smoke run: configs/tiny.yaml's U-Net, its weights drawn from torch seed `seed`,
+    its progress bar off. `sampler` swaps in that sampler and `defaults` become the pipeline's own sampling defaults
+    (`SMOKE_TEACHER`: a few-step guided teacher); `condition_encoder(TINY_UNET)` builds a style model's encoder."""
+    import torch
+
+    from pipeline import FashionDDPMPipeline, use_sampler
+
+    torch.manual_seed(seed)
+    parts = {} if condition_encoder is None else {"condition_encoder": condition_encoder(TINY_UNET)}
+    pipe = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET, **parts)
+    if sampler:
+        use_sampler(pipe, sampler)
+    if defaults:
+        pipe.register_to_config(**defaults)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def benchmark_pipeline(model: str | None, smoke: bool, default: str | Path = SHIPPED_MODEL_DIR, device: str | None = None,
+                       **tiny) -> tuple:
+    """(the pipeline measured, the name results give it): a smoke run's `smoke_pipeline(**tiny)`, named `SMOKE_MODEL`;
+    else `model` (a folder or Hub id; None: `default`) loaded on `device`, named repository-relative."""
+    if smoke:
+        return smoke_pipeline(**tiny).to(device or "cpu"), SMOKE_MODEL
+    from pipeline.models import load_pipeline
+
+    model = str(model or default)
+    return load_pipeline(model, device=device), repo_relative(model)
+
+
 # ---------------------------------------------------------------------------------------------------- training runs
+def train_config_file(smoke: bool, full: str = "configs/cpu.yaml") -> str:
+    """The training config a benchmark trains from, repository-relative as its result names it: a smoke run's
+    `SMOKE_CONFIG`, else `full`."""
+    return SMOKE_CONFIG if smoke else full
+
+
+def training_values(config: str | Path, smoke: bool, batch: int | None = None, default_batch: int = 128) -> dict:
+    """A training config file's values as a timed workload (`trainer_update`): one micro-batch of `batch` images per
+    update (default: the config's, else `default_batch`), no tracker, no sample grids. A smoke run trains the tiny
+    U-Net on `SMOKE_IMAGES` images, batch 8. The caller sets max_train_steps (the learning-rate schedule's length)."""
+    import yaml
+
+    values = yaml.safe_load(Path(config).read_text()) or {}
+    if smoke:
+        values.update(unet=TINY_UNET, max_train_images=SMOKE_IMAGES)
+    values.update(train_batch_size=batch or (8 if smoke else values.get("train_batch_size", default_batch)),
+                  gradient_accumulation_steps=1, report_to="none", sample_every_steps=0)
+    return values
+
+
+def training_data(config: dict, data: str):
+    """The images a training workload trains on, in memory: `data` "auto" the config's Fashion-MNIST (its first
+    max_train_images), else (or when it is not installed) as many random uint8 images: the same compute."""
+    import torch
+
+    from pipeline.data import ImageDataset, load_dataset
+    from pipeline.pipeline_fashion_ddpm import FASHION_MNIST_CLASSES
+
+    n = config.get("max_train_images") or 60_000
+    if data == "auto":
+        try:
+            found = load_dataset(config.get("data_dir"), config.get("dataset"), "train")
+            return ImageDataset(found.images[:n], found.labels[:n], found.class_names, found.source)
+        except FileNotFoundError:
+            pass
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, len(FASHION_MNIST_CLASSES), (n,), generator=g)
+    return ImageDataset(images, labels, list(FASHION_MNIST_CLASSES), "synthetic")
+
+
+def trainer_update(config: dict, data, threads: int | None) -> tuple:
+    """(update(step), the U-Net's parameter count): the code train_conditional.py runs, validate(config) -> Trainer ->
+    setup -> update(step), training on `data` (already in memory)."""
+    import torch
+
+    from pipeline.training import trainer as trainer_module
+    from pipeline.training.config import validate
+
+    trainer_module.load_dataset = lambda *a, **k: data  # the data in memory (the same tensor a reference loop uses)
+    trainer = trainer_module.Trainer(validate(config))
+    trainer.setup()
+    if threads:
+        torch.set_num_threads(threads)
+    trainer.model.train()
+    return trainer.update, sum(p.numel() for p in trainer.model.parameters())
+
+
 def train_run(config) -> Path:
     """Trains a `TrainConfig` into its output_dir, or finishes it after a kill; a finished run of the same config
     (wherever its folder now lies: output_dir is where, not what) is left as it is."""

@@ -21,10 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from benchmarks import harness
-from benchmarks.harness import REPO, TINY_UNET, emit, machine_info, markdown_table, parser, report_to_parent, run_worker
+from benchmarks.harness import REPO, emit, machine_info, markdown_table, parser, report_to_parent, run_worker, trainer_update, training_values
 
 NAME = "loss_match"
 RUNS = ("plain", "fast", "plain-next-seed")
@@ -59,12 +57,8 @@ def build_spec(args) -> dict:
     """The config every run trains (checked here, before any run starts), and the fast run's overrides."""
     from pipeline.training.config import parse_override, validate
 
-    values = yaml.safe_load(Path(args.config).read_text()) or {}
-    if args.smoke:
-        values.update(unet=TINY_UNET, max_train_images=64)
-    values.update(train_batch_size=args.batch or (8 if args.smoke else values.get("train_batch_size", 256)),
-                  gradient_accumulation_steps=1, max_train_steps=args.updates, report_to="none", sample_every_steps=0,
-                  seed=args.seed)
+    values = training_values(args.config, args.smoke, args.batch, default_batch=256)
+    values.update(max_train_steps=args.updates, seed=args.seed)
     try:
         fast = dict(parse_override(o) for o in args.set)
         validate({**values, **fast})
@@ -77,18 +71,17 @@ def build_spec(args) -> dict:
 def worker(run: str, spec: dict):
     import torch
 
-    from benchmarks.train_throughput import load_data, project_update
 
     config = dict(spec["config"])
     if run == "fast":
         config.update(spec["fast"])
     if run == "plain-next-seed":
         config["seed"] += 1
-    data = load_data({"config": config, "data": spec["data"]})
+    data = harness.training_data(config, spec["data"])
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     window, losses, seconds = spec["window"], [], []
     with tempfile.TemporaryDirectory(prefix="loss-match-") as tmp:
-        update, _ = project_update({"config": {**config, "output_dir": tmp}}, data, spec["threads"])
+        update, _ = trainer_update({**config, "output_dir": tmp}, data, spec["threads"])
         for start in range(0, spec["updates"], window):
             began = time.perf_counter()
             losses += [update(step) for step in range(start, min(start + window, spec["updates"]))]

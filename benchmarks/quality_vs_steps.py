@@ -22,7 +22,7 @@ import json
 import shlex
 from pathlib import Path
 
-from benchmarks.harness import RESULTS, SHIPPED_MODEL_DIR, TINY_UNET, emit, markdown_table, parser, repo_relative, torch_machine
+from benchmarks.harness import RESULTS, SHIPPED_MODEL_DIR, benchmark_pipeline, emit, markdown_table, parser, repo_relative, torch_machine
 
 NAME = "quality_vs_steps"
 DEFAULT_SETTINGS = "ddpm:100,ddim:20,ddim:10,dpm++:20,dpm++:10,dpm++:5,unipc:20,unipc:10,euler:20"
@@ -178,9 +178,6 @@ def main(argv=None):
     args = parse_args(argv)
     earlier, included = earlier_rows(args)
 
-    import torch
-
-    from pipeline import FashionDDPMPipeline
     from pipeline.models import check_device
 
     device = check_device(args.device) or "cpu"
@@ -188,12 +185,7 @@ def main(argv=None):
     rows = included + ([] if earlier is None else [{**earlier["rows"][0], "from": args.base_from}])
     total = len(rows) + len(args.settings) * len(args.model)
     for model in args.model:
-        if args.smoke:
-            torch.manual_seed(0)
-            pipe, source = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET), "random init (smoke)"
-        else:
-            pipe, source = FashionDDPMPipeline.from_pretrained(model), repo_relative(model)
-        pipe.to(device).set_progress_bar_config(disable=True)
+        pipe, source = benchmark_pipeline(model, args.smoke, device=device)
         done = list(rows)
         rows += run_rows(pipe, source, args.settings, args.num_per_class, args.seed, args.inception, verbose=not args.smoke,
                          on_row=lambda new, before=done: report(args, before + new, total, machine))

@@ -23,7 +23,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import REPO, RESULTS, emit, parser, torch_machine, train_run
+from benchmarks.harness import REPO, RESULTS, emit, parser, torch_machine, train_config_file, train_run
 
 NAME = "recipe_compare"
 EXTRA_EMA_POWERS = [0.0, 0.6, 0.9]  # kept side by side in every run (0: the raw weights)
@@ -100,7 +100,7 @@ def run_dir(args, run: str, seed: int) -> Path:
 def run_config(args, run: str, seed: int):
     from pipeline.training.config import load_config
 
-    base = str(REPO / "configs" / ("tiny.yaml" if args.smoke else "cpu.yaml"))
+    base = str(REPO / train_config_file(args.smoke))
     steps_per_epoch = 60000 // load_config(base, []).train_batch_size
     updates = 8 if args.smoke else round(args.epochs * steps_per_epoch)  # the smoke run: 8 tiny updates
     overrides = [f"max_train_steps={updates}", f"seed={seed}", f"checkpointing_steps={max(1, updates // 4)}",
@@ -228,7 +228,7 @@ def main(argv=None):
     if args.train_only:
         return None
     result = {"question": args.question, "text": text, "epochs": args.epochs, "num_per_class": args.num_per_class,
-              "seeds": args.seeds, "config": "configs/tiny.yaml" if args.smoke else "configs/cpu.yaml",
+              "seeds": args.seeds, "config": train_config_file(args.smoke),
               "runs": {name: RUNS[name] for name in sorted({a.run for a in arms})},
               "arms": [arm_result(args, arm) for arm in arms], "smoke": args.smoke, "machine": machine}
     emit(f"{NAME}_{args.question}", result, markdown(result), args)

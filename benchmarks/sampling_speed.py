@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks.harness import REPO, TINY_UNET, emit, markdown_table, median, parser, repo_relative, torch_machine
+from benchmarks.harness import REPO, TINY_UNET, emit, markdown_table, median, parser, repo_relative, smoke_pipeline, torch_machine
 
 NAME = "sampling_speed"
 
@@ -61,9 +61,7 @@ def build_pipeline(args):
         if not isinstance(pipe.scheduler, DDPMScheduler):
             pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     elif args.smoke:
-        torch.manual_seed(args.seed)
-        pipe = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET)
-        source = f"random init, smoke U-Net {TINY_UNET}"
+        pipe, source = smoke_pipeline(args.seed), f"random init, smoke U-Net {TINY_UNET}"
     else:
         from pipeline.training.config import load_config
 
@@ -79,22 +77,14 @@ def build_pipeline(args):
     return pipe, source
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def variants(pipe, args) -> dict:
+    """The three timed variants, each run(n_steps) -> (seconds, images or None), on the same weights and batch."""
     import torch
     from diffusers import DDPMScheduler
     from diffusers.utils.torch_utils import randn_tensor
 
-    machine = torch_machine(args.threads)
-    pipe, source = build_pipeline(args)
-    unet = pipe.unet
-    max_steps = pipe.scheduler.config.num_train_timesteps
-    if args.steps > max_steps:
-        raise SystemExit(f"--steps {args.steps} exceeds the scheduler's {max_steps} training steps")
-
-    B, w, steps = args.batch, args.guidance, args.steps
-    num_classes = len(pipe.class_names)
-    class_ids = [i % num_classes for i in range(B)]
+    unet, B, w = pipe.unet, args.batch, args.guidance
+    class_ids = [i % len(pipe.class_names) for i in range(B)]
     labels = torch.tensor(class_ids)
     null = torch.full_like(labels, pipe.null_class_id)
     shape = (B, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
@@ -138,36 +128,48 @@ def main(argv=None):
             _ = unet(x2, t, class_labels=labels2).sample
         return time.perf_counter() - start, None
 
-    variants = {"pipeline": run_pipeline, "reference_two_pass": run_reference, "unet_floor": run_floor}
-    for fn in variants.values():  # warm-up: allocator, oneDNN primitives for these shapes
-        fn(min(2, steps))
+    return {"pipeline": run_pipeline, "reference_two_pass": run_reference, "unet_floor": run_floor}
 
-    times = {name: [] for name in variants}
-    diffs = []
-    names = list(variants)
+
+def timed_rounds(runs: dict, args) -> tuple[dict, list[float]]:
+    """({variant: its seconds per round}, the largest pixel difference pipeline vs reference per round), after a
+    warm-up of each; the order rotates every round so background load hits all three alike."""
+    for run in runs.values():  # warm-up: allocator, oneDNN primitives for these shapes
+        run(min(2, args.steps))
+    times, diffs, names = {name: [] for name in runs}, [], list(runs)
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         images = {}
         for name in order:
-            elapsed, images[name] = variants[name](steps)
+            elapsed, images[name] = runs[name](args.steps)
             times[name].append(elapsed)
         diffs.append((images["pipeline"] - images["reference_two_pass"]).abs().max().item())
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names),
               flush=True, file=sys.stderr)
+    return times, diffs
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    machine = torch_machine(args.threads)
+    pipe, source = build_pipeline(args)
+    unet, B, steps = pipe.unet, args.batch, args.steps
+    max_steps = pipe.scheduler.config.num_train_timesteps
+    if steps > max_steps:
+        raise SystemExit(f"--steps {steps} exceeds the scheduler's {max_steps} training steps")
+    times, diffs = timed_rounds(variants(pipe, args), args)
     unet_calls = {"pipeline": (steps, 2 * B), "reference_two_pass": (2 * steps, B), "unet_floor": (steps, 2 * B)}
     results = {}
-    for name in names:
+    for name, (calls, per_call) in unet_calls.items():
         med = median(times[name])
-        calls, per_call = unet_calls[name]
         results[name] = {"median_s": med, "images_per_s": B / med, "ms_per_step": 1000 * med / steps,
                          "unet_calls": calls, "unet_batch": per_call, "times_s": times[name]}
-    pipe_s, ref_s, floor_s = (results[n]["median_s"] for n in names)
+    pipe_s, ref_s, floor_s = (results[n]["median_s"] for n in unet_calls)
     result = {
         "benchmark": NAME,
         "smoke": args.smoke,
         "machine": machine,
-        "settings": {"model": source, "batch": B, "steps": steps, "rounds": args.rounds, "guidance_scale": w,
+        "settings": {"model": source, "batch": B, "steps": steps, "rounds": args.rounds, "guidance_scale": args.guidance,
                      "scheduler": type(pipe.scheduler).__name__, "seed": args.seed,
                      "unet_parameters": sum(p.numel() for p in unet.parameters()),
                      "unet_block_out_channels": list(unet.config.block_out_channels),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.harness import REPO, RESULTS, SHIPPED_MODEL_DIR, TINY_UNET, emit, markdown_table, parser, repo_relative, torch_machine
+from benchmarks.harness import REPO, RESULTS, SMOKE_TEACHER, benchmark_pipeline, emit, markdown_table, parser, torch_machine
 
 NAME = "step_schedule"
 SAMPLER = "dpm++"  # takes a timestep list (UniPC, the default's sampler, does not in diffusers)
@@ -124,22 +124,11 @@ class Search:
 def main(argv=None):
     args = parse_args(argv)
     machine = torch_machine(args.threads)
-    import torch
-
-    from pipeline import FashionDDPMPipeline
     from pipeline.evaluation.fidelity import evaluate
-    from pipeline.models import load_pipeline
     from pipeline.sampling import generate
-    from pipeline.schedulers import use_sampler
     from pipeline.settings import SamplingSettings
 
-    if args.smoke:
-        torch.manual_seed(0)
-        pipe, source = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET), "random init (smoke)"
-        use_sampler(pipe, "unipc").register_to_config(default_guidance_interval=[0.17, 0.88], default_num_inference_steps=4)
-        pipe.set_progress_bar_config(disable=True)
-    else:
-        pipe, source = load_pipeline(args.model), repo_relative(str(args.model or SHIPPED_MODEL_DIR))
+    pipe, source = benchmark_pipeline(args.model, args.smoke, **SMOKE_TEACHER)
     T = pipe.scheduler.config.num_train_timesteps
     teacher = SamplingSettings.resolve(pipe)
     target = generate(pipe, None, args.search_per_class, args.search_seed, settings=teacher)

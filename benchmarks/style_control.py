@@ -37,7 +37,7 @@ import dataclasses
 
 import numpy as np
 
-from benchmarks.harness import RESULTS, emit, markdown_table, parser, repo_relative, torch_machine
+from benchmarks.harness import RESULTS, benchmark_pipeline, emit, markdown_table, parser, torch_machine
 
 NAME = "style_control"
 WINDOW = 0.1  # real images whose attribute percentile lies within this of a level stand for that level (leakage)
@@ -69,30 +69,26 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(spearmanr(x[ok], y[ok]).statistic) if ok.sum() > 2 and np.ptp(y[ok]) > 0 else float("nan")
 
 
-def smoke_model(train):
-    """A tiny random style model of width and height, with the percentile tables of `train` (as training makes)."""
-    import torch
+def smoke_encoder(train):
+    """A smoke run's condition encoder (`smoke_pipeline`'s condition_encoder): width and height, with the percentile
+    tables of `train` (as training makes)."""
 
-    from benchmarks.harness import TINY_UNET
-    from pipeline import FashionDDPMPipeline
-    from pipeline.condition_encoder import FashionConditionEncoder, percentile_tables
-    from pipeline.style.attributes import measure
+    def build(unet: dict):
+        from pipeline.condition_encoder import FashionConditionEncoder, percentile_tables
+        from pipeline.style.attributes import measure
 
-    torch.manual_seed(0)
-    attributes, levels = ["width", "height"], [round(i / 20, 2) for i in range(21)]
-    measured = {a: v for a, v in measure(train.images.numpy()).items() if a in attributes}
-    tables = percentile_tables(measured, train.labels.numpy(), 10, levels)
-    encoder = FashionConditionEncoder(11, 4 * TINY_UNET["block_out_channels"][0], attributes, 8, levels, tables)
-    pipe = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET, condition_encoder=encoder)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+        attributes, levels = ["width", "height"], [round(i / 20, 2) for i in range(21)]
+        measured = {a: v for a, v in measure(train.images.numpy()).items() if a in attributes}
+        tables = percentile_tables(measured, train.labels.numpy(), 10, levels)
+        return FashionConditionEncoder(11, 4 * unet["block_out_channels"][0], attributes, 8, levels, tables)
+
+    return build
 
 
 def main(argv=None):
     args = parse_args(argv)
     from pipeline.data import load_dataset
     from pipeline.evaluation.judge import FashionJudge
-    from pipeline.models import load_pipeline
     from pipeline.sampling import generate
     from pipeline.settings import SamplingSettings
     from pipeline.style.attributes import measure
@@ -104,7 +100,7 @@ def main(argv=None):
     train = load_dataset(args.data_dir, split="train", data_flag="--data-dir DIR")
     if args.smoke:  # the floor's real images from 3,000 training images: seconds, not a minute of measuring
         train = dataclasses.replace(train, images=train.images[:3000], labels=train.labels[:3000])
-    pipe = smoke_model(train) if args.smoke else load_pipeline(args.model or "pretrained/fashion-ddpm-style")
+    pipe, model = benchmark_pipeline(args.model, args.smoke, "pretrained/fashion-ddpm-style", condition_encoder=smoke_encoder(train))
     attributes, encoder = pipe.style_attributes, pipe.condition_encoder
     if not attributes:
         raise SystemExit(f"error: {args.model} is a class-only model; style_control measures a style model")
@@ -129,7 +125,6 @@ def main(argv=None):
     rows = [control_row(a, attributes, args.levels, generated, real["test"], names, excluded[a]) for a in attributes]
     quality = [quality_row(a, level, generated[a, level], real, per_class, args.seed, num_classes)
                for a in attributes for level in args.levels]
-    model = "smoke (tiny random style model)" if args.smoke else repo_relative(args.model or "pretrained/fashion-ddpm-style")
     result = {"model": model, "num_per_class": per_class, "levels": args.levels, "seed": args.seed,
               "settings": settings.to_json(), "num_images": per_class * num_classes * len(args.levels) * len(attributes),
               "window": WINDOW, "min_distinct": MIN_DISTINCT, "rows": rows, "quality": quality, "smoke": args.smoke, "machine": machine}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.harness import REPO, RESULTS, emit, markdown_table, parser, torch_machine
+from benchmarks.harness import REPO, RESULTS, emit, markdown_table, parser, torch_machine, train_config_file
 
 NAME = "style_convergence"
 STYLE_ATTRIBUTES = ["width", "height", "area", "slant", "thickness", "brightness", "pattern"]
@@ -49,7 +49,7 @@ def run_config(args, name: str, attributes: list[str]):
                  f"log_every_steps={max(1, min(20, args.updates // 20))}"]
     if args.data_dir:
         overrides.append(f"data_dir={args.data_dir}")
-    return load_config(str(REPO / "configs" / ("tiny.yaml" if args.smoke else "cpu.yaml")), overrides)
+    return load_config(str(REPO / train_config_file(args.smoke)), overrides)
 
 
 def trained_curve(args, name: str, attributes: list[str]) -> dict:
@@ -112,7 +112,7 @@ def main(argv=None):
     out = Path(args.out) if args.out else None
     plot = figure(runs, (out or Path(args.work_dir)) / f"{NAME}.png", title)
     result = {"updates": args.updates, "batch_size": args.batch_size, "num_per_class": args.num_per_class,
-              "seed": args.seed, "config": "configs/tiny.yaml" if args.smoke else "configs/cpu.yaml", "runs": runs,
+              "seed": args.seed, "config": train_config_file(args.smoke), "runs": runs,
               "figure": plot.name, "smoke": args.smoke, "machine": machine}
     rows = [[run["name"], e["step"], f"{e['judge_accuracy']:.3f}", f"{e['judge_fid']:.3f} ({e['judge_fid_floor']:.3f})",
              f"{next(r['loss'] for r in reversed(run['loss']) if r['step'] <= e['step']):.4f}"]

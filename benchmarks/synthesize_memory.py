@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import RESULTS, TINY_UNET, emit, machine_info, markdown_table, parser, report_to_parent, rss_mb, run_worker
+from benchmarks.harness import RESULTS, TINY_UNET, emit, machine_info, markdown_table, parser, report_to_parent, rss_mb, run_worker, smoke_pipeline
 
 NAME = "synthesize_memory"
 SAMPLING = {"steps": 1, "guidance": 1.0}  # one U-Net pass per image: the writing dominates
@@ -39,13 +39,10 @@ def _rss_mb() -> dict:
 def worker(per_class: int, fmt: str, out: str, shard_size: int, threads: int) -> dict:
     import torch
 
-    from pipeline import FashionDDPMPipeline
     from pipeline.synthesis import synthesize
 
     torch.set_num_threads(threads)
-    torch.manual_seed(SEED)
-    pipe = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = smoke_pipeline(SEED)
     import datasets  # noqa: F401  (imported here so that "before" includes every library)
 
     before = _rss_mb()

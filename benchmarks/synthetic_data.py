@@ -16,15 +16,10 @@ Every synthetic set is a real `fashion-ddpm synthesize` output (pipeline.synthes
 synthesis resumes). The real subsets of k images per class are drawn per classifier seed (so their ± includes which
 images were drawn); the synthetic set is the same for all seeds (its ± is the classifier's alone).
 
-The classifier, fixed for every row (deliberately NOT the project's judge in pipeline/evaluation/judge.py):
-a standard two-block CNN, 421,642 parameters:
-  conv 3x3 1->32 (padding 1), ReLU, max-pool 2 -> conv 3x3 32->64 (padding 1), ReLU, max-pool 2 -> flatten (3136)
-  -> linear 3136->128, ReLU -> dropout 0.5 -> linear 128->10.
-Recipe: pixels scaled to [0, 1], no augmentation; Adam (lr 1e-3, betas 0.9/0.999, no weight decay), cosine decay to 0,
-batch 128, a FIXED number of updates per run (default 3,000 = 6.4 epochs of 60,000 images, where the accuracy on all
-real data levels off at ~90 %; 500 updates capped it at 84.6 %), cross-entropy, no early stopping and no model
-selection: the test set is used once, at the end. Batches are drawn from a fresh permutation per pass, seeded by the
-run's seed (as are the initial weights and dropout), so every number is reproducible (on the CPU; GPU kernels are not
+The classifier and its recipe, fixed for every row: pipeline/evaluation/cas.py (a two-block CNN of 421,642 parameters,
+deliberately NOT the project's judge; Adam, cosine decay to 0, batch 128, a FIXED number of updates per run: default
+3,000 = 6.4 epochs of 60,000 images, where the accuracy on all real data levels off at ~90 %; 500 updates capped it at
+84.6 %). The test set is used once, at the end; every number is reproducible on the CPU (GPU kernels are not
 bit-reproducible: runs agree to ~0.1 point).
 
   python -m benchmarks.synthetic_data --device cuda --jobs 6                        # the real run, shipped model (minutes on an H200)
@@ -36,113 +31,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import shlex
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import REPO, RESULTS, SHIPPED_MODEL_DIR, TINY_UNET, emit, markdown_table, parser, repo_relative, torch_machine
+from benchmarks.harness import REPO, RESULTS, SHIPPED_MODEL_DIR, benchmark_pipeline, emit, markdown_table, parser, repo_relative, torch_machine
+from pipeline.evaluation.cas import ARCHITECTURE, build_classifier, calibrate, mean_std, per_class_subset, train_and_test
 
 NAME = "synthetic_data"
-
-ARCHITECTURE = ("conv3x3(1->32,pad 1)-ReLU-maxpool2 / conv3x3(32->64,pad 1)-ReLU-maxpool2 / flatten 3136 / "
-                "linear(3136->128)-ReLU / dropout 0.5 / linear(128->10)")
-
-
-def build_classifier():
-    import torch.nn as nn
-
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10),
-    )
-
-
-def batch_indices(n: int, batch_size: int, updates: int, seed: int):
-    """`updates` index batches over range(n): consecutive slices of fresh permutations, seeded by `seed`."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed * 7919 + 17)
-    stream, position = torch.randperm(n, generator=generator), 0
-    for _ in range(updates):
-        parts, need = [], batch_size
-        while need:
-            if position == n:
-                stream, position = torch.randperm(n, generator=generator), 0
-            take = min(need, n - position)
-            parts.append(stream[position:position + take])
-            position, need = position + take, need - take
-        yield torch.cat(parts)
-
-
-def train_and_test(images, labels, test_images, test_labels, seed: int, updates: int, batch_size: int, lr: float,
-                   device: str = "cpu") -> float:
-    """Trains the fixed CNN on uint8 images N x 28 x 28 (tensors or arrays) for `updates` updates on `device`; returns its
-    test accuracy.
-    The batches are the same on every device (drawn on the CPU); weights and dropout follow the device's RNG."""
-    import torch
-    import torch.nn.functional as F
-
-    images, labels, test_images, test_labels = map(torch.as_tensor, (images, labels, test_images, test_labels))
-    torch.manual_seed(seed)
-    net = build_classifier().to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / updates)))
-    x_all, labels = images.unsqueeze(1).to(device), labels.to(device)
-    test_images, test_labels = test_images.to(device), test_labels.to(device)
-    # All batches drawn up front and sent once: a per-step host-to-device copy would make every step wait for the GPU.
-    order = torch.cat(list(batch_indices(len(labels), batch_size, updates, seed))).to(device)
-    net.train()
-    for ids in order.split(batch_size):
-        loss = F.cross_entropy(net(x_all[ids].float().div(255)), labels[ids])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    net.eval()
-    correct = 0
-    with torch.no_grad():
-        for lo in range(0, len(test_labels), 1000):
-            logits = net(test_images[lo:lo + 1000].unsqueeze(1).float().div(255))
-            correct += (logits.argmax(1) == test_labels[lo:lo + 1000]).sum().item()
-    return correct / len(test_labels)
-
-
-def per_class_subset(labels, k: int, seed: int):
-    """Indices of k random images of each class (seeded), in class order."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed * 104729 + k)
-    chosen = []
-    for c in range(int(labels.max()) + 1):
-        ids = (labels == c).nonzero().flatten()
-        if len(ids) < k:
-            raise SystemExit(f"error: class {c} has {len(ids)} training images, fewer than {k}")
-        chosen.append(ids[torch.randperm(len(ids), generator=generator)[:k]])
-    return torch.cat(chosen)
-
-
-def calibrate(updates: int, batch_size: int, test_size: int, device: str = "cpu") -> dict:
-    """Seconds per update and per 1,000 test images of the classifier on this machine (random data)."""
-    import torch
-
-    x = torch.randint(0, 256, (512, 28, 28), dtype=torch.uint8)
-    y = torch.randint(0, 10, (512,))
-    train_and_test(x, y, x[:8], y[:8], seed=0, updates=3, batch_size=batch_size, lr=1e-3, device=device)  # warm-up
-    start = time.perf_counter()
-    train_and_test(x, y, x[:8], y[:8], seed=0, updates=12, batch_size=batch_size, lr=1e-3, device=device)
-    per_update = (time.perf_counter() - start) / 12
-    net = build_classifier().to(device).eval()
-    start = time.perf_counter()
-    with torch.no_grad():
-        net(x[:500].unsqueeze(1).float().to(device)).sum().item()  # .item(): wait for the device
-    per_test = (time.perf_counter() - start) / 500
-    return {"seconds_per_update": per_update, "seconds_per_run": per_update * updates + per_test * test_size}
-
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")
@@ -289,22 +187,6 @@ def load_data(args):
     return (train.images, train.labels), (test.images, test.labels)
 
 
-def load_model(args, device: str):
-    """The pipeline to synthesize with, and the name results give it."""
-    if not args.smoke:
-        from pipeline.models import load_pipeline
-
-        return load_pipeline(args.model, device=args.device), args.model or repo_relative(str(SHIPPED_MODEL_DIR))
-    import torch
-
-    from pipeline import FashionDDPMPipeline
-
-    torch.manual_seed(0)
-    pipe = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET).to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe, "tiny-random-smoke"
-
-
 def guidance_settings(pipe, args) -> tuple:
     """(the model's default `SamplingSettings`, one per --guidance value with the default among them), on the run's
     sampler and steps, which are resolved into args.sampler / args.steps."""
@@ -380,8 +262,7 @@ def run_classifiers(spec: list[tuple], args, test, device: str):
             accuracies = ([job.result() for job in pending[i]] if pending else
                           [train_and_test(*build(seed), test_images, test_labels, seed, args.updates, args.batch_size, args.lr,
                                           device) for seed in args.seeds])
-            mean = statistics.fmean(accuracies)
-            std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+            mean, std = mean_std(accuracies)
             rows.append({"name": name, "group": group, "train_images": len(build(args.seeds[0])[1]), "accuracies": accuracies,
                          # with --jobs the rows train together: a row's own time is not measured (None), only the total
                          "mean": mean, "std": std, "seconds": None if pending else round(time.perf_counter() - seconds, 1)})
@@ -488,7 +369,7 @@ def main(argv=None):
     started = time.perf_counter()
     machine = torch_machine(args.threads, device)
     train, test = load_data(args)
-    pipe, model_name = load_model(args, device)
+    pipe, model_name = benchmark_pipeline(args.model, args.smoke, device=device)
     default, guidances = guidance_settings(pipe, args)
 
     calibration = calibrate(args.updates, args.batch_size, len(test[1]), device)

@@ -30,14 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from benchmarks import harness
-from benchmarks.harness import REPO, TINY_UNET, device_label, emit, machine_info, markdown_table, median, parser, report_to_parent, rss_mb, run_worker
+from benchmarks.harness import REPO, device_label, emit, machine_info, markdown_table, median, parser, report_to_parent, rss_mb, run_worker
 
 NAME = "train_throughput"
 VARIANTS = ("project", "reference")
-SMOKE_IMAGES = 64
 
 
 def parse_args(argv=None):
@@ -74,43 +71,7 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def load_data(spec: dict):
-    import torch
-
-    from pipeline.data import ImageDataset, load_dataset
-    from pipeline.pipeline_fashion_ddpm import FASHION_MNIST_CLASSES
-
-    n = spec["config"].get("max_train_images") or 60_000
-    if spec["data"] == "auto":
-        try:
-            data = load_dataset(spec["config"].get("data_dir"), spec["config"].get("dataset"), "train")
-            return ImageDataset(data.images[:n], data.labels[:n], data.class_names, data.source)
-        except FileNotFoundError:
-            pass
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
-    labels = torch.randint(0, len(FASHION_MNIST_CLASSES), (n,), generator=g)
-    return ImageDataset(images, labels, list(FASHION_MNIST_CLASSES), "synthetic")
-
-
-def project_update(spec: dict, data, threads):
-    """The code train_conditional.py runs: validate(config) -> Trainer -> setup -> update(step)."""
-    import torch
-
-    from pipeline.training import trainer as trainer_module
-    from pipeline.training.config import validate
-
-    config = validate(spec["config"])
-    trainer_module.load_dataset = lambda *a, **k: data  # the data already in memory (same tensor as the reference uses)
-    trainer = trainer_module.Trainer(config)
-    trainer.setup()
-    if threads:
-        torch.set_num_threads(threads)
-    trainer.model.train()
-    return trainer.update, f"{sum(p.numel() for p in trainer.model.parameters())}"
-
-
-def _reference(spec: dict, data, threads):
+def _reference(config: dict, data, threads):
     """A minimal loop in the style of diffusers' train_unconditional.py, on the same model and hyper-parameters."""
     import torch
     import torch.nn.functional as F
@@ -122,7 +83,7 @@ def _reference(spec: dict, data, threads):
     from pipeline.data import to_model_range
     from pipeline.training.config import validate
 
-    config = validate(spec["config"])
+    config = validate(config)
     if threads:
         torch.set_num_threads(threads)
     device = _device()
@@ -168,7 +129,7 @@ def _reference(spec: dict, data, threads):
             ema_model.step(model.parameters())
         return loss.detach().item()
 
-    return update, f"{sum(p.numel() for p in model.parameters())}"
+    return update, sum(p.numel() for p in model.parameters())
 
 
 def _device() -> str:
@@ -186,10 +147,10 @@ def worker(variant: str, spec: dict):
     threads = spec.get("threads")
     if threads:
         torch.set_num_threads(threads)
-    data = load_data(spec)
+    data = harness.training_data(spec["config"], spec["data"])
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         spec["config"]["output_dir"] = tmp
-        update, params = (project_update if variant == "project" else _reference)(spec, data, threads)
+        update, params = (harness.trainer_update if variant == "project" else _reference)(spec["config"], data, threads)
         warmup, steps = spec["warmup"], spec["steps"]
         losses = [update(step) for step in range(warmup)]
         gc.collect()
@@ -223,20 +184,11 @@ def worker(variant: str, spec: dict):
 
 # ---------------------------------------------------------------------------------------------------- parent side
 def build_spec(args) -> dict:
-    values = yaml.safe_load(Path(args.config).read_text()) or {}
-    if args.smoke:
-        values["unet"] = TINY_UNET
-        values["max_train_images"] = SMOKE_IMAGES
-    batch = args.batch or (8 if args.smoke else values.get("train_batch_size", 128))
-    values.update({
-        "train_batch_size": batch,
-        "gradient_accumulation_steps": 1,  # one micro-batch per update in both variants
-        "max_train_steps": args.warmup + args.steps,  # the LR schedule length both variants use
-        "report_to": "none",
-        "sample_every_steps": 0,
-    })
-    return {"config": values, "batch": batch, "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
-            "data": args.data}
+    """What each worker trains: the config (`harness.training_values`), the timed and warm-up updates, the data."""
+    values = harness.training_values(args.config, args.smoke, args.batch)
+    values["max_train_steps"] = args.warmup + args.steps  # the LR schedule length both variants use
+    return {"config": values, "batch": values["train_batch_size"], "steps": args.steps, "warmup": args.warmup,
+            "threads": args.threads, "data": args.data}
 
 
 def main(argv=None):

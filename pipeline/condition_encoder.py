@@ -15,7 +15,7 @@ initialised from a class-only model starts exactly as that model. The percentile
 values at `percentile_levels` of each attribute, per class) are saved in the config: they turn a measurement into the
 percentile a request means ("wide" = wide for a Trouser, not compared with Coats).
 
-A distilled few-step student (pipeline/training/distill.py) uses `FashionStudentConditionEncoder`, the same encoder with
+A distilled few-step student (pipeline/training/distill/) uses `FashionStudentConditionEncoder`, the same encoder with
 two more inputs, after Meng et al. 2023 (guidance as an input) and Frans et al. 2024 (the step's size as an input): the
 guidance weight w of the teacher it imitates, and the noise level its step lands on. They enter through a second
 zero-initialised MLP (of the class, w and the target level), so a student starts as its class-only teacher's

@@ -754,7 +754,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
 
 
 class FashionDDPMStudentPipeline(FashionDDPMPipeline):
-    r"""A distilled few-step student (pipeline/training/distill.py): one U-Net pass per step imitates its teacher's
+    r"""A distilled few-step student (pipeline/training/distill/): one U-Net pass per step imitates its teacher's
     guided steps, after Meng et al. 2023 (guidance as an input) and Frans et al. 2024 (the step's size as an input).
 
     Its `FashionStudentConditionEncoder` takes the guidance weight w and the noise level each step lands on beside the

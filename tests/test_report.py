@@ -33,3 +33,21 @@ def test_no_result_is_published_without_its_source():
         if block.startswith("|"):
             following = " ".join(after[i + 1:i + 4])
             assert "From `benchmarks/results/" in following, block.splitlines()[0]
+
+
+def test_benchmarks_share_code_through_the_harness_or_the_library_only():
+    """A benchmark imports no other benchmark (what they share is in benchmarks/harness.py or pipeline/); only the
+    report and its tables reach into a benchmark, for the table it renders itself. The smoke model is the harness's."""
+    import ast
+
+    shared = {"benchmarks", "benchmarks.harness"}
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        if path.stem in ("report", "tables"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        others = sorted(m for m in imported if m.startswith("benchmarks") and m not in shared)
+        assert not others, f"{path.name} imports {others}: move what they share into benchmarks/harness.py or pipeline/"
+        if path.stem != "harness":
+            assert "from_config_dict(unet=TINY_UNET" not in path.read_text(encoding="utf-8"), f"{path.name}: use harness.smoke_pipeline"

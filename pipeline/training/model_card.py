@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from ..formatting import duration, weights_parameters
 from ..io import atomic_write_text
 from ..settings import SamplingSettings
 
@@ -31,12 +32,6 @@ def _block(name: str, markdown: str) -> str:
 METRICS = _section("metrics")
 USE = _section("use")
 TAGS = ["diffusers", "fashion-mnist", "class-conditional", "classifier-free-guidance", "image-generation"]
-
-
-def _duration(seconds: float) -> str:
-    minutes, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(minutes, 60)
-    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
 
 
 def use_markdown(hub_id: str | None = None, local_path: str | None = None, style_attributes: list[str] | None = None,
@@ -114,7 +109,7 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
         settings=settings.describe(), class_names=", ".join(FASHION_MNIST_CLASSES), sample_grid=sample_grid,
         loss_curve=loss_curve, data_source=stats["data_source"], num_train_images=f"{stats['num_train_images']:,}",
         steps_trained=f"{stats['steps']:,}", batch=f"{stats.get('images_per_step', 0):,}",
-        images_seen=f"{stats['images_seen']:,}", epochs=stats["epochs"], wall_time=_duration(stats["wall_time_s"]),
+        images_seen=f"{stats['images_seen']:,}", epochs=stats["epochs"], wall_time=duration(stats["wall_time_s"]),
         hardware=stats["hardware"], final_loss="n/a" if loss is None else f"{loss:.4f}",
         config_yaml=yaml.safe_dump(config, sort_keys=False).strip(),
         style_attributes=", ".join(f"`{a}`" for a in config.get("style_attributes") or []),
@@ -146,12 +141,12 @@ def write_student_card(folder: str | Path, local_path: str | None = None) -> Pat
               + (f" on {st['trajectories']:,} trajectories" if "trajectories" in st else "")
               + (f" from {st['init_student']!r}" if st["init_student"] else " from the teacher")
               + (f", step counts drawn with weights {st['step_weights']}" if st.get("step_weights") else "")
-              + f", {_duration(st['wall_time_s'])}, final loss {st['final_loss']:.4f}" for st in stats.get("stages", [])]
+              + f", {duration(st['wall_time_s'])}, final loss {st['final_loss']:.4f}" for st in stats.get("stages", [])]
     low, high = encoder["guidance_range"]
     student = {"method": config["method"], "teacher": config["teacher"], "updates": f"{stats['updates']:,}",
                "batch": config["train_batch_size"], "trajectories": f"{stats['trajectories']:,}",
                "grid_steps": config["grid_steps"], "guidance_values": config["guidance_values"],
-               "trajectory_time": _duration(stats["trajectory_time_s"]), "w_low": f"{low:g}", "w_high": f"{high:g}",
+               "trajectory_time": duration(stats["trajectory_time_s"]), "w_low": f"{low:g}", "w_high": f"{high:g}",
                "schedules": "; ".join(f"{n} step{'s' * (n > 1)} at t = {', '.join(map(str, ts))}" for n, ts in schedules),
                "stages": stages}
     scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
@@ -159,7 +154,7 @@ def write_student_card(folder: str | Path, local_path: str | None = None) -> Pat
         card_data(scheduler.get("prediction_type", "epsilon")), template_path=str(TEMPLATE),
         title=f"A few-step student of {config['teacher']}", student=student, settings=settings.describe(),
         use=_block("use", use_markdown(local_path=local_path, step_counts=[n for n, _ in schedules])),
-        wall_time=_duration(stats["wall_time_s"]), hardware=stats["hardware"], final_loss=f"{stats['final_loss']:.4f}",
+        wall_time=duration(stats["wall_time_s"]), hardware=stats["hardware"], final_loss=f"{stats['final_loss']:.4f}",
         sample_grid="samples/final.png", loss_curve="samples/loss_curve.png", style_attributes=None)
     path = folder / "README.md"
     atomic_write_text(path, str(card))
@@ -204,7 +199,7 @@ def rewrite_model_card(folder: str | Path, local_path: str, hub_model_id: str | 
     stats = {"steps": last["step"], "images_seen": last["step"] * batch, "wall_time_s": last["wall_time_s"],
              "final_loss": last["loss"], "hardware": row("hardware"), "data_source": data,
              "num_train_images": int(images.replace(",", "")), "epochs": round(last["epoch"], 2), "images_per_step": batch,
-             "parameters": _parameters(folder / "unet" / "diffusion_pytorch_model.safetensors")}
+             "parameters": weights_parameters(folder / "unet" / "diffusion_pytorch_model.safetensors")}
     path = write_model_card(folder, config, stats, "samples/final.png", "samples/loss_curve.png", settings, hub_model_id,
                             local_path)
     text = path.read_text(encoding="utf-8")
@@ -214,16 +209,6 @@ def rewrite_model_card(folder: str | Path, local_path: str, hub_model_id: str | 
             text = _section(name).sub(lambda _, kept=kept: kept.group(0), text)
     atomic_write_text(path, text)
     return path
-
-
-def _parameters(weights: Path) -> int:
-    """The number of parameters in a safetensors file, from its header (no tensors loaded)."""
-    import json
-    import math
-
-    with open(weights, "rb") as f:
-        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
 
 
 # (metric type, name): the judge's numbers are typed as what they are, not as the standard FID / accuracy
