@@ -29,7 +29,6 @@ bit-reproducible: runs agree to ~0.1 point).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shlex
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.harness import REPO, RESULTS, SHIPPED_MODEL_DIR, benchmark_pipeline, emit, markdown_table, parser, repo_relative, torch_machine
+from pipeline.checks import comma_separated
 from pipeline.evaluation.cas import ARCHITECTURE, build_classifier, calibrate, mean_std, per_class_subset, train_and_test
 
 NAME = "synthetic_data"
@@ -134,12 +134,7 @@ def to_tensors(dataset):
 
 
 # ---------------------------------------------------------------------------------------------------- the run
-def int_list(text: str) -> list[int]:
-    """argparse type: comma-separated integers, e.g. 0,1,2."""
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 0,1,2, got {text!r}") from None
+int_list = comma_separated(int, "integers", "0,1,2")  # argparse type
 
 
 def parse_args(argv=None):

@@ -7,6 +7,7 @@ an int and a number are here. The two files copied beside the weights (`pipeline
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 
@@ -35,3 +36,14 @@ def check_int(value, name: str, low: int = 1, error: type[Exception] = ValueErro
     if not is_int(value) or value < low:
         raise error(f"{name} must be an int >= {low}, got {value!r}")
     return value
+
+
+def comma_separated(kind: type, noun: str, example: str):
+    """An argparse type: a comma-separated list of `kind` values (e.g. "0,1,2"); a value that is not one is a one-line
+    error naming the text and an `example` of what is accepted."""
+    def parse(text: str) -> list:
+        try:
+            return [kind(x) for x in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be comma-separated {noun} such as {example}, got {text!r}") from None
+    return parse

@@ -16,14 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline.checks import comma_separated
 from pipeline.training.recipe import MIN_JUDGE_ACCURACY, SWEEP_GUIDANCE, prepare_recipe  # torch-free at import
 
-
-def guidance_list(text: str) -> list[float]:
-    try:
-        return [float(w) for w in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated numbers such as 1,1.5,2, got {text!r}") from None
+guidance_list = comma_separated(float, "numbers", "1,1.5,2")  # argparse type
 
 
 def main(argv=None):

@@ -199,3 +199,20 @@ def tiny_clip(tmp_path_factory):
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(model_dir)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(model_dir)
     return model_dir
+
+
+def sample_without_this_package(folder: Path, call: str, expected: torch.Tensor, cwd: Path, hidden: tuple = ()) -> str:
+    """Loads `folder` with diffusers alone (trust_remote_code; '' and `hidden` taken off sys.path) in a fresh
+    interpreter, runs `p(class_labels=['Dress', 'Bag'], output_type='pt', <call>)` and returns its stdout, which says
+    `SAME True` when the images equal `expected` and `PACKAGE False` when this package was never imported."""
+    torch.save(expected, cwd / "expected.pt")
+    code = (f"import sys\nsys.path = [p for p in sys.path if p not in ('', *{tuple(map(str, hidden))!r})]\nimport torch\n"
+            "from diffusers import DiffusionPipeline\n"
+            f"p = DiffusionPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)\n"
+            "p.set_progress_bar_config(disable=True)\n"
+            f"got = p(class_labels=['Dress', 'Bag'], output_type='pt', {call}).images\n"
+            f"print('SAME', torch.allclose(got, torch.load({str(cwd / 'expected.pt')!r}), atol=1e-6))\n"
+            "print('PACKAGE', any(m == 'pipeline' or m.startswith('pipeline.') for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout

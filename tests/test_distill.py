@@ -3,13 +3,12 @@
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO, make_tiny_pipeline, run_cli, sigkill_when_exists
+from conftest import REPO, make_tiny_pipeline, run_cli, sample_without_this_package, sigkill_when_exists
 from pipeline import FashionDDPMPipeline, FashionDDPMStudentPipeline, generate
 from pipeline.condition_encoder import FashionStudentConditionEncoder
 from pipeline.schedulers import make_scheduler
@@ -152,17 +151,9 @@ def test_a_saved_student_names_the_student_classes_and_loads_as_them(student_sav
 @pytest.mark.slow  # a fresh interpreter
 def test_a_saved_student_loads_without_this_package(student_saved, tmp_path):
     expected = generate(FashionDDPMPipeline.from_pretrained(student_saved), ["Dress", "Bag"], seed=3).images
-    torch.save(expected, tmp_path / "expected.pt")
-    code = (f"import sys\nsys.path = [p for p in sys.path if p not in ('',)]\nimport torch\n"
-            "from diffusers import DiffusionPipeline\n"
-            f"p = DiffusionPipeline.from_pretrained({str(student_saved)!r}, trust_remote_code=True)\n"
-            "p.set_progress_bar_config(disable=True)\n"
-            "g = [torch.Generator().manual_seed(s) for s in (3 + 3_000_000, 3 + 8_000_000)]\n"
-            "got = p(class_labels=['Dress', 'Bag'], generator=g, output_type='pt').images\n"
-            f"print('SAME', torch.allclose(got, torch.load({str(tmp_path / 'expected.pt')!r}), atol=1e-6))\n"
-            "print('PACKAGE', any(m == 'pipeline' or m.startswith('pipeline.') for m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert "SAME True" in result.stdout and "PACKAGE False" in result.stdout, result.stderr[-2000:]
+    shown = sample_without_this_package(student_saved, "generator=[torch.Generator().manual_seed(s) for s in "
+                                        "(3 + 3_000_000, 3 + 8_000_000)]", expected, tmp_path)
+    assert "SAME True" in shown and "PACKAGE False" in shown
 
 
 @pytest.mark.parametrize("values,match", [

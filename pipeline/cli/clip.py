@@ -7,21 +7,24 @@ from .common import add_sampling_args, check_output_folder, class_label, load_pi
 
 
 def register(sub):
-    ev = sub.add_parser("evaluate-clip", help="score generated images with CLIP (quality prompts, zero-shot class)")
-    add_sampling_args(ev)
-    ev.add_argument("--num-per-class", type=positive_int, default=10, help="images generated per class")
-    ev.add_argument("--top", type=positive_int, default=4, help="images per class in the best / worst grids")
-    ev.add_argument("--out", default="clip-eval", help="output folder")
-    _add_clip_args(ev)
-    ev.set_defaults(func=run_evaluate_clip)
+    _scoring_command(sub, "evaluate-clip", "score generated images with CLIP (quality prompts, zero-shot class)",
+                     ("--num-per-class", 10, "images generated per class"),
+                     ("--top", 4, "images per class in the best / worst grids"), "clip-eval", run_evaluate_clip)
+    _scoring_command(sub, "best-of-n", "generate a pool per class and keep the CLIP-best images",
+                     ("--pool", 15, "images generated per class"),
+                     ("--keep", 3, "images kept per class (highest CLIP quality)"), "best-of-n", run_best_of_n)
 
-    bon = sub.add_parser("best-of-n", help="generate a pool per class and keep the CLIP-best images")
-    add_sampling_args(bon)
-    bon.add_argument("--pool", type=positive_int, default=15, help="images generated per class")
-    bon.add_argument("--keep", type=positive_int, default=3, help="images kept per class (highest CLIP quality)")
-    bon.add_argument("--out", default="best-of-n", help="output folder")
-    _add_clip_args(bon)
-    bon.set_defaults(func=run_best_of_n)
+
+def _scoring_command(sub, name: str, help: str, generated: tuple, shown: tuple, out: str, func):
+    """A command that generates images per class and scores them with CLIP: the sampling flags, its two counts
+    (flag, default, help), --out and the CLIP flags."""
+    parser = sub.add_parser(name, help=help)
+    add_sampling_args(parser)
+    for flag, default, text in (generated, shown):
+        parser.add_argument(flag, type=positive_int, default=default, help=text)
+    parser.add_argument("--out", default=out, help="output folder")
+    _add_clip_args(parser)
+    parser.set_defaults(func=func)
 
 
 def _add_clip_args(parser):
