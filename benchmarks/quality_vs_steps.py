@@ -13,6 +13,8 @@ the guidance w, guidance only for noise levels t/T in [LOW, HIGH] (Kynkäänniem
   python -m benchmarks.quality_vs_steps --settings dpm++:20:1,dpm++:20:2,dpm++:20:2:i=0.1-0.7 --no-inception \
       --name guidance_sweep_dpm20
   python -m benchmarks.quality_vs_steps --model A --model B --settings ... --name eps_vs_v    # several models
+  python -m benchmarks.quality_vs_steps --model pretrained/fashion-ddpm-gpu --guide pretrained/fashion-ddpm-cpu \
+      --settings unipc:10:1.5,unipc:10:1.5:a=0.5 --seed 1 --name autoguidance_seed1   # a guide U-Net (autoguidance)
   python -m benchmarks.quality_vs_steps --smoke                          # tiny random model, seconds
 """
 
@@ -46,6 +48,9 @@ def setting_label(overrides: dict) -> str:
         label += f":i={overrides['interval'][0]:g}-{overrides['interval'][1]:g}"
     if overrides.get("rescale") is not None:
         label += f":r={overrides['rescale']:g}"
+    for key, mark in (("style_guidance", "s"), ("guide", "a")):
+        if overrides.get(key) is not None:
+            label += f":{mark}={overrides[key]:g}"
     return label
 
 
@@ -99,6 +104,8 @@ def parse_args(argv=None):
     p.add_argument("--num-per-class", type=int, default=100)
     p.add_argument("--no-inception", action="store_true")
     p.add_argument("--name", default=NAME, help="result file name")
+    p.add_argument("--guide", default=None, help="a class-only model of the same task attached to every --model as its "
+                   "autoguidance guide (settings then take :a=WEIGHT)")
     p.add_argument("--base-from", default=None, help="an earlier result JSON of this script whose first row (same "
                    "model, N and seed) becomes this table's first row: its baseline, not measured again")
     p.add_argument("--include", action="append", default=[], help="an earlier result JSON of this script (same N and "
@@ -137,6 +144,7 @@ def reproduce(args) -> str:
     """The command that measures these rows again, every default it took named."""
     return shlex.join(["python", "-m", f"benchmarks.{NAME}", *(x for i in args.include for x in ("--include", repo_relative(i))),
                        *(x for m in args.model for x in ("--model", repo_relative(m))),
+                       *(["--guide", repo_relative(args.guide)] if args.guide else []),
                        "--settings", ",".join(setting_label(s) for s in args.settings), "--num-per-class",
                        str(args.num_per_class), "--seed", str(args.seed), *(["--no-inception"] if args.no_inception else []),
                        *(["--device", args.device] if args.device else []), "--name", args.name])
@@ -166,7 +174,7 @@ def report(args, rows: list[dict], total: int, machine: dict):
         f"{f' (partial: {len(rows)} of {total} rows; the run stopped before the rest)' if partial else ''}",
         f"N = {args.num_per_class} per class ({rows[0]['num_images']} images) per row, seed {args.seed}; floors = the same "
         f"metric for {rows[0]['num_images']} real training images vs the test set. Setting = sampler:steps:guidance"
-        "[:i=guidance interval][:r=guidance rescale]; speed-up and ratios against each model's first row.",
+        "[:i=guidance interval][:r=guidance rescale][:a=autoguidance weight]; speed-up and ratios against each model's first row.",
         table,
         f"Fastest setting at ≥ 5x its model's first row with judge-FID and Inception FID within 10 %: "
         f"**{result['fastest_within_10pct'] or 'none'}**.",
@@ -186,6 +194,11 @@ def main(argv=None):
     total = len(rows) + len(args.settings) * len(args.model)
     for model in args.model:
         pipe, source = benchmark_pipeline(model, args.smoke, device=device)
+        if args.guide:
+            from pipeline.models import with_guide
+
+            guide, guide_source = benchmark_pipeline(args.guide, args.smoke, device=device)
+            pipe, source = with_guide(pipe, guide), f"{source} (guide {guide_source})"
         done = list(rows)
         rows += run_rows(pipe, source, args.settings, args.num_per_class, args.seed, args.inception, verbose=not args.smoke,
                          on_row=lambda new, before=done: report(args, before + new, total, machine))

@@ -27,9 +27,14 @@ from benchmarks.harness import REPO, RESULTS, emit, parser, torch_machine, train
 
 NAME = "recipe_compare"
 EXTRA_EMA_POWERS = [0.0, 0.6, 0.9]  # kept side by side in every run (0: the raw weights)
+CPU_MODEL = "pretrained/fashion-ddpm-cpu"  # relative to the repository, where the benchmark runs
 RUNS = {  # run name -> config overrides on top of configs/cpu.yaml (each names what it tests: the recipe moves)
     "v-mse": ["loss_weighting=none"],
     "min-snr": ["loss_weighting=min_snr", "snr_gamma=5"],
+    # the shipped CPU model (trained 6 epochs with the plain v-MSE) trained on with a fresh optimizer and warm-up
+    "tune-v-mse": [f"init_from={CPU_MODEL}", "unet={}", "learning_rate=0.0002", "lr_warmup_steps=100", "loss_weighting=none"],
+    "tune-min-snr": [f"init_from={CPU_MODEL}", "unet={}", "learning_rate=0.0002", "lr_warmup_steps=100",
+                     "loss_weighting=min_snr", "snr_gamma=5"],
 }
 WATCHED = ["T-shirt/top", "Pullover", "Coat", "Shirt"]  # the classes the judge confuses most
 METRICS = ["judge_accuracy", "judge_accuracy_floor", "judge_fid", "judge_fid_floor", "inception_fid", "inception_fid_floor",
@@ -52,6 +57,10 @@ QUESTIONS = {
     "loss_weighting": ("Loss weighting: the plain v-prediction MSE (which weights the noise-prediction error by SNR + 1) "
                        "vs Min-SNR-gamma, gamma = 5 (the noise-prediction error weighted by min(SNR, 5)).",
                        [Arm("v-MSE", "v-mse"), Arm("Min-SNR-5 (the recipe since)", "min-snr")]),
+    "switch_weighting": ("Switching the loss weighting mid-life: a model trained with the plain v-MSE, trained on with "
+                         "Min-SNR-5 (what the default model's style training does) against trained on with the v-MSE "
+                         "it had, at the same budget.",
+                         [Arm("trained on with v-MSE", "tune-v-mse"), Arm("trained on with Min-SNR-5", "tune-min-snr")]),
 }
 
 
@@ -195,7 +204,11 @@ def setup_text(result: dict) -> str:
     """One sentence on how every arm was made and judged."""
     a = result["arms"][0]
     seeds = result["seeds"]
-    return (f"Every run: `{result['config']}`'s U-Net from scratch, {a['updates']} updates of {a['batch_size']} "
+    start = next((o.split("=", 1)[1] for o in a["overrides"] if o.startswith("init_from=")), None)
+    start = (f"`{start}`'s weights with a fresh optimizer, learning rate "
+             f"{next(o.split('=', 1)[1] for o in a['overrides'] if o.startswith('learning_rate='))}" if start
+             else f"`{result['config']}`'s U-Net from scratch")
+    return (f"Every run: {start}, {a['updates']} updates of {a['batch_size']} "
             f"({result['epochs']:g} epochs), seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (each "
             f"seed its own weights, data order and judged images), the cosine learning rate ending at 0; "
             f"N = {result['num_per_class'] * 10} per arm and seed (the model's default sampling: UniPC 10, w = 2 on "

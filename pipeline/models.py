@@ -214,3 +214,39 @@ def check_device(device: str | None) -> str | None:
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+GUIDE_SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "prediction_type")  # what a guide must share
+
+
+def with_guide(pipe, guide, default_guide_scale: float | None = None):
+    """`pipe` with `guide`'s U-Net as its autoguidance guide (`guide_unet`, saved as a component of the folder), so that
+    `guide_scale` > 0 guides it away from that worse model (Karras et al. 2024). `guide`: a loaded class-only pipeline
+    (or a folder or Hub id) with the same classes and noise schedule; `default_guide_scale` is saved as the default.
+
+    Raises:
+        ValueError: a guide of other classes, another noise schedule or prediction, or with a condition encoder.
+    """
+    from .pipeline_fashion_ddpm import FashionDDPMPipeline
+
+    if pipe.is_distilled:
+        raise ValueError("a distilled student takes no guide (its guidance was distilled into it); guide its teacher")
+    guide = load_pipeline(guide) if isinstance(guide, (str, os.PathLike)) else guide
+    if guide.is_distilled or getattr(guide, "condition_encoder", None) is not None:
+        raise ValueError("a guide must be a class-only model (its U-Net takes class ids, not a condition encoder)")
+    if list(guide.class_names) != list(pipe.class_names):
+        raise ValueError(f"the guide has classes {list(guide.class_names)}, the model {list(pipe.class_names)}")
+    for key in GUIDE_SCHEDULE_KEYS:
+        if guide.scheduler.config[key] != pipe.scheduler.config[key]:
+            raise ValueError(f"the guide has {key} {guide.scheduler.config[key]!r}, the model "
+                             f"{pipe.scheduler.config[key]!r}; a guide must denoise on the same noise schedule")
+    config = pipe.config
+    guided = FashionDDPMPipeline(pipe.unet, pipe.scheduler, default_guidance_scale=config.default_guidance_scale,
+                                 default_num_inference_steps=config.get("default_num_inference_steps"),
+                                 default_guidance_interval=config.get("default_guidance_interval"),
+                                 condition_encoder=getattr(pipe, "condition_encoder", None),
+                                 default_timesteps=config.get("default_timesteps"), id2label=config.id2label,
+                                 default_style_guidance_scale=config.get("default_style_guidance_scale"),
+                                 guide_unet=guide.unet.to(pipe.unet.device), default_guide_scale=default_guide_scale)
+    guided.set_progress_bar_config(disable=True)
+    return guided

@@ -139,7 +139,7 @@ def check_guidance_rescale(guidance_rescale, name: str = "guidance_rescale"):
 EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides at every noise level
 # The sampling arguments of a call, as `resolve_sampling` returns them and `check_sampling` reads them.
 SAMPLING_ARGUMENTS = ("num_inference_steps", "timesteps", "guidance_scale", "guidance_interval", "guidance_rescale",
-                      "style_guidance_scale")
+                      "style_guidance_scale", "guide_scale")
 
 
 def argument_names(names: dict | None = None) -> dict[str, str]:
@@ -174,6 +174,8 @@ def check_sampling_values(sampling: dict, max_steps: int | None = None, takes_ti
         if not takes_timesteps:
             raise ValueError(f"{name['timesteps']} {list(timesteps)} need a sampler that takes a timestep list "
                              f"({name['timestep samplers']}); {name['scheduler']} does not")
+    if sampling.get("guide_scale") is not None:
+        check_guidance_scale(sampling["guide_scale"], name["guide_scale"])
     if sampling["style_guidance_scale"] is not None:
         check_guidance_scale(sampling["style_guidance_scale"], name["style_guidance_scale"])
         if rescale:
@@ -260,6 +262,26 @@ def _plain(value):
     return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
 
 
+def check_guide(guide_unet, unet, num_classes: int, default_guide_scale=None):
+    """Raises ValueError unless `guide_unet` (None: no guide) is a class-only U-Net for the same classes and images as
+    `unet`, and `default_guide_scale` a number >= 0 given only with a guide."""
+    if guide_unet is None:
+        if default_guide_scale is not None:
+            raise ValueError(f"default_guide_scale {default_guide_scale!r} needs a guide_unet")
+        return
+    config = guide_unet.config
+    if config.get("class_embed_type") == "identity" or config.get("num_class_embeds") != num_classes + 1:
+        raise ValueError(f"guide_unet must be a class-only U-Net with num_class_embeds = {num_classes + 1} (the classes "
+                         f"plus the null class), got class_embed_type={config.get('class_embed_type')!r}, "
+                         f"num_class_embeds={config.get('num_class_embeds')!r}")
+    for key in ("sample_size", "in_channels", "out_channels"):
+        if config.get(key) != unet.config.get(key):
+            raise ValueError(f"guide_unet has {key}={config.get(key)!r}, the unet {unet.config.get(key)!r}; a guide "
+                             "must denoise the same images")
+    if default_guide_scale is not None:
+        check_guidance_scale(default_guide_scale, "default_guide_scale")
+
+
 PIPELINE_CLASS_NAMES = ("FashionDDPMPipeline", "FashionDDPMStudentPipeline")  # the classes of this file a folder names
 
 
@@ -286,19 +308,24 @@ class FashionDDPMPipeline(DiffusionPipeline):
 
     A distilled few-step student is `FashionDDPMStudentPipeline`, this pipeline with one U-Net pass per step.
 
+    A `guide_unet` (optional) is a worse model of the same task (smaller or less trained, class-only, same noise
+    schedule): with `guide_scale` a > 0 every step adds a * (out(x, c) - guide(x, c)), guiding the model away from
+    its own worse version (autoguidance, Karras et al. 2024), beside classifier-free guidance on its interval.
+
     Args:
         unet ([`UNet2DModel`]): noise-prediction U-Net with ``num_class_embeds == len(class_names) + 1`` (class-only),
             or ``class_embed_type="identity"`` (fed by the condition encoder).
         scheduler ([`SchedulerMixin`]): any diffusers noise scheduler; defaults to a 100-step cosine `DDPMScheduler`.
         class_names (`list[str]`, *optional*): label names, index = class id (folders saved before `id2label`).
         condition_encoder (*optional*): class (+ style) -> class embedding; None for a class-only model.
+        guide_unet ([`UNet2DModel`], *optional*): the autoguidance guide, a class-only U-Net with the same classes.
         id2label (`dict[str, str]`, *optional*): {"0": name, ...}, as diffusers' DiT pipeline keeps its labels; stored
             in `model_index.json`. Not a list there: the Hub download path reads every list-valued key whose first item
             is a string as a [module, class] component. Defaults to the ten Fashion-MNIST classes.
     """
 
-    model_cpu_offload_seq = "condition_encoder->unet"
-    _optional_components = ["condition_encoder"]
+    model_cpu_offload_seq = "condition_encoder->unet->guide_unet"
+    _optional_components = ["condition_encoder", "guide_unet"]
     _callback_tensor_inputs = ["latents"]
     pipeline_file_name = "pipeline_fashion_ddpm"
     condition_encoder_file_name = "condition_encoder"
@@ -309,7 +336,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
                  default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE, default_num_inference_steps: int | None = None,
                  default_guidance_interval: list[float] | None = None, condition_encoder=None,
                  default_timesteps: list[int] | None = None, id2label: dict[str, str] | None = None,
-                 default_style_guidance_scale: float | None = None):
+                 default_style_guidance_scale: float | None = None, guide_unet: UNet2DModel | None = None,
+                 default_guide_scale: float | None = None):
         super().__init__()
         class_names = label_names(id2label, class_names)
         if condition_encoder is not None:
@@ -335,7 +363,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
         if default_timesteps is not None:
             default_timesteps = [int(_plain(t)) for t in default_timesteps]
             check_timesteps(default_timesteps, scheduler.config.num_train_timesteps, "default_timesteps")
-        self.register_modules(unet=unet, scheduler=scheduler, condition_encoder=condition_encoder)
+        check_guide(guide_unet, unet, len(class_names), default_guide_scale)
+        self.register_modules(unet=unet, scheduler=scheduler, condition_encoder=condition_encoder, guide_unet=guide_unet)
         # Stored in model_index.json: each saved model carries the guidance (scale and noise-level interval) and the
         # step count (or the timesteps themselves) measured best for it.
         self.register_to_config(id2label={str(i): name for i, name in enumerate(class_names)},
@@ -346,6 +375,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
         if default_style_guidance_scale is not None:  # only a style model measured with it carries the key
             check_guidance_scale(default_style_guidance_scale, "default_style_guidance_scale")
             self.register_to_config(default_style_guidance_scale=float(default_style_guidance_scale))
+        if default_guide_scale is not None:  # only a model shipped with its guide carries the key
+            self.register_to_config(default_guide_scale=float(default_guide_scale))
 
     # ------------------------------------------------------------------ construction and saving
     @classmethod
@@ -494,7 +525,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ sampling arguments: defaults and checks
     def resolve_sampling(self, num_inference_steps=None, timesteps=None, guidance_scale=None, guidance_interval=None,
-                         guidance_rescale=None, style_guidance_scale=None, model_sampler: bool = True) -> dict:
+                         guidance_rescale=None, style_guidance_scale=None, model_sampler: bool = True,
+                         guide_scale=None) -> dict:
         """The sampling arguments of a call (`SAMPLING_ARGUMENTS`): those given, this model's saved defaults
         (model_index.json) for the rest. The one place the defaults are worked out: `__call__` and
         `SamplingSettings.resolve` both call it. Nothing is checked here (`check_sampling` does); numpy and torch
@@ -503,7 +535,8 @@ class FashionDDPMPipeline(DiffusionPipeline):
         The model's own timesteps (`default_timesteps`) are the default only where neither steps nor timesteps are given
         and the call samples with the model's own sampler (`model_sampler`). Steps default to the count of the
         timesteps, else `default_num_inference_steps`, else the scheduler's training steps; the guidance interval to
-        `default_guidance_interval`, else every step; the style guidance to `default_style_guidance_scale`.
+        `default_guidance_interval`, else every step; the style guidance to `default_style_guidance_scale`; the
+        autoguidance weight to `default_guide_scale` (None: no guide).
         """
         config = self.config
         if timesteps is None and num_inference_steps is None and model_sampler:
@@ -523,11 +556,13 @@ class FashionDDPMPipeline(DiffusionPipeline):
             guidance_interval = tuple(_plain(v) for v in guidance_interval)
         if style_guidance_scale is None:
             style_guidance_scale = config.get("default_style_guidance_scale")
+        if guide_scale is None:
+            guide_scale = config.get("default_guide_scale")
         return {"num_inference_steps": _plain(num_inference_steps), "timesteps": timesteps,
                 "guidance_scale": _plain(DEFAULT_GUIDANCE_SCALE if guidance_scale is None else guidance_scale),
                 "guidance_interval": guidance_interval,
                 "guidance_rescale": _plain(0.0 if guidance_rescale is None else guidance_rescale),
-                "style_guidance_scale": _plain(style_guidance_scale)}
+                "style_guidance_scale": _plain(style_guidance_scale), "guide_scale": _plain(guide_scale)}
 
     def check_sampling(self, sampling: dict, scheduler=None, names: dict | None = None):
         """Raises ValueError naming the first bad sampling argument (`resolve_sampling`'s dict) for this model and what
@@ -539,6 +574,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
         if sampling["style_guidance_scale"] is not None and not self.style_attributes:
             raise ValueError(f"{names['style_guidance_scale']} needs a style model (a condition encoder with style "
                              f"attributes); got {sampling['style_guidance_scale']!r}")
+        if sampling.get("guide_scale") and getattr(self, "guide_unet", None) is None:
+            raise ValueError(f"{names['guide_scale']} needs a model with a guide (a guide_unet component; "
+                             f"`pipeline.models.with_guide`), got {sampling['guide_scale']!r}")
 
     def check_inputs(self, sampling: dict, num_images_per_label, num_labels: int, output_type: str, generator,
                      callback_on_step_end_tensor_inputs):
@@ -596,11 +634,20 @@ class FashionDDPMPipeline(DiffusionPipeline):
         if not low <= (float(t) + 1) / self.scheduler.config.num_train_timesteps <= high:
             w = 1.0
         composed = sampling["style_guidance_scale"] if w != 1 else None
-        return self.guided_prediction(latents, t, class_ids, w, sampling["guidance_rescale"], style, composed)
+        a = sampling.get("guide_scale") or 0.0
+        if not a:
+            return self.guided_prediction(latents, t, class_ids, w, sampling["guidance_rescale"], style, composed)
+        guided, conditional = self.guided_prediction(latents, t, class_ids, w, sampling["guidance_rescale"], style,
+                                                     composed, return_conditional=True)
+        return guided + a * (conditional - self.guide_prediction(latents, t, class_ids).to(conditional.dtype))
+
+    def guide_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor) -> torch.Tensor:
+        """The guide's conditional output: a class-only model, so a style request is the main model's alone."""
+        return self.guide_unet(latents.to(self.guide_unet.dtype), t, class_labels=class_ids).sample
 
     def guided_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float,
                           guidance_rescale: float = 0.0, style: tuple[torch.Tensor, torch.Tensor] | None = None,
-                          style_guidance_scale: float | None = None) -> torch.Tensor:
+                          style_guidance_scale: float | None = None, return_conditional: bool = False):
         """The U-Net's guided output (noise or velocity, as the scheduler's `prediction_type` says):
         out = out(x, null) + w * (out(x, c) - out(x, null)).
 
@@ -611,12 +658,17 @@ class FashionDDPMPipeline(DiffusionPipeline):
         With a style request and `style_guidance_scale` w_s, class and style are guided as separate terms
         (compositional guidance, Liu et al. 2022), in one batched pass of three:
         out = out(x, null) + w * (out(x, c) - out(x, null)) + w_s * (out(x, c, s) - out(x, c)).
+
+        `return_conditional`: (guided, the conditional output out(x, c[, s])), which autoguidance compares with its guide.
         """
         if style is not None and style_guidance_scale is not None:
-            return self.compositional_prediction(latents, t, class_ids, guidance_scale, style, style_guidance_scale)
-        if guidance_scale == 1 or guidance_scale == 0:
+            guided, conditional = self.compositional_prediction(latents, t, class_ids, guidance_scale, style,
+                                                                style_guidance_scale)
+            return (guided, conditional) if return_conditional else guided
+        if guidance_scale == 1 or (guidance_scale == 0 and not return_conditional):
             labels = class_ids if guidance_scale == 1 else torch.full_like(class_ids, self.null_class_id)
-            return self.unet(latents, t, class_labels=self.condition(labels, style)).sample
+            out = self.unet(latents, t, class_labels=self.condition(labels, style)).sample
+            return (out, out) if return_conditional else out
         null = torch.full_like(class_ids, self.null_class_id)
         doubled = None if style is None else tuple(torch.cat([x, x]) for x in style)
         both = self.unet(torch.cat([latents, latents]), t,
@@ -629,19 +681,21 @@ class FashionDDPMPipeline(DiffusionPipeline):
             dims = list(range(1, guided.ndim))
             rescaled = guided * (out_cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
             guided = guidance_rescale * rescaled + (1 - guidance_rescale) * guided
-        return guided
+        return (guided, out_cond) if return_conditional else guided
 
     def compositional_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float,
                                  style: tuple[torch.Tensor, torch.Tensor], style_guidance_scale: float) -> torch.Tensor:
         """Class and style as separate guidance terms (see `guided_prediction`): the null, the class without the style
-        (every attribute free, as training's style dropout shows the model) and the class with it, one pass of 3B."""
+        (every attribute free, as training's style dropout shows the model) and the class with it, one pass of 3B.
+        Returns (the guided output, the class-with-style output)."""
         values, given = style
         null = torch.full_like(class_ids, self.null_class_id)
         tripled = (torch.cat([values, values, values]), torch.cat([given, torch.zeros_like(given), given]))
         out = self.unet(torch.cat([latents, latents, latents]), t,
                         class_labels=self.condition(torch.cat([null, class_ids, class_ids]), tripled)).sample
         out_null, out_class, out_style = out.chunk(3)
-        return out_null + guidance_scale * (out_class - out_null) + style_guidance_scale * (out_style - out_class)
+        guided = out_null + guidance_scale * (out_class - out_null) + style_guidance_scale * (out_style - out_class)
+        return guided, out_style
 
     @torch.no_grad()
     def __call__(
@@ -661,6 +715,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         style: str | dict | None = None,
         timesteps: list[int] | None = None,
         style_guidance_scale: float | None = None,
+        guide_scale: float | None = None,
     ) -> ImagePipelineOutput | tuple:
         r"""Generates images of the requested classes.
 
@@ -703,6 +758,9 @@ class FashionDDPMPipeline(DiffusionPipeline):
                 out = out_null + w * (out_class - out_null) + w_s * (out_class_style - out_class), on the same
                 interval. Defaults to the model's `default_style_guidance_scale` (model_index.json); None there
                 guides class and style together with w, as the style model was trained.
+            guide_scale (`float`, *optional*): autoguidance weight a >= 0 for a model with a `guide_unet`: every step
+                adds a * (out(x, c) - guide(x, c)) to the classifier-free guided output (one pass of the guide per
+                step). Defaults to the model's `default_guide_scale` (model_index.json); None or 0: no guide.
 
         Returns:
             [`ImagePipelineOutput`] or `tuple`: the images, as `output_type` says.
@@ -714,7 +772,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         # 1. the arguments: the model's defaults for those not given, every one checked before any work
         class_ids = self.resolve_class_ids(class_labels)
         sampling = self.resolve_sampling(num_inference_steps, timesteps, guidance_scale, guidance_interval,
-                                         guidance_rescale, style_guidance_scale)
+                                         guidance_rescale, style_guidance_scale, guide_scale=guide_scale)
         num_images_per_label = _plain(num_images_per_label)
         self.check_inputs(sampling, num_images_per_label, len(class_ids), output_type, generator,
                           callback_on_step_end_tensor_inputs)

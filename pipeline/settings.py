@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from .checks import is_int, plain_number
 
 EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides at every noise level
-FIELDS = ("sampler", "steps", "guidance", "interval", "rescale", "timesteps", "style_guidance")
+FIELDS = ("sampler", "steps", "guidance", "interval", "rescale", "timesteps", "style_guidance", "guide")
 # field -> the pipeline's argument (`FashionDDPMPipeline.__call__`, `resolve_sampling`, `check_sampling`)
 PIPELINE_ARGUMENTS = {"steps": "num_inference_steps", "timesteps": "timesteps", "guidance": "guidance_scale",
                       "interval": "guidance_interval", "rescale": "guidance_rescale",
-                      "style_guidance": "style_guidance_scale"}
-LABEL_FORM = "SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI][:t=T1-T2-...][:s=STYLE_GUIDANCE]"
+                      "style_guidance": "style_guidance_scale", "guide": "guide_scale"}
+LABEL_FORM = "SAMPLER:STEPS[:GUIDANCE][:i=LOW-HIGH][:r=PHI][:t=T1-T2-...][:s=STYLE_GUIDANCE][:a=GUIDE]"
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +43,8 @@ class SamplingSettings:
             sampler that takes them (ddpm, ddim, dpm++, euler); None = the sampler's trailing spacing of `steps`.
         style_guidance: a style model's style request guided by its own weight w_s beside the class's w
             (compositional guidance); None = class and style guided together by w.
+        guide: autoguidance weight a of a model with a guide U-Net (Karras et al. 2024): every step adds
+            a * (out(x, c) - guide(x, c)); None or 0 = no guide.
 
     Unguided settings (w = 0 or 1) run one U-Net pass per step, so their interval and rescale change nothing: two
     settings that differ only there are equal, and their names and JSON leave them out. The values are kept as given,
@@ -56,6 +58,7 @@ class SamplingSettings:
     rescale: float = 0.0
     timesteps: tuple[int, ...] | None = None
     style_guidance: float | None = None
+    guide: float | None = None
 
     def __post_init__(self):
         # numpy / torch scalars, YAML and JSON lists, ints: stored as the Python floats / tuple they mean
@@ -69,17 +72,17 @@ class SamplingSettings:
         timesteps = self.timesteps
         if isinstance(timesteps, (list, tuple)):
             timesteps = tuple(plain_number(v) for v in timesteps)
-        style_guidance = plain_number(self.style_guidance)
-        if is_int(style_guidance):
-            style_guidance = float(style_guidance)
+        style_guidance, guide = (plain_number(v) for v in (self.style_guidance, self.guide))
+        style_guidance, guide = (float(v) if is_int(v) else v for v in (style_guidance, guide))
+        guide = None if guide == 0 else guide  # a weight of 0 is no guide: one name, one JSON
         for name, value in (("steps", steps), ("guidance", guidance), ("interval", interval), ("rescale", rescale),
-                            ("timesteps", timesteps), ("style_guidance", style_guidance)):
+                            ("timesteps", timesteps), ("style_guidance", style_guidance), ("guide", guide)):
             object.__setattr__(self, name, value)
 
     def _key(self) -> tuple:
         guided = self.guided
         return (self.sampler, self.steps, self.guidance, self.interval if guided else EVERY_STEP,
-                self.rescale if guided else 0.0, self.timesteps, self.style_guidance)
+                self.rescale if guided else 0.0, self.timesteps, self.style_guidance, self.guide)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, SamplingSettings) and self._key() == other._key()
@@ -94,7 +97,8 @@ class SamplingSettings:
     @classmethod
     def resolve(cls, pipe, *, sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
                 interval: tuple[float, float] | None = None, rescale: float | None = None,
-                timesteps: tuple[int, ...] | None = None, style_guidance: float | None = None) -> SamplingSettings:
+                timesteps: tuple[int, ...] | None = None, style_guidance: float | None = None,
+                guide: float | None = None) -> SamplingSettings:
         """The settings a call on `pipe` uses: what is given, the model's saved defaults for the rest, as the pipeline
         works them out (`pipe.resolve_sampling`, the one place). Here only what a sampler name decides: another sampler
         than the model's own takes that sampler's default step count and not the model's own timesteps."""
@@ -105,7 +109,7 @@ class SamplingSettings:
         if steps is None and timesteps is None and not model_sampler:
             steps = default_steps(sampler)
         arguments = pipe.resolve_sampling(steps, timesteps, guidance, interval, rescale, style_guidance,
-                                          model_sampler=model_sampler)
+                                          model_sampler=model_sampler, guide_scale=guide)
         return cls(sampler or own, **{field: arguments[name] for field, name in PIPELINE_ARGUMENTS.items()})
 
     @classmethod
@@ -135,7 +139,8 @@ class SamplingSettings:
         if missing:
             raise ValueError(f"sampling settings {data!r} lack {', '.join(missing)}")
         return cls(data["sampler"], steps, guidance, data.get("guidance_interval") or EVERY_STEP,
-                   data.get("guidance_rescale") or 0.0, data.get("timesteps"), data.get("style_guidance_scale"))
+                   data.get("guidance_rescale") or 0.0, data.get("timesteps"), data.get("style_guidance_scale"),
+                   data.get("guide_scale"))
 
     # ------------------------------------------------------------------ checking
     def check(self, pipe=None, max_steps: int | None = None, names: dict | None = None) -> SamplingSettings:
@@ -166,6 +171,7 @@ class SamplingSettings:
         every-step setting passes the interval (0, 1); a style guidance of None leaves the model's own, as `resolve`)."""
         arguments = {name: getattr(self, field) for field, name in PIPELINE_ARGUMENTS.items()}
         arguments["timesteps"] = None if self.timesteps is None else list(self.timesteps)
+        arguments["guide_scale"] = self.guide or 0.0  # no guide, said explicitly: a model's default guide stays off
         return arguments
 
     # ------------------------------------------------------------------ naming
@@ -184,11 +190,10 @@ class SamplingSettings:
         text = f"guidance {self.guidance:g}"
         if not self.every_step:
             text += f" for t/T in [{self.interval[0]:g}, {self.interval[1]:g}]"
-        if self.guided and self.rescale:
-            text += f", rescale {self.rescale:g}"
-        if self.style_guidance is not None:
-            text += f", style guidance {self.style_guidance:g}"
-        return text
+        parts = [text, *([f"rescale {self.rescale:g}"] if self.guided and self.rescale else [])]
+        parts += [f"{name} {value:g}" for name, value in (("style guidance", self.style_guidance), ("guide", self.guide))
+                  if value is not None]
+        return ", ".join(parts)
 
     def describe(self) -> str:
         """'unipc 10 steps, guidance 1.5 for t/T in [0.17, 0.88]': every title, card and report line (a searched
@@ -207,6 +212,8 @@ class SamplingSettings:
             text += ":t=" + "-".join(map(str, self.timesteps))
         if self.style_guidance is not None:
             text += f":s={self.style_guidance:g}"
+        if self.guide is not None:
+            text += f":a={self.guide:g}"
         return text
 
     def to_json(self) -> dict:
@@ -221,6 +228,8 @@ class SamplingSettings:
             data["timesteps"] = list(self.timesteps)
         if self.style_guidance is not None:
             data["style_guidance_scale"] = self.style_guidance
+        if self.guide is not None:
+            data["guide_scale"] = self.guide
         return data
 
     def cli_args(self) -> list[str]:
@@ -234,6 +243,8 @@ class SamplingSettings:
             args += ["--timesteps", *map(str, self.timesteps)]
         if self.style_guidance is not None:
             args += ["--style-guidance", f"{self.style_guidance:g}"]
+        if self.guide is not None:
+            args += ["--guide-scale", f"{self.guide:g}"]
         return args
 
 
@@ -257,6 +268,8 @@ def parse_overrides(text: str) -> dict:
                 overrides["timesteps"] = tuple(int(t) for t in extra[2:].split("-"))
             elif extra.startswith("s="):
                 overrides["style_guidance"] = float(extra[2:])
+            elif extra.startswith("a="):
+                overrides["guide"] = float(extra[2:])
             else:
                 overrides["guidance"] = float(extra)
                 if not math.isfinite(overrides["guidance"]):

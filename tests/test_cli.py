@@ -72,16 +72,16 @@ def trainings(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("args,message", [
-    (["num_epochs=zero"], "'num_epochs' must be int, got 'zero'"),
-    (["sample_steps=101"], "config key 'sample_steps' must be an int in 1..100"),
-    (["--config", "nope.yaml"], "config file nope.yaml does not exist"),
-    (["--resume_from_checkpoint", "nope"], "--resume_from_checkpoint nope: no such checkpoint folder"),
-    (["--hub_model_id", "me/fashion"], "--hub_model_id me/fashion is given without --push_to_hub"),
+@pytest.mark.parametrize("args,message", [  # (the command line's words after the config, the one line it gets)
+    ("num_epochs=zero", "'num_epochs' must be int, got 'zero'"),
+    ("sample_steps=101", "config key 'sample_steps' must be an int in 1..100"),
+    ("--config nope.yaml", "config file nope.yaml does not exist"),
+    ("--resume_from_checkpoint nope", "--resume_from_checkpoint nope: no such checkpoint folder"),
+    ("--hub_model_id me/fashion", "--hub_model_id me/fashion is given without --push_to_hub"),
 ])
 def test_train_bad_input_is_one_line_before_any_training(args, message, trainings, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--config", TINY, f"output_dir={tmp_path / 'run'}", *args])
+        main(["train", "--config", TINY, f"output_dir={tmp_path / 'run'}", *args.split()])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert trainings == [] and not (tmp_path / "run").exists()

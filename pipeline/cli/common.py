@@ -70,6 +70,9 @@ def add_sampling_args(parser: argparse.ArgumentParser, seed: bool = True):
     parser.add_argument("--style-guidance", type=non_negative_float, default=None, metavar="W",
                         help="a style model: guide the style request by its own weight W beside the class's "
                              "(compositional guidance; default: the model's, else class and style together)")
+    parser.add_argument("--guide-scale", type=non_negative_float, default=None, metavar="A",
+                        help="a model with a guide U-Net: autoguidance weight A, every step adds A * (out(x, c) - "
+                             "guide(x, c)) (default: the model's; 0 = no guide)")
     parser.add_argument("--style", default=None, metavar="STYLE",
                         help="a style model's request: descriptor words ('wide dark') or percentiles within the class "
                              "('width=0.9,pattern=0.1'); attributes not named are free")
@@ -110,7 +113,7 @@ def sampling_overrides(args) -> dict:
              "interval": tuple(args.guidance_interval) if args.guidance_interval is not None else None,
              "rescale": args.guidance_rescale,
              "timesteps": tuple(args.timesteps) if getattr(args, "timesteps", None) is not None else None,
-             "style_guidance": getattr(args, "style_guidance", None)}
+             "style_guidance": getattr(args, "style_guidance", None), "guide": getattr(args, "guide_scale", None)}
     return {k: v for k, v in given.items() if v is not None}
 
 

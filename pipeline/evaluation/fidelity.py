@@ -221,6 +221,8 @@ def _run_record(model_name: str | None, command: str | None, num_per_class: int,
         "sampler": settings.sampler,
         "steps": settings.steps,
         **({"timesteps": list(settings.timesteps)} if settings.timesteps else {}),  # a searched schedule
+        **({"style_guidance_scale": settings.style_guidance} if settings.style_guidance is not None else {}),
+        **({"guide_scale": settings.guide} if settings.guide is not None else {}),  # autoguidance
         **({"style": samples.style} if samples.style else {}),  # a style model's request (percentiles per attribute)
         "seed": seed,
         "device": str(device),
