@@ -122,23 +122,26 @@ def metrics_cells(r: dict, inception_digits: int = 2) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- sampling quality
 def guided_text(s) -> str:
+    """Where classifier-free guidance acts (and the autoguidance weight, when a guide is on)."""
+    guide = f"; guide a = {s.guide:g}" if s.guide else ""
     if not s.guided:
-        return "none" if s.guidance == 1 else "unconditional"
+        return ("none" if s.guidance == 1 else "unconditional") + guide
     return ("every step" if s.every_step else f"t/T in [{s.interval[0]:g}, {s.interval[1]:g}]") + (
-        f", rescale {s.rescale:g}" if s.rescale else "")
+        f", rescale {s.rescale:g}" if s.rescale else "") + guide
 
 
 def quality_rows(rows: list[dict], inception: bool, speed: str | None = "s / image", chosen: str | None = None,
-                 base: bool = False) -> str:
-    """A quality_vs_steps-style table: each setting's metrics beside their floors (and against the first row)."""
-    header = ["sampler:steps", "w", "guided"] + ([speed] if speed else []) + ["judge acc. (floor)", "judge-FID (floor)"]
+                 base: bool = False, models: bool = False) -> str:
+    """A quality_vs_steps-style table: each setting's metrics beside their floors (and against the first row; with
+    `models`, each row's model first)."""
+    header = (["model"] if models else []) + ["sampler:steps", "w", "guided"] + ([speed] if speed else []) + ["judge acc. (floor)", "judge-FID (floor)"]
     header += ["Inception FID (floor)"] if inception else []
     header += ["judge-FID / first row"] + (["Inception FID / first row"] if inception else []) if base else []
     out = []
     first = rows[0]
     for r in rows:
         s = settings_of(r)
-        cells = [f"{s.sampler}:{s.steps}", f"{s.guidance:g}", guided_text(s)]
+        cells = ([f"`{r['model']}`"] if models else []) + [f"{s.sampler}:{s.steps}", f"{s.guidance:g}", guided_text(s)]
         if speed:
             seconds = r["time_per_image_s"]
             cells.append("–" if seconds is None else num(seconds * 1000, 1) if speed == "ms / image" else num(seconds, 3))
