@@ -174,3 +174,23 @@ def test_min_snr_weights_the_v_loss_by_min_snr_over_snr_plus_1(tmp_path, data_di
 def test_bad_recipe_keys_are_named(override, named):
     with pytest.raises(ValueError, match=named):
         load_config(str(TINY_CONFIG), [override])
+
+
+def test_a_style_model_is_trained_on_from_its_exported_folder(tmp_path, data_dir):
+    """A style run's export (e.g. committed, to go on on another machine) is an init_from: the run starts from its
+    U-Net and encoder exactly; another set of attributes is refused before any update."""
+    from pipeline.models import load_pipeline
+
+    style = ["width", "brightness"]
+    first = trainer(tmp_path / "first", data_dir, "max_train_steps=2", "checkpointing_steps=2",
+                    f"style_attributes={style}").run()
+    again = trainer(tmp_path / "again", data_dir, "max_train_steps=2", "checkpointing_steps=2",
+                    f"style_attributes={style}", f"init_from={first}", "unet={}")
+    kwargs = {"class_labels": ["Bag"], "num_inference_steps": 2, "guidance_scale": 2.0, "output_type": "pt",
+              "style": {"width": 0.9}}
+    start = again.ema_pipeline()(generator=[torch.Generator().manual_seed(0)], **kwargs).images
+    exported = load_pipeline(first)(generator=[torch.Generator().manual_seed(0)], **kwargs).images
+    torch.testing.assert_close(start, exported, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="init_from's condition encoder has style_attributes"):
+        trainer(tmp_path / "other", data_dir, "max_train_steps=2", "style_attributes=[width]", f"init_from={first}",
+                "unet={}")

@@ -61,8 +61,8 @@ class TrainConfig:
     style_attributes: list[str] = field(default_factory=list)  # e.g. [width, height, area, slant, thickness, brightness, pattern]
     style_dropout: float = 0.5  # probability that an attribute is left out of an image's condition (any subset can be asked)
     style_hidden_dim: int = 128  # width of the condition encoder's style MLP
-    # a class-only pipeline folder whose weights start training: a fine-tune of it, or (with style_attributes) a style
-    # model on its U-Net with the style path at 0
+    # a pipeline folder whose weights start training: a fine-tune of a class-only model, or (with style_attributes) a
+    # style model on a class-only U-Net with the style path at 0, or a style model of the same attributes trained on
     init_from: str | None = None
     # the style MLP's learning rate (None: learning_rate). Higher than the U-Net's: the path starts at zero and the
     # loss gains little from style, so at the U-Net's rate it grows too slowly to steer (docs/style.md)

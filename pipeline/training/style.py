@@ -82,3 +82,15 @@ def from_class_only(base, encoder: FashionConditionEncoder):
     with torch.no_grad():
         encoder.class_embedding.weight.copy_(base.unet.class_embedding.weight)
     return unet
+
+
+def from_style_model(base, encoder: FashionConditionEncoder):
+    """The U-Net and encoder weights of the style model `base`, to train on from (e.g. from an exported checkpoint on
+    another machine): its attributes, tables and widths must be the new encoder's (the same training data)."""
+    theirs, ours = base.condition_encoder.config, encoder.config
+    for key in ("style_attributes", "style_hidden_dim", "percentile_levels", "percentile_tables", "embedding_dim"):
+        if theirs.get(key) != ours.get(key):
+            raise ValueError(f"init_from's condition encoder has {key} {theirs.get(key)!r}, this config makes "
+                             f"{ours.get(key)!r}; a style model is trained on with the same attributes and data")
+    encoder.load_state_dict(base.condition_encoder.state_dict())
+    return base.unet

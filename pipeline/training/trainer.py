@@ -31,7 +31,7 @@ from .clip_loss import ClipGuidanceLoss
 from .config import TrainConfig, mix_batch_size
 from .loop import TrainingLoop, hardware, make_accelerator, step_generator
 from .model_card import write_model_card
-from .style import StyleDenoiser, build_encoder, from_class_only
+from .style import StyleDenoiser, build_encoder, from_class_only, from_style_model
 
 logger = logging.getLogger("fashion_ddpm.train")
 EXTRA_EMA_PREFIX = "ema-power-"  # the folders of the side-by-side EMAs (config ema_extra_powers), not the model
@@ -150,7 +150,8 @@ class Trainer(TrainingLoop):
 
     def _initial_pipeline(self) -> FashionDDPMPipeline:
         """The pipeline training starts from: fresh weights, or (style model) a condition encoder with the training
-        set's percentile tables, optionally on the weights of the class-only model `init_from`."""
+        set's percentile tables, optionally on the weights of `init_from` (a class-only model, or a style model of the
+        same attributes and data)."""
         config = self.config
         self.style, encoder = None, None
         if config.style_attributes:
@@ -166,7 +167,9 @@ class Trainer(TrainingLoop):
                 if base.scheduler.config.prediction_type != config.prediction_type:
                     raise ValueError(f"init_from {config.init_from} predicts {base.scheduler.config.prediction_type}, "
                                      f"the config {config.prediction_type}; set prediction_type to match")
-                unet = from_class_only(base, encoder)
+                # a class-only model gains the style path at zero; a style model is trained on as it is
+                style_base = getattr(base, "condition_encoder", None) is not None
+                unet = from_style_model(base, encoder) if style_base else from_class_only(base, encoder)
                 return FashionDDPMPipeline(unet, DDPMScheduler.from_config(base.scheduler.config),
                                            class_names=self.data.class_names, condition_encoder=encoder)
         if config.init_from:  # a fine-tune of a class-only model: its U-Net and noise schedule
