@@ -342,6 +342,17 @@ def convergence_table(r: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- recipe questions
+def autoguidance_facts(name: str) -> dict:
+    """An autoguidance screening (quality_vs_steps --guide): its first row (no guide), the guided rows lower than it on
+    both FIDs with judge accuracy >= 0.95, and the rows of the guide alone (no classifier-free guidance)."""
+    rows = rows_of(name)
+    base = rows[0]
+    both = [r for r in rows[1:] if settings_of(r).guide and settings_of(r).guided and r["judge_accuracy"] >= 0.95
+            and r["judge_fid"] < base["judge_fid"] and r["inception_fid"] < base["inception_fid"]]
+    alone = [r for r in rows if settings_of(r).guide and not settings_of(r).guided]
+    return {"base": base, "both": [(settings_of(r), r) for r in both], "alone": [(settings_of(r), r) for r in alone]}
+
+
 def recipe_table(name: str) -> str:
     """One recipe question of benchmarks/recipe_compare.py: its arms beside their floors (the benchmark's own table)."""
     from benchmarks.recipe_compare import arm_table
