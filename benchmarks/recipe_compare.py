@@ -209,7 +209,8 @@ def setup_text(result: dict) -> str:
              f"{next(o.split('=', 1)[1] for o in a['overrides'] if o.startswith('learning_rate='))}" if start
              else f"`{result['config']}`'s U-Net from scratch")
     return (f"Every run: {start}, {a['updates']} updates of {a['batch_size']} "
-            f"({result['epochs']:g} epoch{'' if result['epochs'] == 1 else 's'}), seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (each "
+            f"({result['epochs']:g} epoch{'' if result['epochs'] == 1 else 's'}), "
+            f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (each "
             f"seed its own weights, data order and judged images), the cosine learning rate ending at 0; "
             f"N = {result['num_per_class'] * 10} per arm and seed (the model's default sampling: UniPC 10, w = 2 on "
             "[0.17, 0.88]); floors = the same metric for as many real training images against the test set"

@@ -134,7 +134,8 @@ def quality_rows(rows: list[dict], inception: bool, speed: str | None = "s / ima
                  base: bool = False, models: bool = False) -> str:
     """A quality_vs_steps-style table: each setting's metrics beside their floors (and against the first row; with
     `models`, each row's model first)."""
-    header = (["model"] if models else []) + ["sampler:steps", "w", "guided"] + ([speed] if speed else []) + ["judge acc. (floor)", "judge-FID (floor)"]
+    header = (["model"] if models else []) + ["sampler:steps", "w", "guided"] + ([speed] if speed else [])
+    header += ["judge acc. (floor)", "judge-FID (floor)"]
     header += ["Inception FID (floor)"] if inception else []
     header += ["judge-FID / first row"] + (["Inception FID / first row"] if inception else []) if base else []
     out = []
