@@ -142,7 +142,8 @@ def quality_rows(rows: list[dict], inception: bool, speed: str | None = "s / ima
     first = rows[0]
     for r in rows:
         s = settings_of(r)
-        cells = ([f"`{r['model']}`"] if models else []) + [f"{s.sampler}:{s.steps}", f"{s.guidance:g}", guided_text(s)]
+        model = r["model"] if s.guide else r["model"].split(" (guide ")[0]  # a guide attached at a = 0 is not used
+        cells = ([f"`{model}`"] if models else []) + [f"{s.sampler}:{s.steps}", f"{s.guidance:g}", guided_text(s)]
         if speed:
             seconds = r["time_per_image_s"]
             cells.append("–" if seconds is None else num(seconds * 1000, 1) if speed == "ms / image" else num(seconds, 3))
