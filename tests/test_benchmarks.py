@@ -109,6 +109,33 @@ def test_train_throughput_smoke(smoke_results):
     assert r["settings"]["unet_parameters"] > 0 and r["settings"]["batch"] > 0 and isinstance(r["settings"]["seed"], int)
 
 
+@pytest.mark.needs_data  # the floors and references are real images
+def test_fid_protocol_smoke_measures_fid_against_train_and_test_and_extrapolates_and_resumes(tmp_path):
+    def run():
+        return subprocess.run(_bench("fid_protocol", "--smoke", "--threads", "1", "--out", str(tmp_path), "--work-dir",
+                                     str(tmp_path / "work")), cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    result = run()
+    assert result.returncode == 0, result.stderr[-3000:]
+    r = json.loads((tmp_path / "fid_protocol_smoke.json").read_text())
+    for key in ("fid_vs_train", "fid_vs_test", "floor_vs_train", "floor_vs_test", "fid_infinity"):
+        assert math.isfinite(r[key]), key
+    assert list(r["fid_at_n"]) == ["20", "30", "40"] and r["fid_at_n"]["40"] == pytest.approx(r["fid_vs_test"])
+    shards = sorted((tmp_path / "work").rglob("features_*.npz"))
+    assert len(shards) == 2  # 40 images in shards of 20
+    again = run()  # the kept shards are used, not generated again
+    assert again.returncode == 0 and "of each class in" not in again.stdout
+    assert json.loads((tmp_path / "fid_protocol_smoke.json").read_text())["fid_vs_test"] == r["fid_vs_test"]
+
+
+def test_fid_infinity_is_the_intercept_of_the_line_in_one_over_n():
+    from benchmarks.fid_protocol import fid_infinity
+
+    intercept, slope = fid_infinity([1000, 2000, 5000], [10 + 4000 / n for n in (1000, 2000, 5000)])
+    assert intercept == pytest.approx(10) and slope == pytest.approx(4000)
+
+
 @pytest.mark.needs_data  # the floors need real images
 def test_quality_vs_steps_smoke(tmp_path):
     result = subprocess.run(_bench("quality_vs_steps", "--smoke", "--threads", "1", "--out", str(tmp_path)), cwd=REPO,
