@@ -18,8 +18,10 @@ SHIPPED_MODEL_NAME = "fashion-ddpm-gpu"  # the better model by measurement; pret
 # (pipeline/pretrained is a symlink to ../pretrained in the source tree), so both layouts find it.
 SHIPPED_MODEL_CANDIDATES = (PACKAGE_DIR / "pretrained" / SHIPPED_MODEL_NAME,
                             PACKAGE_DIR.parent / "pretrained" / SHIPPED_MODEL_NAME)
+FAST_MODEL_NAME = "fashion-ddpm-cpu-fast"  # the shipped few-step student (`--fast`)
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-MODEL_FILES = ["model_index.json", "unet/*", "scheduler/*", "condition_encoder/*"]  # what loading a Hub model downloads
+# what loading a Hub model downloads: its components (a guide U-Net too), never its code files
+MODEL_FILES = ["model_index.json", "unet/*", "scheduler/*", "condition_encoder/*", "guide_unet/*"]
 
 
 class ModelError(ValueError):
@@ -39,6 +41,12 @@ def default_model() -> Path:
 
 
 DEFAULT_MODEL = SHIPPED_MODEL_CANDIDATES[1]  # where the repository keeps it (documentation, benchmarks)
+
+
+def fast_model() -> Path:
+    """The shipped few-step student's folder (`--fast`): installed beside the package, else in the repository."""
+    installed = PACKAGE_DIR / "pretrained" / FAST_MODEL_NAME
+    return installed if (installed / "model_index.json").is_file() else PACKAGE_DIR.parent / "pretrained" / FAST_MODEL_NAME
 
 
 def _looks_like_path(model: str) -> bool:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import run_cli
 from pipeline.cli import main
 
 
@@ -97,3 +98,12 @@ def test_train_command_and_script_make_the_same_call(trainings, tmp_path):
     assert len(trainings) == 2 and trainings[0] == trainings[1]
     config, resume, push = trainings[0][:3]
     assert (config.num_epochs, config.output_dir, resume, push) == (1, str(tmp_path), "latest", False)
+
+
+def test_fast_is_the_shipped_student_and_excludes_model(tmp_path, capsys):
+    code, out = run_cli(["generate", "--fast", "--class", "Bag", "--num", "1", "--out", str(tmp_path / "f.png")], capsys)
+    assert code == 0 and "ddim 4 steps" in out and (tmp_path / "f.png").is_file(), out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--fast", "--model", "x", "--class", "Bag", "--out", str(tmp_path / "g.png")])
+    assert exit_info.value.code == 2 and "not allowed with argument --fast" in capsys.readouterr().err
+    assert not (tmp_path / "g.png").exists()

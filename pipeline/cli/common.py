@@ -46,9 +46,21 @@ def class_label(text: str) -> int | str:
     return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else text
 
 
+class FastModel(argparse.Action):
+    """`--fast`: the shipped few-step student, as if its folder were given to --model."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..models import fast_model
+
+        namespace.model = display_path(str(fast_model()))  # reports and cards name it relative to the working folder
+
+
 def add_model_args(parser: argparse.ArgumentParser):
-    parser.add_argument("--model", help="saved pipeline folder or Hub id (default: the shipped model, "
-                                        "or $FASHION_DDPM_MODEL)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", help="saved pipeline folder or Hub id (default: the shipped model, "
+                                       "or $FASHION_DDPM_MODEL)")
+    which.add_argument("--fast", action=FastModel, nargs=0, dest="model",
+                       help="the shipped few-step student (pretrained/fashion-ddpm-cpu-fast), 4 U-Net passes per image")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
 
 
