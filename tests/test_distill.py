@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, make_tiny_pipeline, run_cli, sample_without_this_package, sigkill_when_exists
+from conftest import REPO, TINY_UNET, make_tiny_pipeline, run_cli, sample_without_this_package, sigkill_when_exists
 from pipeline import FashionDDPMPipeline, FashionDDPMStudentPipeline, generate
 from pipeline.condition_encoder import FashionStudentConditionEncoder
 from pipeline.schedulers import make_scheduler
@@ -380,3 +380,51 @@ def test_a_students_fingerprint_covers_its_condition_encoder():
     with torch.no_grad():
         student.condition_encoder.distill_mlp[-1].weight.add_(1.0)  # the encoder alone changes the images
     assert model_fingerprint(student) != before
+
+
+def tiny_style_teacher() -> FashionDDPMPipeline:
+    """A tiny style model with a live style path (its request changes the images), the teacher's sampling defaults."""
+    from pipeline.condition_encoder import FashionConditionEncoder
+
+    torch.manual_seed(0)
+    tables = {a: [[0.0, 1.0, 2.0]] * 10 for a in ("width", "pattern")}
+    encoder = FashionConditionEncoder(11, 4 * TINY_UNET["block_out_channels"][0], ["width", "pattern"], 8,
+                                      [0.0, 0.5, 1.0], tables)
+    torch.nn.init.normal_(encoder.style_mlp[-1].weight, std=0.5)
+    base = FashionDDPMPipeline.from_config_dict(unet=TINY_UNET, condition_encoder=encoder)
+    pipe = FashionDDPMPipeline(base.unet, make_scheduler("unipc", base.scheduler.config), default_guidance_scale=2.0,
+                               default_num_inference_steps=4, default_guidance_interval=INTERVAL, condition_encoder=encoder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_a_style_teachers_untrained_student_is_its_conditional_model_with_the_style():
+    from pipeline.training.distill import build_student
+
+    teacher = tiny_style_teacher()
+    student = build_student(teacher, validate({"guidance_values": [1, 3], "distill_hidden_dim": 16}))
+    assert student.encoder.style_attributes == ["width", "pattern"]
+    x, t, labels = torch.randn(2, 1, 28, 28), torch.tensor(74), torch.tensor([3, 8])
+    values, given = torch.tensor([[0.9, 0.0], [0.1, 0.7]]), torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    with torch.no_grad():
+        expected = teacher.unet(x, t, class_labels=teacher.condition_encoder(labels, values, given)).sample
+        got = student(x, t, labels, values, given, guidance=torch.full((2,), 2.0), target=torch.full((2,), 0.5))
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow  # a short distillation run of a tiny style teacher
+def test_a_style_teacher_distils_into_a_student_that_takes_the_style(tmp_path):
+    from pipeline.training.distill import distill, load_trajectories
+
+    tiny_style_teacher().save_pretrained(tmp_path / "teacher")
+    config = load_config("configs/distill.yaml", [f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 's'}",
+                                                  *TINY_RUN])
+    folder = distill(config)
+    data = load_trajectories(config)
+    assert data["style_values"].shape == data["style_given"].shape == (len(data["seeds"]), 2)
+    assert 0 < data["style_given"].mean() < 1  # shards asked for different subsets of the attributes
+    student = FashionDDPMPipeline.from_pretrained(folder)
+    assert type(student) is FashionDDPMStudentPipeline and student.style_attributes == ["width", "pattern"]
+    kwargs = {"class_labels": ["Dress"], "output_type": "pt", "generator": [torch.Generator().manual_seed(1)]}
+    wide, narrow = student(style="width=0.9", **kwargs).images, student(style="width=0.1", **kwargs).images
+    assert not torch.equal(wide, narrow)  # the request reaches the student

@@ -32,6 +32,9 @@ class DistillConfig:
     trajectories_per_class: int = 160  # per guidance value
     trajectory_seed: int = 100_000  # image j of class c: seed + 1,000,000 c + j (no evaluation uses these)
     shard_per_class: int = 20  # trajectories per class in one shard file
+    # a style teacher: each shard's one style request gives every attribute with this probability, at a percentile drawn
+    # uniformly in [0, 1] (seeded by the shard), so the student sees any subset of attributes at any level
+    style_given_prob: float = 0.5
     # --- the student's training
     train_batch_size: int = 128
     max_train_steps: int = 1000
@@ -74,6 +77,7 @@ def validate(values: dict) -> DistillConfig:
     for key in ("learning_rate", "max_grad_norm"):
         require_key(config, key, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
     require_key(config, "ema_max_decay", lambda v: 0 < v < 1, "in (0, 1)")
+    require_key(config, "style_given_prob", lambda v: 0 <= v <= 1, "in [0, 1]")
     steps = config.student_steps
     if not steps or not all(is_int(n) and n >= 1 and config.grid_steps % n == 0
                             for n in steps) or len(set(steps)) != len(steps):

@@ -39,9 +39,8 @@ class Distiller(TrainingLoop):
     def setup(self):
         config, acc = self.config, self.accelerator
         self.teacher = load_pipeline(config.teacher)
-        if getattr(self.teacher, "condition_encoder", None) is not None:
-            raise ValueError(f"teacher {config.teacher!r} must be a class-only model (a style or distilled model has a "
-                             "condition encoder)")
+        if self.teacher.is_distilled:
+            raise ValueError(f"teacher {config.teacher!r} is a distilled student; distil a class or style model")
         self.teacher.set_progress_bar_config(disable=True)
         self.teacher.to(acc.device)
         self.T = self.teacher.scheduler.config.num_train_timesteps

@@ -3,6 +3,7 @@ noise level its step lands on; as a pipeline; or trained on from an earlier stud
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from ...schedulers import make_scheduler
 from ..style import StyleDenoiser, from_class_only
 from .config import DistillConfig
 
+STYLE_KEYS = ("style_attributes", "style_hidden_dim", "percentile_levels", "percentile_tables")  # a style teacher's
+
 
 def student_schedules(config: DistillConfig, T: int) -> dict[int, list[int]]:
     """{n: the student's n timesteps}: every (grid_steps / n)-th of the teacher's trailing grid."""
@@ -21,17 +24,26 @@ def student_schedules(config: DistillConfig, T: int) -> dict[int, list[int]]:
 
 
 def build_student(teacher, config: DistillConfig):
-    """The untrained student: the teacher's U-Net (class embedding moved into a distilled condition encoder whose MLP
-    starts at zero, so it computes the teacher's conditional output), as one module to train."""
+    """The untrained student: the teacher's U-Net (a class-only teacher's class embedding moved into the encoder) and
+    a distilled condition encoder whose distillation MLP starts at zero, so it computes the teacher's conditional
+    output; a style teacher's encoder (class embedding, style MLP, tables) is carried over whole. One module to train."""
     T = teacher.scheduler.config.num_train_timesteps
+    style = teacher.condition_encoder.config if teacher.style_attributes else {}
     encoder = FashionStudentConditionEncoder(
         len(teacher.class_names) + 1, teacher.unet.config.block_out_channels[0] * 4,
+        **{key: style[key] for key in STYLE_KEYS if key in style},
         guidance_range=[config.guidance_values[0], config.guidance_values[-1]],
         guidance_interval=teacher.config.get("default_guidance_interval"),
         step_schedules={str(n): ts for n, ts in student_schedules(config, T).items()},
         distill_hidden_dim=config.distill_hidden_dim, fourier_features=config.fourier_features,
         consistency=config.method == "consistency")
-    return StyleDenoiser(from_class_only(teacher, encoder), encoder)
+    if not style:
+        return StyleDenoiser(from_class_only(teacher, encoder), encoder)
+    missing, unexpected = encoder.load_state_dict(teacher.condition_encoder.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("distill_mlp.") for key in missing):
+        raise ValueError(f"the teacher's condition encoder does not fit the student's: missing {missing}, unexpected "
+                         f"{unexpected}")
+    return StyleDenoiser(copy.deepcopy(teacher.unet), encoder)
 
 
 def student_pipeline(teacher, config: DistillConfig, student):

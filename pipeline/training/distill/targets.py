@@ -76,20 +76,25 @@ def pair_losses(model, target_model, data: dict, rows, picks, method: str, alpha
     t_from, t_to = picks[:, 2].to(device), picks[:, 3].to(device)
     classes, guidance = data["class_ids"][rows].to(device), data["guidance"][rows].to(device)
     levels = (t_to.float() + 1) / T  # the noise level the step lands on (0: the clean image)
+    # a style teacher's trajectories carry the request each was sampled with, (values, given) per image
+    style = tuple(data[k][rows].to(device) for k in ("style_values", "style_given")) if "style_values" in data else None
     if method == "consistency":  # land on the image the student predicts from the teacher's next state
-        x_to, t_to = predicted_images(target_model, x_to, t_to, classes, guidance, alphas_cumprod), torch.full_like(t_to, -1)
+        x_to = predicted_images(target_model, x_to, t_to, classes, guidance, alphas_cumprod, style)
+        t_to = torch.full_like(t_to, -1)
     target = velocity_target(x_from, x_to, t_from, t_to, alphas_cumprod)
-    prediction = model(x_from, t_from, classes, guidance=guidance, target=levels)
+    prediction = model(x_from, t_from, classes, *(style or ()), guidance=guidance, target=levels)
     return F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
 
 
-def predicted_images(model, x, t, classes, guidance, alphas_cumprod):
+def predicted_images(model, x, t, classes, guidance, alphas_cumprod, style: tuple | None = None):
     """The consistency target: the image the student (without gradient: its own weights, as improved consistency
-    training does, Song & Dhariwal 2023) predicts from each state; a state at t = -1 is already the image."""
+    training does, Song & Dhariwal 2023) predicts from each state; a state at t = -1 is already the image. `style`:
+    (values, given) of a style teacher's requests."""
     images, inner = x.clone(), t >= 0
     if inner.any():
+        styled = () if style is None else tuple(part[inner] for part in style)
         with torch.no_grad():
-            v = model(x[inner], t[inner], classes[inner], guidance=guidance[inner],
+            v = model(x[inner], t[inner], classes[inner], *styled, guidance=guidance[inner],
                       target=torch.zeros(int(inner.sum()), device=x.device)).float()
         a, s = (u.view(-1, 1, 1, 1) for u in alpha_sigma(alphas_cumprod, t[inner]))
         images[inner] = (a * x[inner] - s * v).to(images.dtype)

@@ -27,9 +27,25 @@ def recorded_positions(config: DistillConfig) -> list[int]:
 
 
 def trajectory_identity(config: DistillConfig, teacher) -> dict:
-    return {"teacher": str(config.teacher), "grid_steps": config.grid_steps, "positions": recorded_positions(config),
-            "guidance_interval": teacher.config.get("default_guidance_interval"), "seed": config.trajectory_seed,
-            "teacher_unet": fingerprint(teacher.unet)}
+    identity = {"teacher": str(config.teacher), "grid_steps": config.grid_steps, "positions": recorded_positions(config),
+                "guidance_interval": teacher.config.get("default_guidance_interval"), "seed": config.trajectory_seed,
+                "teacher_unet": fingerprint(teacher.unet)}
+    if teacher.style_attributes:  # (a class-only teacher's identity stays as its trajectories were written)
+        identity["style"] = {"attributes": teacher.style_attributes, "given_prob": config.style_given_prob,
+                             "encoder": fingerprint(teacher.condition_encoder),
+                             "style_guidance": teacher.config.get("default_style_guidance_scale")}
+    return identity
+
+
+def style_request(teacher, config: DistillConfig, w: float, start: int) -> dict[str, float]:
+    """The style request of the shard of guidance `w` from image `start` (a style teacher; {} for a class-only one):
+    each attribute given with probability style_given_prob at a uniform percentile, seeded by the shard."""
+    attributes = teacher.style_attributes
+    if not attributes:
+        return {}
+    g = torch.Generator().manual_seed(config.trajectory_seed * 7919 + config.guidance_values.index(w) * 104729 + start)
+    given, values = torch.rand(len(attributes), generator=g), torch.rand(len(attributes), generator=g)
+    return {a: round(float(v), 4) for a, p, v in zip(attributes, given, values) if p < config.style_given_prob}
 
 
 def fingerprint(module) -> str:
@@ -53,9 +69,10 @@ def shard_path(folder: Path, w: float, start: int) -> Path:
 
 
 def teacher_settings(teacher, config: DistillConfig, w: float) -> SamplingSettings:
-    """DPM-Solver++ on the grid, at guidance w on the teacher's own interval."""
+    """DPM-Solver++ on the grid, at guidance w on the teacher's own interval (a style teacher: its own style guidance)."""
     interval = teacher.config.get("default_guidance_interval") or EVERY_STEP
-    return SamplingSettings("dpm++", config.grid_steps, w, tuple(interval))
+    return SamplingSettings("dpm++", config.grid_steps, w, tuple(interval),
+                            style_guidance=teacher.config.get("default_style_guidance_scale"))
 
 
 def make_shard(teacher, config: DistillConfig, w: float, start: int, count: int) -> dict:
@@ -71,11 +88,17 @@ def make_shard(teacher, config: DistillConfig, w: float, start: int, count: int)
     classes = list(range(len(teacher.class_names)))
     ids, seeds = plan(classes, count, config.trajectory_seed, start)
     states[0] = [initial_noise(teacher, seeds) * teacher.scheduler.init_noise_sigma]
+    request = style_request(teacher, config, w, start)
     generate(teacher, classes, count, config.trajectory_seed, batch_size=len(ids), start_index=start,
-             settings=teacher_settings(teacher, config, w), callback_on_step_end=record)
+             settings=teacher_settings(teacher, config, w), callback_on_step_end=record, style=request or None)
     stacked = torch.stack([torch.cat(states[p]) for p in positions], dim=1)  # (N, positions, C, H, W)
-    return {"states": stacked, "class_ids": torch.tensor(ids), "seeds": torch.tensor(seeds),
-            "guidance": torch.full((len(ids),), w)}
+    shard = {"states": stacked, "class_ids": torch.tensor(ids), "seeds": torch.tensor(seeds),
+             "guidance": torch.full((len(ids),), w)}
+    if teacher.style_attributes:  # the request as the encoder takes it: (values, given) per image
+        given = torch.tensor([float(a in request) for a in teacher.style_attributes])
+        values = torch.tensor([request.get(a, 0.0) for a in teacher.style_attributes])
+        shard.update(style_values=values.repeat(len(ids), 1), style_given=given.repeat(len(ids), 1))
+    return shard
 
 
 def make_trajectories(teacher, config: DistillConfig, rank: int = 0, world: int = 1) -> Path:
