@@ -19,6 +19,9 @@ SHIPPED_MODEL_NAME = "fashion-ddpm-gpu"  # the better model by measurement; pret
 SHIPPED_MODEL_CANDIDATES = (PACKAGE_DIR / "pretrained" / SHIPPED_MODEL_NAME,
                             PACKAGE_DIR.parent / "pretrained" / SHIPPED_MODEL_NAME)
 FAST_MODEL_NAME = "fashion-ddpm-cpu-fast"  # the shipped few-step student (`--fast`)
+# Model folders this project shipped and then retired: folder name -> what replaces it. A path to one that is gone
+# stops in one line naming its replacement (not a Hub lookup: "pretrained/NAME" is also a valid Hub id).
+RETIRED_MODELS: dict[str, str] = {}
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 # what loading a Hub model downloads: its components (a guide U-Net too), never its code files
 MODEL_FILES = ["model_index.json", "unet/*", "scheduler/*", "condition_encoder/*", "guide_unet/*"]
@@ -150,6 +153,8 @@ def resolve_model(model: str | os.PathLike | None) -> str:
     if os.path.isdir(model):
         check_model_folder(model)
         return model
+    if Path(model).name in RETIRED_MODELS:
+        raise ModelError(f"{model} is no longer shipped: use {RETIRED_MODELS[Path(model).name]}")
     if _looks_like_path(model):
         raise ModelError(f"model folder {model} does not exist (and it is not a valid Hub id user/name); "
                          "pass --model DIR or a Hub id")

@@ -107,3 +107,13 @@ def test_fast_is_the_shipped_student_and_excludes_model(tmp_path, capsys):
         main(["generate", "--fast", "--model", "x", "--class", "Bag", "--out", str(tmp_path / "g.png")])
     assert exit_info.value.code == 2 and "not allowed with argument --fast" in capsys.readouterr().err
     assert not (tmp_path / "g.png").exists()
+
+
+def test_a_retired_model_path_stops_in_one_line_naming_its_replacement(tmp_path, capsys, monkeypatch):
+    import pipeline.models
+
+    monkeypatch.setitem(pipeline.models.RETIRED_MODELS, "fashion-ddpm-old", "pretrained/fashion-ddpm (class + style)")
+    code, out = run_cli(["generate", "--model", "pretrained/fashion-ddpm-old", "--out", str(tmp_path / "x.png")], capsys)
+    assert code == 2 and out.strip() == ("error: pretrained/fashion-ddpm-old is no longer shipped: use "
+                                         "pretrained/fashion-ddpm (class + style)")
+    assert not (tmp_path / "x.png").exists()
