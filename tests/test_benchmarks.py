@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("allocator", "best_of_n", "clip_loss", "demo_latency", "distill_holdout", "fashion_clip", "few_passes", "loss_match",
+BENCHMARKS = ("allocator", "best_of_n", "clip_loss", "demo_latency", "distill_holdout", "fashion_clip", "fid_protocol", "few_passes", "loss_match",
               "quality_vs_steps", "recipe_compare", "sampler_timing", "sampling_speed", "step_schedule", "style_control",
               "style_convergence", "synthesize_memory", "synthetic_data", "train_throughput")
 
