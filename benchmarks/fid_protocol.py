@@ -1,7 +1,8 @@
 """The standard protocol's numbers: Inception FID of --num-images generated images (the model's default sampling, one
 seed rule) against all 60,000 training images and against the 10,000 test images, and the bias-free FID∞ (Chong &
 Forsyth 2020): FID against the test set at several N (class-balanced first images of the same set), a line fitted in
-1/N, its value at 1/N = 0. Floors: the same distances for as many real training images.
+1/N, its value at 1/N = 0. Floors: the same distances for as many real training images (against the training set
+they are part of the reference, so that floor is a lower bound, not a like-for-like baseline; the test-set floor is).
 
 Generated images' features are kept in --work-dir in shards of --shard images (written whole or not at all), so a
 killed run goes on where it stopped; the real images' features are cached like every evaluation's
