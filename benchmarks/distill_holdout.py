@@ -79,7 +79,7 @@ def main(argv=None):
     index = (data["seeds"] - config.trajectory_seed) % 1_000_000  # image j of its class: the seed rule
     model = StyleDenoiser(student.unet, student.condition_encoder).eval()
     alphas = student.scheduler.alphas_cumprod
-    pairs = PairSampler(config, len(alphas))
+    pairs = PairSampler(config, len(alphas), data)
     generator = torch.Generator().manual_seed(args.seed)
     sets = {"seen": (index < seen_per_class).nonzero().flatten(), "new": (index >= seen_per_class).nonzero().flatten()}
     losses = {}

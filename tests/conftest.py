@@ -5,12 +5,14 @@ import os
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+import gzip  # noqa: E402
 import json  # noqa: E402
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -216,3 +218,17 @@ def sample_without_this_package(folder: Path, call: str, expected: torch.Tensor,
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
+
+
+def write_idx_folder(folder, n: int = 64, seed: int = 0):
+    """Fashion-MNIST-shaped IDX .gz files (random pixels, labels 0..9) for both splits."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for images_name, labels_name in IDX_FILES.values():
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        (folder / images_name).write_bytes(gzip.compress(bytes([0, 0, 8, 3]) + np.array([n, 28, 28], ">u4").tobytes()
+                                                         + images.tobytes()))
+        (folder / labels_name).write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes()
+                                                         + labels.tobytes()))
+    return folder

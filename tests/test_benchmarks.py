@@ -332,10 +332,8 @@ def test_clip_loss_smoke_trains_both_fine_tunes_at_an_equal_budget(tmp_path):
 
 
 def test_train_run_reuses_a_finished_identical_run_and_trains_a_changed_one(tmp_path):
-    from test_trainer import write_idx_folder
-
     from benchmarks.harness import train_run
-    from conftest import TINY_CONFIG
+    from conftest import TINY_CONFIG, write_idx_folder
     from pipeline.training.config import load_config
 
     data = write_idx_folder(tmp_path / "idx")

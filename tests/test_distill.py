@@ -165,8 +165,10 @@ def test_a_saved_student_loads_without_this_package(student_saved, tmp_path):
     ({"learning_rate": "fast"}, "config key 'learning_rate' must be float"),
     ({"step_weights": [1, 2]}, r"config key 'step_weights' must be 3 finite numbers > 0 \(one per student_steps entry"),
     ({"step_weights": [1, 0, 2]}, "config key 'step_weights' must be 3 finite numbers > 0"),
-    ({"method": "lcm"}, r"config key 'method' must be one of \['trajectory', 'consistency'\], got 'lcm'"),
+    ({"method": "lcm"}, r"config key 'method' must be one of \['trajectory', 'consistency', 'tuning'\], got 'lcm'"),
     ({"method": "consistency", "step_weights": [1, 1, 1]}, "config key 'step_weights' applies to method 'trajectory'"),
+    ({"method": "tuning", "step_weights": [1, 1, 1]}, "config key 'step_weights' applies to method 'trajectory'"),
+    ({"tuning_halvings": -1}, "config key 'tuning_halvings' must be >= 0"),
 ])
 def test_distill_config_errors_are_one_line(values, match):
     with pytest.raises(ValueError, match=match):
@@ -178,11 +180,11 @@ def test_step_weights_set_how_often_each_step_count_is_drawn_and_follow_their_st
 
     config = validate({"student_steps": [4, 1, 2], "step_weights": [6, 1, 1]})
     assert config.student_steps == [1, 2, 4] and config.step_weights == [1.0, 1.0, 6.0]
-    _, picks = PairSampler(config, 100).draw(4000, 10, torch.Generator().manual_seed(0))
+    _, picks = PairSampler(config, 100, {}).draw(4000, 10, torch.Generator().manual_seed(0))
     shares = torch.bincount(picks[:, 4], minlength=3) / 4000
     assert torch.allclose(shares, torch.tensor([0.125, 0.125, 0.75]), atol=0.03), shares
     assert set(picks[picks[:, 4] == 2][:, 2].tolist()) == {99, 74, 49, 24}  # a 4-step pair starts on its schedule
-    _, even = PairSampler(validate({}), 100).draw(3000, 10, torch.Generator().manual_seed(0))
+    _, even = PairSampler(validate({}), 100, {}).draw(3000, 10, torch.Generator().manual_seed(0))
     assert torch.allclose(torch.bincount(even[:, 4]) / 3000, torch.full((3,), 1 / 3), atol=0.03)
 
 
@@ -206,7 +208,7 @@ def test_a_stage_on_more_trajectories_of_the_same_family_counts_them_once_and_ot
 def test_a_consistency_students_pairs_are_the_links_of_its_chain_and_its_target_level_is_always_the_image():
     from pipeline.training.distill import PairSampler
 
-    sampler = PairSampler(validate({"method": "consistency"}), 100)
+    sampler = PairSampler(validate({"method": "consistency"}), 100, {})
     # recorded grid positions 0, 3, 6, 9, 12 (the clean image): one link each, for 1, 2 and 4 steps alike
     assert [(t_from, t_to) for [(_, _, t_from, t_to)] in sampler.pairs] == [(99, 74), (74, 49), (49, 24), (24, -1)]
     assert sampler.names == ["from_t99", "from_t74", "from_t49", "from_t24"]
@@ -428,3 +430,65 @@ def test_a_style_teacher_distils_into_a_student_that_takes_the_style(tmp_path):
     kwargs = {"class_labels": ["Dress"], "output_type": "pt", "generator": [torch.Generator().manual_seed(1)]}
     wide, narrow = student(style="width=0.9", **kwargs).images, student(style="width=0.1", **kwargs).images
     assert not torch.equal(wide, narrow)  # the request reaches the student
+
+
+def test_the_tuning_gap_starts_at_the_clean_image_and_halves_evenly_over_the_run():
+    from pipeline.training.distill.tuning import earlier_timesteps, gap_fraction
+
+    assert [gap_fraction(p, 3) for p in (0, 0.24, 0.25, 0.5, 0.74, 0.75, 1.0)] == [1, 1, 0.5, 0.25, 0.25, 0.125, 0.125]
+    t = torch.tensor([0, 24, 49, 99])
+    assert earlier_timesteps(t, 1.0).tolist() == [-1, -1, -1, -1]
+    assert earlier_timesteps(t, 0.5).tolist() == [-1, 12, 24, 49]  # at least one step: t = 0 goes to the image
+    assert earlier_timesteps(t, 0.001).tolist() == [-1, 23, 48, 98]
+
+
+def test_a_tuning_pair_is_the_teachers_guided_step_from_a_noised_training_image(tmp_path):
+    """Groups of images share a timestep and a w; the teacher's step to r = -1 is its guided image prediction, at the
+    group's own w and only inside its guidance interval."""
+    from conftest import write_idx_folder
+    from pipeline.training.distill.tuning import TEACHER_GROUP, TuningPairs
+
+    teacher = tiny_teacher()
+    config = validate({"method": "tuning", "guidance_values": [1, 3], "grid_steps": 4,
+                       "data_dir": str(write_idx_folder(tmp_path / "idx"))})
+    pairs = TuningPairs(teacher, config)
+    assert len(pairs) == 64 and pairs.starts.tolist() == [99, 74, 49, 24]
+    batch = pairs.draw(2 * TEACHER_GROUP, torch.Generator().manual_seed(0), progress=0.0)
+    for key in ("t", "guidance", "kinds"):
+        first, second = batch[key].split(TEACHER_GROUP)
+        assert (first == first[0]).all() and (second == second[0]).all()
+    assert (batch["r"] == -1).all() and ((batch["guidance"] >= 1) & (batch["guidance"] <= 3)).all()
+    alphas = teacher.scheduler.alphas_cumprod
+    x = torch.randn(2 * TEACHER_GROUP, 1, 28, 28)
+    landed = pairs.teacher_step(x, batch, alphas)
+    for first in (0, TEACHER_GROUP):
+        part, t, w = slice(first, first + TEACHER_GROUP), batch["t"][first], float(batch["guidance"][first])
+        low, high = INTERVAL
+        w = w if low <= (float(t) + 1) / 100 <= high else 1.0
+        with torch.no_grad():
+            v = teacher.guided_prediction(x[part], t, batch["classes"][part], w)
+        a, s = (u.item() for u in (alphas[t].sqrt(), (1 - alphas[t]).sqrt()))
+        torch.testing.assert_close(landed[part], a * x[part] - s * v, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # a short tuning run of a tiny style teacher
+def test_a_tuning_run_of_a_style_teacher_exports_a_consistency_student_without_trajectories(tmp_path, unet_calls):
+    from conftest import write_idx_folder
+    from pipeline.training.distill import distill
+
+    tiny_style_teacher().save_pretrained(tmp_path / "teacher")
+    folder = distill(load_config(None, [f"teacher={tmp_path / 'teacher'}", f"output_dir={tmp_path / 'tuned'}",
+                                        "method=tuning", "tuning_halvings=1", "train_batch_size=32",
+                                        f"data_dir={write_idx_folder(tmp_path / 'idx')}", *TINY_RUN[2:]]))
+    assert not (folder / "trajectories").exists()
+    student = FashionDDPMPipeline.from_pretrained(folder)
+    assert student.is_distilled and student.condition_encoder.config.consistency
+    assert student.style_attributes == ["width", "pattern"]
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert {k for r in rows for k in r if k.startswith("loss_")} <= {"loss_schedule_starts", "loss_any_t"}
+    record = json.loads((folder / "distill.json").read_text())
+    assert record["stats"]["trajectories"] == 0 and record["config"]["method"] == "tuning"
+    assert "no stored trajectories" in (folder / "README.md").read_text()
+    unet_calls.clear()
+    generate(student, ["Bag"], per_label=2, steps=4)
+    assert len(unet_calls) == 4

@@ -2,33 +2,16 @@
 needed): it trains, exports a loadable pipeline with the recipe's sampling defaults, and a wall-clock budget fixes the
 run's length after its probe exactly as a launch with that max_train_steps would have been."""
 
-import gzip
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 from diffusers.optimization import get_scheduler
 
-from conftest import TINY_CONFIG
-from pipeline.data import IDX_FILES
+from conftest import TINY_CONFIG, write_idx_folder
 from pipeline.training.config import load_config
 from pipeline.training.trainer import Trainer
-
-
-def write_idx_folder(folder, n: int = 64, seed: int = 0):
-    """Fashion-MNIST-shaped IDX .gz files (random pixels, labels 0..9) for both splits."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for images_name, labels_name in IDX_FILES.values():
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        (folder / images_name).write_bytes(gzip.compress(bytes([0, 0, 8, 3]) + np.array([n, 28, 28], ">u4").tobytes()
-                                                         + images.tobytes()))
-        (folder / labels_name).write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes()
-                                                         + labels.tobytes()))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,11 @@ teacher's image after the last. One function then serves every step count (its t
 with the same DDIM update, each step re-noising its predicted image along its own noise estimate. An update costs
 one more student pass (no gradient) than the trajectory method's.
 
+`method: tuning` stores no trajectories: consistency tuning (Geng et al. 2024) makes each pair on the fly from a
+training image, noised to t, and the teacher's guided step from there to an earlier r; the student's own prediction at
+r is the target, and the gap t - r shrinks over the run (`tuning`). An update costs the teacher's guided step, a
+student pass without gradient and one with it.
+
 Training runs on the loop every training job shares (`pipeline/training/loop.py`): EMA weights, kill-safe
 checkpoints (resume with `--resume_from_checkpoint latest`; every random draw is seeded by the update's index),
 metrics.jsonl, a loss curve, and an exported pipeline folder (DPM-Solver++ of order 1, i.e. DDIM; its schedules and w range in the encoder's config).
@@ -31,7 +36,7 @@ metrics.jsonl, a loss curve, and an exported pipeline folder (DPM-Solver++ of or
     fashion-ddpm distill --config configs/distill.yaml [key=value ...]
 
 The package, by idea: `config` (keys and checks, torch-free: the command checks a config before it imports torch),
-`trajectories`, `targets`, `student`, `card` (distill.json and the card) and `distiller` (the job on the shared loop).
+`trajectories`, `targets`, `tuning`, `student`, `card` (distill.json and the card) and `distiller` (the job on the shared loop).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ LAZY = {
     "recorded_positions": "trajectories", "make_trajectories": "trajectories", "load_trajectories": "trajectories",
     "shard_plan": "trajectories", "fingerprint": "trajectories",
     "velocity_target": "targets", "alpha_sigma": "targets", "PairSampler": "targets", "pair_losses": "targets",
-    "predicted_images": "targets",
+    "predicted_images": "targets", "TuningPairs": "tuning",
     "build_student": "student", "student_pipeline": "student", "student_schedules": "student", "start_from": "student",
     "cumulative_stats": "card",
 }

@@ -10,18 +10,21 @@ from pathlib import Path
 from ...checks import is_finite_number, is_int
 from ..config import check_key_type, read_values, require_key
 
-METHODS = ("trajectory", "consistency")
+METHODS = ("trajectory", "consistency", "tuning")
 
 
 @dataclasses.dataclass
 class DistillConfig:
-    teacher: str = "pretrained/fashion-ddpm-cpu"  # a class-only pipeline folder (or Hub id)
+    teacher: str = "pretrained/fashion-ddpm-cpu"  # a class or style pipeline folder (or Hub id), not a student
     output_dir: str = "runs/distill"
     trajectories_dir: str | None = None  # default <output_dir>/trajectories (reused by a rerun of the same teacher)
     init_student: str | None = None  # an earlier student of this teacher and these schedules to train on from
     # "trajectory": each step lands on the teacher's state at its next point; "consistency": each step predicts the
-    # image the student itself predicts from the teacher's next state (the image after the last), Song et al. 2023
+    # image the student itself predicts from the teacher's next state (the image after the last), Song et al. 2023;
+    # "tuning": consistency tuning on pairs made on the fly from training images by one guided teacher step (tuning.py)
     method: str = "trajectory"
+    tuning_halvings: int = 5  # method tuning: its consistency gap halves this many times over the run
+    data_dir: str | None = None  # method tuning: the training images (null: the places training looks)
     # --- the teacher's trajectories
     grid_steps: int = 12  # DPM-Solver++ steps of the teacher; every student step count must divide it
     student_steps: list = dataclasses.field(default_factory=lambda: [1, 2, 4])
@@ -72,7 +75,7 @@ def validate(values: dict) -> DistillConfig:
                 "distill_hidden_dim", "fourier_features", "log_every_steps", "checkpointing_steps",
                 "checkpoints_total_limit", "sample_images_per_class"):
         require_key(config, key, lambda v: v >= 1, ">= 1")
-    for key in ("lr_warmup_steps", "trajectory_seed"):
+    for key in ("lr_warmup_steps", "trajectory_seed", "tuning_halvings"):
         require_key(config, key, lambda v: v >= 0, ">= 0")
     for key in ("learning_rate", "max_grad_norm"):
         require_key(config, key, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
@@ -102,9 +105,9 @@ def validate(values: dict) -> DistillConfig:
         require_key(config, "default_guidance_scale", lambda v: low <= v <= high, f"within guidance_values [{low:g}, {high:g}]")
     if config.method not in METHODS:
         raise ValueError(f"config key 'method' must be one of {list(METHODS)}, got {config.method!r}")
-    if config.method == "consistency" and config.step_weights is not None:
+    if config.method != "trajectory" and config.step_weights is not None:
         raise ValueError(f"config key 'step_weights' applies to method 'trajectory' (a consistency student's pairs are "
-                         f"its adjacent recorded states, whatever the step count), got {config.step_weights!r}")
+                         f"not drawn by step count), got {config.step_weights!r}")
     if config.mixed_precision not in ("no", "fp16", "bf16"):
         raise ValueError(f"config key 'mixed_precision' must be one of ['no', 'fp16', 'bf16'], got {config.mixed_precision!r}")
     return config

@@ -21,8 +21,9 @@ from ..loop import TrainingLoop, hardware, make_accelerator, step_generator
 from .card import cumulative_stats, write_record
 from .config import DistillConfig
 from .student import build_student, start_from, student_pipeline
-from .targets import PairSampler, pair_losses
+from .targets import PairSampler
 from .trajectories import load_trajectories, make_trajectories
+from .tuning import TuningPairs
 
 logger = logging.getLogger("fashion_ddpm.distill")
 
@@ -49,27 +50,29 @@ class Distiller(TrainingLoop):
         self.prior = start_from(student, config) if config.init_student else None  # checked before any trajectory
         if acc.is_main_process:
             checkpoints.remove_partial(self.checkpoint_dir)
-        make_trajectories(self.teacher, config, acc.process_index, acc.num_processes)
-        acc.wait_for_everyone()
-        self.data = load_trajectories(config)
-        self.pairs = PairSampler(config, self.T)
+        if config.method == "tuning":  # pairs made on the fly from training images: no trajectories
+            self.pairs = TuningPairs(self.teacher, config)
+        else:
+            make_trajectories(self.teacher, config, acc.process_index, acc.num_processes)
+            acc.wait_for_everyone()
+            self.pairs = PairSampler(config, self.T, load_trajectories(config))
         self.prepare(student, [{"params": list(student.parameters())}], [config.ema_power], config.max_train_steps)
         self.ema = self.emas[0]
         self.alphas_cumprod = self.teacher.scheduler.alphas_cumprod.to(acc.device)
 
     def announce(self):
         config = self.config
-        logger.info("distilling %s into %s steps: %d trajectories, %d updates of %d pairs", config.teacher,
-                    config.student_steps, len(self.data["seeds"]), config.max_train_steps, config.train_batch_size)
+        source = "training images" if config.method == "tuning" else "trajectories"
+        logger.info("distilling %s into %s steps (%s): %d %s, %d updates of %d pairs", config.teacher,
+                    config.student_steps, config.method, len(self.pairs), source, config.max_train_steps,
+                    config.train_batch_size)
 
     def loss_on(self, step: int, micro: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The mean loss of a batch of pairs, and per pair group (step count or chain link) its summed loss and size."""
         acc, config = self.accelerator, self.config
         generator = step_generator(config.seed, step, micro, acc.process_index)
-        rows, picks = self.pairs.draw(config.train_batch_size, len(self.data["seeds"]), generator)
-        per_pair = pair_losses(self.model, acc.unwrap_model(self.model), self.data, rows, picks, config.method,
-                               self.alphas_cumprod)
-        kinds = picks[:, 4].to(acc.device)
+        per_pair, kinds = self.pairs.losses(self.model, acc.unwrap_model(self.model), config.train_batch_size,
+                                            generator, self.alphas_cumprod, step / self.max_steps)
         each = range(len(self.pairs.names))
         group_loss = torch.stack([(per_pair.detach() * (kinds == k)).sum() for k in each])
         group_size = torch.stack([(kinds == k).sum() for k in each]).float()
@@ -99,9 +102,11 @@ class Distiller(TrainingLoop):
     def stats(self, pipe, final_loss: float | None, step: int) -> dict:
         """The run's cost and size, with the stages it trained on from added (`cumulative_stats`)."""
         parameters = sum(p.numel() for p in pipe.unet.parameters()) + sum(p.numel() for p in pipe.condition_encoder.parameters())
-        stats = {"updates": step, "pairs_seen": step * self.items_per_update, "trajectories": len(self.data["seeds"]),
+        stored = getattr(self.pairs, "data", None)  # a tuning run stores no trajectories
+        stats = {"updates": step, "pairs_seen": step * self.items_per_update,
+                 "trajectories": 0 if stored is None else len(stored["seeds"]),
                  "wall_time_s": round(self.elapsed, 1), "final_loss": final_loss,
-                 "trajectory_time_s": round(float(self.data["seconds"].sum()), 1),
+                 "trajectory_time_s": 0.0 if stored is None else round(float(stored["seconds"].sum()), 1),
                  "hardware": hardware(self.accelerator), "parameters": parameters}
         return cumulative_stats(self.prior, stats, self.config)
 

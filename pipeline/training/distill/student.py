@@ -36,7 +36,7 @@ def build_student(teacher, config: DistillConfig):
         guidance_interval=teacher.config.get("default_guidance_interval"),
         step_schedules={str(n): ts for n, ts in student_schedules(config, T).items()},
         distill_hidden_dim=config.distill_hidden_dim, fourier_features=config.fourier_features,
-        consistency=config.method == "consistency")
+        consistency=config.method in ("consistency", "tuning"))
     if not style:
         return StyleDenoiser(from_class_only(teacher, encoder), encoder)
     missing, unexpected = encoder.load_state_dict(teacher.condition_encoder.state_dict(), strict=False)

@@ -37,7 +37,8 @@ class PairSampler:
     are the links of its chain, every recorded state to the next (the links of the finest schedule for 1, 2 and 4
     steps), since one function serves every step count. `names` labels each group's loss in metrics.jsonl."""
 
-    def __init__(self, config: DistillConfig, T: int):
+    def __init__(self, config: DistillConfig, T: int, data: dict):
+        self.data, self.method = data, config.method
         positions = recorded_positions(config)
         timesteps = trailing_timesteps(T, config.grid_steps) + [-1]  # position grid_steps: the clean image
         self.weights = config.step_weights
@@ -63,6 +64,16 @@ class PairSampler:
                  for k in which]
         trajectories = torch.randint(num_trajectories, (count,), generator=generator)
         return trajectories, torch.tensor(picks)
+
+    def __len__(self) -> int:
+        return len(self.data["seeds"])
+
+    def losses(self, model, target_model, count: int, generator, alphas_cumprod, progress: float):
+        """A batch of `count` pairs: each pair's loss (`pair_losses`) and the index of its group. (`progress`, the
+        run's fraction done, is for the interface `tuning.TuningPairs` shares.)"""
+        rows, picks = self.draw(count, len(self), generator)
+        per_pair = pair_losses(model, target_model, self.data, rows, picks, self.method, alphas_cumprod)
+        return per_pair, picks[:, 4].to(alphas_cumprod.device)
 
 
 def pair_losses(model, target_model, data: dict, rows, picks, method: str, alphas_cumprod):
