@@ -13,9 +13,16 @@ def main(argv=None):
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
     parser.add_argument("--out", required=True, help="folder for the exported pipeline")
     parser.add_argument("overrides", nargs="*", help="sample_sampler=..., sample_steps=..., sample_guidance_scale=..., description=...")
+    parser.add_argument("--guide", default=None, help="a class-only model (folder or Hub id) whose U-Net becomes the "
+                        "export's autoguidance guide (the guide_unet component)")
+    parser.add_argument("--guide-scale", type=float, default=None, help="the guide's default weight a (with --guide)")
+    parser.add_argument("--style-guidance-scale", type=float, default=None,
+                        help="a style model's default style guidance w_s (the style guided as its own term)")
     args = parser.parse_args(argv)
     try:
-        print(f"exported {export_checkpoint(args.run, args.step, args.out, args.overrides)}")
+        out = export_checkpoint(args.run, args.step, args.out, args.overrides, guide=args.guide,
+                                guide_scale=args.guide_scale, style_guidance_scale=args.style_guidance_scale)
+        print(f"exported {out}")
     except (ValueError, FileNotFoundError) as e:
         parser.exit(2, f"error: {e}\n")
 

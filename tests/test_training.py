@@ -176,6 +176,36 @@ def test_export_checkpoint_reproduces_the_final_export(tiny_run, tmp_path):
     assert result.returncode == 2 and "no checkpoint-5" in result.stderr and "[12, 16]" in result.stderr
 
 
+@needs_data
+def test_export_checkpoint_ships_a_style_model_with_its_guide_and_style_guidance(tiny_run, tmp_path):
+    """The shipped default's folder in one command: the run's checkpoint, a class-only model's U-Net as its guide, and
+    the style guidance measured for it; a guide the model cannot take stops in one line before anything is written."""
+    from pipeline.models import load_pipeline
+
+    guide, _ = tiny_run
+    style_run = tmp_path / "style"
+    run(train_cmd(style_run, "max_train_steps=2", "checkpointing_steps=2", "sample_every_steps=0",
+                  "style_attributes=[width, brightness]"))
+    shipped = tmp_path / "shipped"
+    run([sys.executable, str(REPO / "scripts/export_checkpoint.py"), "--run", str(style_run), "--out", str(shipped),
+         "sample_guidance_scale=1.5", "--guide", str(guide), "--guide-scale", "0.5", "--style-guidance-scale", "3"])
+    index = json.loads((shipped / "model_index.json").read_text())
+    assert index["guide_unet"] and index["default_guide_scale"] == 0.5 and index["default_style_guidance_scale"] == 3
+    pipe = load_pipeline(shipped)
+    assert torch.equal(pipe.guide_unet.conv_in.weight, load_pipeline(guide).unet.conv_in.weight)
+    card = (shipped / "README.md").read_text()
+    assert "w_s = 3 by default" in card and "a = 0.5 by default" in card and "style guidance 3, guide 0.5" in card
+    assert not list(shipped.glob(".tmp*"))
+    for bad, message in (([str(style_run)], "a guide must be a class-only model"),
+                         ([str(guide), "--style-guidance-scale", "2"], "needs a style model")):
+        result = subprocess.run([sys.executable, str(REPO / "scripts/export_checkpoint.py"), "--run",
+                                 str(style_run if message != "needs a style model" else guide), "--out",
+                                 str(tmp_path / "x"), "--guide", bad[0], "--guide-scale", "1", *bad[1:]],
+                                capture_output=True, text=True, env=ENV, cwd=REPO)
+        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "x" / "model_index.json").exists()
+
+
 OLD_LOOP = REPO / "tests" / "fixtures" / "trainer-checkpoint-before-the-shared-loop"
 
 

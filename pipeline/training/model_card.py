@@ -114,6 +114,9 @@ def write_model_card(folder: str | Path, config: dict, stats: dict, sample_grid:
         config_yaml=yaml.safe_dump(config, sort_keys=False).strip(),
         style_attributes=", ".join(f"`{a}`" for a in config.get("style_attributes") or []),
         init_from=config.get("init_from"), clip_loss=clip_loss_text(config),
+        style_guidance=None if settings.style_guidance is None else f"{settings.style_guidance:g}",
+        guide=None if settings.guide is None else f"{settings.guide:g}",
+        guide_parameters=f"{stats['guide_parameters'] / 1e6:.2f} M" if stats.get("guide_parameters") else None,
     )
     path = Path(folder) / "README.md"
     atomic_write_text(path, str(card))
@@ -194,12 +197,16 @@ def rewrite_model_card(folder: str | Path, local_path: str, hub_model_id: str | 
     data, images = re.fullmatch(r"(.*) \(([\d,]+) images\)", row("data")).groups()
     index = json.loads((folder / "model_index.json").read_text())
     settings = SamplingSettings(config["sample_sampler"], index["default_num_inference_steps"], index["default_guidance_scale"],
-                                index.get("default_guidance_interval"))
+                                index.get("default_guidance_interval"),
+                                style_guidance=index.get("default_style_guidance_scale"),
+                                guide=index.get("default_guide_scale"))
+    guide_weights = folder / "guide_unet" / "diffusion_pytorch_model.safetensors"
     batch = config["train_batch_size"] * config["gradient_accumulation_steps"]
     stats = {"steps": last["step"], "images_seen": last["step"] * batch, "wall_time_s": last["wall_time_s"],
              "final_loss": last["loss"], "hardware": row("hardware"), "data_source": data,
              "num_train_images": int(images.replace(",", "")), "epochs": round(last["epoch"], 2), "images_per_step": batch,
-             "parameters": weights_parameters(folder / "unet" / "diffusion_pytorch_model.safetensors")}
+             "parameters": weights_parameters(folder / "unet" / "diffusion_pytorch_model.safetensors"),
+             "guide_parameters": weights_parameters(guide_weights) if guide_weights.is_file() else None}
     path = write_model_card(folder, config, stats, "samples/final.png", "samples/loss_curve.png", settings, hub_model_id,
                             local_path)
     text = path.read_text(encoding="utf-8")
