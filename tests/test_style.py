@@ -255,6 +255,22 @@ def test_style_guided_by_its_own_weight_is_joint_guidance_when_both_weights_agre
     assert SamplingSettings.parse(setting.label(), pipe) == setting == SamplingSettings.from_json(setting.to_json())
 
 
+def test_guidance_rescale_works_with_style_guidance_against_the_class_with_style_output():
+    """A model shipped with a default w_s still takes guidance_rescale: without a style request there is one guidance
+    term, with one the guided output is rescaled towards the class-with-style output."""
+    pipe = tiny_style_pipeline()
+    pipe.register_to_config(default_style_guidance_scale=3.0)
+    kwargs = {"class_labels": ["Dress"], "num_inference_steps": 3, "guidance_scale": 2.0, "output_type": "pt"}
+
+    def sample(**more):
+        return pipe(generator=[torch.Generator().manual_seed(0)], **kwargs, **more).images
+
+    assert (sample(guidance_rescale=0.7) - sample()).abs().max() > 1e-4  # no style asked: the class term's rescale
+    styled = sample(style="wide")
+    assert (sample(style="wide", guidance_rescale=0.7) - styled).abs().max() > 1e-4
+    torch.testing.assert_close(sample(style="wide", guidance_rescale=0.0), styled, rtol=0, atol=0)
+
+
 def test_style_guidance_on_a_model_without_style_is_one_line_before_any_unet_call(tiny_pipe, unet_calls):
     from pipeline import SamplingSettings
 
