@@ -17,8 +17,11 @@ import pytest
 import torch
 import yaml
 
-from pipeline import FashionDDPMPipeline
+from pipeline import FashionDDPMPipeline, FashionDDPMStudentPipeline
+from pipeline.condition_encoder import FashionStudentConditionEncoder
 from pipeline.data import DEBIAN_DIR, IDX_FILES
+from pipeline.schedulers import make_scheduler
+from pipeline.training.style import from_class_only
 
 REPO = Path(__file__).resolve().parent.parent
 CLIP_IMAGE_SIZE = 30  # the tiny CLIP processor's crop size (real CLIP: 224)
@@ -232,3 +235,31 @@ def write_idx_folder(folder, n: int = 64, seed: int = 0):
         (folder / labels_name).write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes()
                                                          + labels.tobytes()))
     return folder
+
+
+# A tiny teacher and its tiny few-step student (tests of distillation, the demo and the CLI)
+INTERVAL = [0.17, 0.88]
+SCHEDULES = {"1": [99], "2": [99, 49], "4": [99, 74, 49, 24]}
+
+
+def tiny_teacher(seed: int = 0) -> FashionDDPMPipeline:
+    base = make_tiny_pipeline(seed)
+    pipe = FashionDDPMPipeline(base.unet, make_scheduler("unipc", base.scheduler.config), default_guidance_scale=2.0,
+                               default_num_inference_steps=4, default_guidance_interval=INTERVAL)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_student(teacher: FashionDDPMPipeline, trained: bool = True) -> FashionDDPMStudentPipeline:
+    """The teacher's U-Net with a distilled encoder; `trained` puts random weights in the (zero-initialised) MLP."""
+    torch.manual_seed(1)
+    encoder = FashionStudentConditionEncoder(11, teacher.unet.config.block_out_channels[0] * 4, guidance_range=[1.0, 3.0],
+                                             guidance_interval=INTERVAL, step_schedules=SCHEDULES, distill_hidden_dim=16)
+    unet = from_class_only(teacher, encoder)
+    if trained:
+        torch.nn.init.normal_(encoder.distill_mlp[-1].weight, std=0.5)
+    pipe = FashionDDPMStudentPipeline(unet, make_scheduler("ddim", teacher.scheduler.config), default_guidance_scale=2.0,
+                                      default_num_inference_steps=4, default_guidance_interval=INTERVAL,
+                                      condition_encoder=encoder, default_timesteps=SCHEDULES["4"])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

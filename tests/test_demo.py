@@ -234,3 +234,51 @@ def test_serve_answers_its_default_request_once_before_it_serves_visitors(pipe, 
     # the grid (its steps, guided ones twice) and the reverse process of the default request, before serving
     assert blocked and blocked[0] >= 2 * defaults["steps"]
     assert f"{demo.WARM_LINE} the default request took" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- two models
+def test_a_page_of_two_models_offers_the_student_beside_the_default_and_answers_with_the_chosen_one(pipe, unet_calls):
+    """The default and its few-step student on one page: a Model choice (the default first until the student meets its
+    targets), each request sampled by the model it names, with that model's checks and command line."""
+    require_extra("gradio")
+    from conftest import tiny_student, tiny_teacher
+    from pipeline.models import FAST_MODEL_NAME, SHIPPED_MODEL_NAME
+
+    student = tiny_student(tiny_teacher())
+    models = demo.offered_models(pipe, fast=student)
+    assert [m.label for m in models] == [SHIPPED_MODEL_NAME, f"{FAST_MODEL_NAME} (1, 2 or 4 U-Net passes)"]
+    assert [m.fast for m in models] == [False, True]
+    assert demo.offered_models(pipe, fast=student, fast_first=True) == models[::-1]
+    app = demo.build_demo(pipe, fast=student, forward_images=None)
+    # the inputs: the request, the style box (hidden: neither tiny model takes a style) and the model's label
+    assert app.default_request[-2:] == ["", SHIPPED_MODEL_NAME]
+    generate = next(f.fn for f in app.fns.values() if f.api_name == "generate")
+    unet_calls.clear()
+    grid, files, info = generate(["Bag"], 1, "ddim", 4, 2.0, 0, "", models[1].label)
+    assert len(unet_calls) == 4 and "fashion-ddpm generate --fast --class Bag" in info  # one pass per student step
+    expected, _ = demo.sample_grid(student, demo.check_request(student, ["Bag"], 1, "ddim", 4, 2.0, 0))
+    assert (pixels(grid) == pixels(expected)).all()
+    import gradio
+
+    with pytest.raises(gradio.Error, match=r"must be one of \[1, 2, 4\] .*got 3"):  # before any U-Net call
+        unet_calls.clear()
+        generate(["Bag"], 1, "ddim", 3, 2.0, 0, "", models[1].label)
+    assert not unet_calls
+    with pytest.raises(gradio.Error, match="Unknown model 'other'; choose one of"):
+        generate(["Bag"], 1, "ddim", 4, 2.0, 0, "", "other")
+    _, _, info = generate(["Bag"], 1, "dpm++", 3, 2.0, 0, "", SHIPPED_MODEL_NAME)
+    assert "fashion-ddpm generate --class Bag" in info and "--fast" not in info
+
+
+def test_stage_space_stages_the_student_beside_the_model_and_names_both_hub_ids(tiny_saved, tmp_path):
+    from conftest import tiny_student, tiny_teacher
+
+    tiny_student(tiny_teacher()).save_pretrained(tmp_path / "student")
+    out = demo.stage_space(tmp_path / "space", tiny_saved, "someone/fashion-ddpm", fast=tmp_path / "student",
+                           hub_fast_model_id="someone/fashion-ddpm-fast")
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert header["models"] == ["someone/fashion-ddpm", "someone/fashion-ddpm-fast"]
+    check_model_folder(out / "fast")
+    with pytest.raises(ValueError, match="is not a few-step student"):
+        demo.stage_space(tmp_path / "other", tiny_saved, fast=tiny_saved)
+    assert not (tmp_path / "other").exists()

@@ -8,38 +8,11 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY_UNET, make_tiny_pipeline, run_cli, sample_without_this_package, sigkill_when_exists
+from conftest import INTERVAL, REPO, SCHEDULES, TINY_UNET, run_cli, sample_without_this_package, sigkill_when_exists, tiny_student, tiny_teacher
 from pipeline import FashionDDPMPipeline, FashionDDPMStudentPipeline, generate
 from pipeline.condition_encoder import FashionStudentConditionEncoder
 from pipeline.schedulers import make_scheduler
 from pipeline.training.distill import load_config, validate, velocity_target
-from pipeline.training.style import from_class_only
-
-INTERVAL = [0.17, 0.88]
-SCHEDULES = {"1": [99], "2": [99, 49], "4": [99, 74, 49, 24]}
-
-
-def tiny_teacher(seed: int = 0) -> FashionDDPMPipeline:
-    base = make_tiny_pipeline(seed)
-    pipe = FashionDDPMPipeline(base.unet, make_scheduler("unipc", base.scheduler.config), default_guidance_scale=2.0,
-                               default_num_inference_steps=4, default_guidance_interval=INTERVAL)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def tiny_student(teacher: FashionDDPMPipeline, trained: bool = True) -> FashionDDPMStudentPipeline:
-    """The teacher's U-Net with a distilled encoder; `trained` puts random weights in the (zero-initialised) MLP."""
-    torch.manual_seed(1)
-    encoder = FashionStudentConditionEncoder(11, teacher.unet.config.block_out_channels[0] * 4, guidance_range=[1.0, 3.0],
-                                             guidance_interval=INTERVAL, step_schedules=SCHEDULES, distill_hidden_dim=16)
-    unet = from_class_only(teacher, encoder)
-    if trained:
-        torch.nn.init.normal_(encoder.distill_mlp[-1].weight, std=0.5)
-    pipe = FashionDDPMStudentPipeline(unet, make_scheduler("ddim", teacher.scheduler.config), default_guidance_scale=2.0,
-                                      default_num_inference_steps=4, default_guidance_interval=INTERVAL,
-                                      condition_encoder=encoder, default_timesteps=SCHEDULES["4"])
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ def port(text: str) -> int:
 
 def register(sub):
     demo = sub.add_parser("demo", help="web demo (Gradio; needs the [demo] extra): generate in the browser, watch the "
-                                       "reverse process; --stage-space writes a Hugging Face Space folder")
+                                       "reverse process; --stage-space writes a Hugging Face Space folder. Without "
+                                       "--model or --fast it offers the shipped default and its few-step student")
     add_model_args(demo)
     demo.add_argument("--host", default="127.0.0.1",
                       help="address to serve on (default 127.0.0.1, this machine only; 0.0.0.0 for the network)")
@@ -30,23 +31,47 @@ def register(sub):
                            "README, the package and the --model) to DIR")
     demo.add_argument("--hub-model-id", default=None,
                       help="with --stage-space: the Hub id of the same model, listed under models: in the Space README")
+    demo.add_argument("--hub-fast-model-id", default=None,
+                      help="with --stage-space: the Hub id of the few-step student staged beside it, listed too")
     demo.set_defaults(func=run)
+
+
+def student_folder(args):
+    """The shipped few-step student's folder, offered beside the shipped default when neither --model, --fast nor
+    $FASHION_DDPM_MODEL names one model (None otherwise, or when it is not installed)."""
+    import os
+
+    from ..models import fast_model
+
+    if args.model is not None or os.environ.get("FASHION_DDPM_MODEL") or not (fast_model() / "model_index.json").is_file():
+        return None
+    return fast_model()
+
+
+def shipped_student(args):
+    """The loaded `student_folder(args)`, or None."""
+    from ..models import load_pipeline as load
+
+    folder = student_folder(args)
+    return None if folder is None else load(folder, device=args.device)
 
 
 def run(args):
     from .. import demo
 
     if args.stage_space is not None:
-        out = demo.stage_space(args.stage_space, args.model, args.hub_model_id, args.data_dir)
+        out = demo.stage_space(args.stage_space, args.model, args.hub_model_id, args.data_dir,
+                               fast=student_folder(args), hub_fast_model_id=args.hub_fast_model_id)
         print(f"wrote the Space folder {out}; upload it with: hf upload USER/SPACE {out} . --repo-type space")
         return out
-    if args.hub_model_id is not None:
-        raise ValueError("--hub-model-id only goes with --stage-space DIR")
+    for flag in ("hub_model_id", "hub_fast_model_id"):
+        if getattr(args, flag) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} only goes with --stage-space DIR")
     try:
         demo.import_gradio()
     except ModuleNotFoundError as e:  # before loading the model: the one-line fix is all the user needs
         raise ValueError(str(e)) from None
     pipe = load_pipeline(args)
-    app = demo.build_demo(pipe, model_name=args.model, data_dir=args.data_dir)
+    app = demo.build_demo(pipe, model_name=args.model, data_dir=args.data_dir, fast=shipped_student(args))
     demo.serve(app, server_name=args.host, server_port=args.port, share=args.share)
     return app

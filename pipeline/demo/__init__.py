@@ -24,9 +24,9 @@ _EXPORTS = {
                  "DEFAULT_IMAGES_PER_CLASS", "DEMO_BATCH_SIZE", "REVERSE_STRIP_FRAMES", "GIF_SCALE", "GIF_FRAME_MS",
                  "GIF_LAST_FRAME_MS", "DemoInputError", "check_request", "sampler_hint", "defaults", "steps_for",
                  "grid_title", "style_with", "cli_command", "sample_grid", "image_file_names", "write_downloads", "reverse_process"),
-    "app": ("CONCURRENCY_LIMIT", "MAX_QUEUE_SIZE", "DOWNLOAD_MAX_AGE_S", "WARM_LINE", "GRADIO_MISSING", "import_gradio", "build_demo", "serve",
-            "device_text", "forward_examples"),
-    "space": ("SPACE_TEMPLATE", "SPACE_FORWARD_EXAMPLES", "SPACE_MODEL_DIR", "space_model", "space_app",
+    "app": ("CONCURRENCY_LIMIT", "MAX_QUEUE_SIZE", "DOWNLOAD_MAX_AGE_S", "WARM_LINE", "GRADIO_MISSING", "FAST_FIRST",
+            "DemoModel", "offered_models", "import_gradio", "build_demo", "serve", "device_text", "forward_examples"),
+    "space": ("SPACE_TEMPLATE", "SPACE_FORWARD_EXAMPLES", "SPACE_MODEL_DIR", "SPACE_FAST_DIR", "space_model", "space_app",
               "read_forward_examples", "stage_space"),
 }
 _LAZY = {name: f"{__name__}.{module}" for module, names in _EXPORTS.items() for name in names}

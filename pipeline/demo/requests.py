@@ -116,11 +116,11 @@ def grid_title(settings: SamplingSettings, seed: int, style: dict | None = None)
     return f"{settings.describe()}{', style ' + style_text(style) if style else ''}, seed {seed}"
 
 
-def cli_command(request: dict, class_names: list[str], model: str | None = None) -> str:
-    """The `fashion-ddpm generate` command that writes the same grid."""
+def cli_command(request: dict, class_names: list[str], model: str | None = None, fast: bool = False) -> str:
+    """The `fashion-ddpm generate` command that writes the same grid (`fast`: of the shipped student, `--fast`)."""
     import shlex
 
-    parts = ["fashion-ddpm", "generate"] + (["--model", model] if model else [])
+    parts = ["fashion-ddpm", "generate"] + (["--model", model] if model else []) + (["--fast"] if fast else [])
     for c in request["labels"]:
         parts += ["--class", class_names[c]]
     parts += ["--num", str(request["per_label"]), *request["settings"].cli_args(), "--seed", str(request["seed"])]
