@@ -40,3 +40,20 @@ def test_documented_stages_make_the_shipped_student():
     newer = {key: value for key, value in made.items() if key not in record["config"]}  # keys added since, at defaults
     assert newer == {key: getattr(DistillConfig(), key) for key in newer}
 
+
+
+def test_every_config_in_configs_is_valid_for_its_command():
+    """Each configs/*.yaml passes its own loader's checks (a typo in a key or a value stops here, not hours into a run):
+    diffusion configs the trainer's, distillation configs (a `teacher` key) the distiller's; the CLIP's is read by its
+    own script."""
+    from pipeline.training.config import load_config as load_train_config
+    from pipeline.training.config import read_values
+
+    checked = []
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        if path.name == "clip.yaml":
+            continue
+        values = read_values(str(path), [])
+        (load_config if "teacher" in values else load_train_config)(str(path))
+        checked.append(path.name)
+    assert {"distill_pilot_trajectory.yaml", "distill_pilot_tuning.yaml", "default_style.yaml"} <= set(checked)
