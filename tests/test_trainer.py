@@ -125,6 +125,31 @@ def test_style_model_trains_exports_and_starts_as_its_class_only_base(tmp_path, 
         pipe(style={"pattern": 0.5}, **kwargs)
 
 
+@pytest.mark.parametrize("free", [0.0, 0.75])
+def test_style_free_prob_leaves_every_attribute_out_of_that_share_of_images(tmp_path, data_dir, free):
+    """style_free_prob trains the style=None mode (every attribute free) on its share of the images, beside
+    style_dropout's per-attribute draws; at 0 the random stream is the one runs had before the key."""
+    t = trainer(tmp_path, data_dir, "max_train_steps=1", "style_attributes=[width, brightness, area]", "label_dropout=0",
+                "style_dropout=0.01", f"style_free_prob={free}", "train_batch_size=64")
+    seen = []
+    real = t.model
+
+    def spy(noisy, steps, labels, style, given):
+        seen.append(given.clone())
+        return real(noisy, steps, labels, style, given)
+
+    t.model = spy
+    t.loss_on(0, 0)
+    given = seen[0]
+    none_given = float((given.sum(dim=1) == 0).float().mean())
+    if free == 0:
+        assert none_given < 0.1
+    else:
+        assert 0.6 <= none_given <= 0.9, none_given
+    with pytest.raises(ValueError, match=r"config key 'style_free_prob' must be in \[0, 1\)"):
+        load_config(None, ["style_free_prob=1"])
+
+
 def test_side_by_side_emas_are_exported_and_power_0_is_the_raw_weights(tmp_path, data_dir):
     from pipeline import FashionDDPMPipeline
 

@@ -60,6 +60,9 @@ class TrainConfig:
     # --- style conditioning (a condition encoder: class + measured attributes, pipeline/style/attributes.py)
     style_attributes: list[str] = field(default_factory=list)  # e.g. [width, height, area, slant, thickness, brightness, pattern]
     style_dropout: float = 0.5  # probability that an attribute is left out of an image's condition (any subset can be asked)
+    # probability that an image's condition gives no attribute at all (the style=None mode, and the class term of the
+    # style's own guidance), beside style_dropout, which alone leaves all of 6 attributes out of 1 image in 64
+    style_free_prob: float = 0.0
     style_hidden_dim: int = 128  # width of the condition encoder's style MLP
     # a pipeline folder whose weights start training: a fine-tune of a class-only model, or (with style_attributes) a
     # style model on a class-only U-Net with the style path at 0, or a style model of the same attributes trained on
@@ -254,6 +257,7 @@ def _check_style(config: TrainConfig):
         raise ValueError(f"config key 'style_attributes' must name each of {list(ATTRIBUTES)} at most once, got "
                          f"{config.style_attributes!r}")
     require_key(config, "style_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    require_key(config, "style_free_prob", lambda v: 0 <= v < 1, "in [0, 1)")
     require_key(config, "style_hidden_dim", lambda v: v >= 1, ">= 1")
     require_key(config, "style_learning_rate", lambda v: v is None or (math.isfinite(v) and v > 0), "a positive number or null")
     if config.style_learning_rate is not None and not config.style_attributes:

@@ -226,6 +226,8 @@ class Trainer(TrainingLoop):
                 # the null class or an image without a measurable item (NaN)
                 style = self.style[ids]
                 given = (torch.rand(style.shape, generator=g) >= config.style_dropout) & ~style.isnan()
+                if config.style_free_prob > 0:  # drawn only then: runs without it keep their random stream
+                    given &= (torch.rand(len(style), generator=g) >= config.style_free_prob).unsqueeze(1)
                 given &= (labels.cpu() != self.null_id).unsqueeze(1)
                 style, given = style.nan_to_num(0.0).to(acc.device), given.float().to(acc.device)
                 prediction = self.model(noisy, t, labels, style, given)
