@@ -17,9 +17,10 @@ pytestmark = pytest.mark.slow  # subprocesses running the benchmark scripts
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = ("sampling_speed", "train_throughput")
-BENCHMARKS = ("allocator", "best_of_n", "clip_loss", "demo_latency", "distill_holdout", "fashion_clip", "fid_protocol", "few_passes", "loss_match",
-              "quality_vs_steps", "recipe_compare", "sampler_timing", "sampling_speed", "step_schedule", "style_control",
-              "style_convergence", "synthesize_memory", "synthetic_data", "train_throughput")
+BENCHMARKS = ("allocator", "best_of_n", "clip_loss", "demo_latency", "distill_holdout", "fashion_clip",
+              "fid_protocol", "few_passes", "loss_by_noise", "loss_match", "quality_vs_steps", "recipe_compare",
+              "sampler_timing", "sampling_speed", "step_schedule", "style_control", "style_convergence",
+              "synthesize_memory", "synthetic_data", "train_throughput")
 
 
 def _bench(name: str, *args: str) -> list[str]:
@@ -491,3 +492,12 @@ def test_few_passes_states_a_two_stage_distillations_stages_beside_its_summed_co
     two = {"stages": one["stages"] + [{"updates": 500, "learning_rate": 1e-4, "wall_time_s": 1020, "final_loss": 0.0051}]}
     assert stages_text(two) == (" The updates ran in 2 stages, each from the one before: 1,000 at learning rate 0.0002 "
                                 "(34 min, final loss 0.0058); 500 at learning rate 0.0001 (17 min, final loss 0.0051).")
+
+
+def test_loss_by_noise_smoke_scores_a_style_model_with_and_without_its_own_style(tmp_path):
+    from benchmarks.loss_by_noise import main
+
+    r = main(["--smoke", "--threads", "1", "--out", str(tmp_path)])
+    assert r["timesteps"] == [10, 90] and [row["style"] for row in r["rows"]] == ["none"]
+    assert all(len(row["loss"]) == 2 and row["loss"][0] > 0 for row in r["rows"])
+    assert (tmp_path / "loss_by_noise_smoke.json").is_file()
