@@ -71,8 +71,10 @@ def losses(pipe, images, labels, noise, timesteps, style=None) -> list[float]:
     scheduler, out = pipe.scheduler, []
     for t in timesteps:
         steps = torch.full((len(images),), t)
-        noisy = scheduler.add_noise(images, noise, steps)
-        target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(images, noise, steps)
+        # from alphas_cumprod: a sampler's scheduler (UniPC, ...) has no add_noise / get_velocity
+        alpha, sigma = scheduler.alphas_cumprod[t].sqrt(), (1 - scheduler.alphas_cumprod[t]).sqrt()
+        noisy = alpha * images + sigma * noise
+        target = noise if scheduler.config.prediction_type == "epsilon" else alpha * noise - sigma * images
         total = 0.0
         with torch.no_grad():
             for i in range(0, len(images), BATCH):
@@ -93,7 +95,7 @@ def main(argv=None):
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(args.seed + 1))
     rows = []
     for model in args.model or [None]:
-        pipe, name = benchmark_pipeline(model, args.smoke)
+        pipe, name = benchmark_pipeline(model, args.smoke, sampler="unipc")  # smoke: the shipped models' scheduler
         if max(args.timesteps) >= pipe.scheduler.config.num_train_timesteps:
             raise SystemExit(f"error: --timesteps {args.timesteps} must be below {name}'s "
                              f"{pipe.scheduler.config.num_train_timesteps} training steps")

@@ -494,7 +494,8 @@ def test_few_passes_states_a_two_stage_distillations_stages_beside_its_summed_co
                                 "(34 min, final loss 0.0058); 500 at learning rate 0.0001 (17 min, final loss 0.0051).")
 
 
-def test_loss_by_noise_smoke_scores_a_style_model_with_and_without_its_own_style(tmp_path):
+def test_loss_by_noise_smoke_scores_each_timestep_from_the_noise_schedule(tmp_path):
+    """(The shipped models sample with UniPC, whose scheduler has no add_noise: the loss is built from alphas_cumprod.)"""
     from benchmarks.loss_by_noise import main
 
     r = main(["--smoke", "--threads", "1", "--out", str(tmp_path)])
