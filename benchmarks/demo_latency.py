@@ -1,7 +1,9 @@
 """How long the web demo makes a visitor wait: click-to-grid in a real browser, and several users at once.
 
-Starts `python -m pipeline.cli demo --model MODEL` in a subprocess (torch threads: --threads) and waits until it has
-served its own warm-up request (`pipeline.demo.serve`, as for any visitor), then
+Starts `python -m pipeline.cli demo [--model MODEL] [--student STUDENT]` in a subprocess (torch threads: --threads;
+without --model the shipped default and its few-step student, as `fashion-ddpm demo` serves them) and waits until it
+has served its own warm-up request (`pipeline.demo.serve`, as for any visitor); on a page of two models the browser
+first picks the one --choose names in the Model choice (default: the page's first), then
   browser       headless Chromium (Playwright, /usr/bin/chromium) opens the page and clicks Generate with the page's
                 defaults (every class, the model's sampler, steps and guidance); timed from the click until the grid
                 image has loaded, and until the reverse-process GIF has; --rounds times, median reported.
@@ -11,8 +13,9 @@ served its own warm-up request (`pipeline.demo.serve`, as for any visitor), then
 The server queues requests (pipeline.demo.CONCURRENCY_LIMIT at a time), so N users wait about N times one request.
 
 Usage:
-  python -m benchmarks.demo_latency --model pretrained/fashion-ddpm-gpu --screenshot docs/demo.png --out benchmarks/results
-  python -m benchmarks.demo_latency --smoke              # tiny random model, seconds
+  python -m benchmarks.demo_latency --screenshot docs/demo.png --out benchmarks/results    # the shipped pair
+  python -m benchmarks.demo_latency --choose fast --name demo_latency_student --out benchmarks/results
+  python -m benchmarks.demo_latency --smoke              # a tiny random model and its tiny student, seconds
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.harness import REPO, SHIPPED_MODEL_DIR, emit, machine_info, markdown_table, median, parser, repo_relative, smoke_pipeline
+from benchmarks.harness import REPO, emit, machine_info, markdown_table, median, parser, repo_relative, smoke_pipeline
 
 NAME = "demo_latency"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,7 +39,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def parse_args(argv=None):
-    p = parser(NAME, __doc__.split("\n\n")[0], model=True, threads=1, out=True, smoke="a tiny random model")
+    p = parser(NAME, __doc__.split("\n\n")[0], model=True, threads=1, out=True,
+               model_default="the shipped model beside its student", smoke="a tiny random model and its tiny student")
+    p.add_argument("--student", default=None, help="a few-step student served beside --model (fashion-ddpm demo --student)")
+    p.add_argument("--choose", default=None,
+                   help="on a page of two models, the Model choice whose label contains this text (default: the first)")
+    p.add_argument("--name", default=NAME, help="result file name (default %(default)s)")
     p.add_argument("--rounds", type=int, default=2, help="browser clicks, median reported (default 2)")
     p.add_argument("--users", type=int, default=3, help="simultaneous gradio_client users (default 3)")
     p.add_argument("--fast", default="dpm++:10", help="SAMPLER:STEPS of the one faster request (default dpm++:10)")
@@ -47,14 +55,14 @@ def parse_args(argv=None):
     if not steps.isdigit():
         p.error(f"--fast must be SAMPLER:STEPS such as dpm++:10, got {args.fast!r}")
     args.fast = (sampler, int(steps))
-    args.model = args.model or str(SHIPPED_MODEL_DIR)
     if min(args.rounds, args.users, args.threads) < 1:
         p.error("--rounds, --users and --threads must be >= 1")
     return args
 
 
-def start_server(model: str, threads: int, log_path: Path) -> tuple[subprocess.Popen, str, float]:
-    """The demo server on a free port: (process, URL, seconds from start until it has served its warm-up request)."""
+def start_server(flags: list[str], threads: int, log_path: Path) -> tuple[subprocess.Popen, str, float]:
+    """The demo server (`flags`: its --model / --student) on a free port: (process, URL, seconds from start until it
+    has served its warm-up request)."""
     from pipeline.demo import WARM_LINE
 
     with socket.socket() as s:
@@ -63,7 +71,7 @@ def start_server(model: str, threads: int, log_path: Path) -> tuple[subprocess.P
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GRADIO_ANALYTICS_ENABLED": "False"}
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "demo", "--model", model, "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "demo", *flags, "--port", str(port)],
                                    cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     while True:
@@ -85,7 +93,9 @@ def stop_server(process: subprocess.Popen):
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def browser_rounds(url: str, args) -> list[dict]:
+def browser_rounds(url: str, args, label: str | None) -> list[dict]:
+    """Clicks Generate --rounds times (seeds 0, 1, ...) with the page's defaults, after choosing `label` in the Model
+    choice of a page of two models."""
     from playwright.sync_api import sync_playwright
 
     loaded = "(prev) => { const i = document.querySelector(SEL); return i && i.complete && i.naturalWidth > 0 && i.src !== prev; }"
@@ -97,6 +107,9 @@ def browser_rounds(url: str, args) -> list[dict]:
             page = browser.new_page()
             page.goto(url, wait_until="domcontentloaded")
             page.wait_for_selector("#generate", timeout=120_000)
+            if label is not None:
+                page.check(f"#model input[value='{label}']")
+                page.wait_for_timeout(1000)  # the model's sampler, steps and guidance fill in
             for k in range(args.rounds):
                 page.fill("#seed input", str(k))
                 page.locator("#seed input").blur()
@@ -122,7 +135,9 @@ def browser_rounds(url: str, args) -> list[dict]:
     return rounds
 
 
-def concurrent_users(url: str, users: int, defaults: dict, sampler: str | None = None, steps: int | None = None) -> dict:
+def concurrent_users(url: str, users: int, defaults: dict, extra: list, sampler: str | None = None,
+                     steps: int | None = None) -> dict:
+    """`users` gradio_client requests sent together (`extra`: the style text and model label the page also takes)."""
     from gradio_client import Client
 
     sampler, steps = sampler or defaults["sampler"], steps or defaults["steps"]
@@ -136,7 +151,7 @@ def concurrent_users(url: str, users: int, defaults: dict, sampler: str | None =
         start = time.perf_counter()
         try:
             clients[k].predict(defaults["classes"], defaults["per_class"], sampler, steps,
-                               defaults["guidance"], seeds[k], api_name="/generate")
+                               defaults["guidance"], seeds[k], *extra, api_name="/generate")
             latencies[k] = round(time.perf_counter() - start, 2)
         except Exception as e:  # reported in the result
             errors.append(f"{type(e).__name__}: {e}")
@@ -155,26 +170,33 @@ def concurrent_users(url: str, users: int, defaults: dict, sampler: str | None =
 def main(argv=None):
     args = parse_args(argv)
     from pipeline import demo
-    from pipeline.models import load_pipeline
 
     work = Path(tempfile.mkdtemp(prefix="demo-latency-"))
-    model = args.model
-    if args.smoke:  # the server loads a folder
-        model = str(work / "tiny")
+    model, student = args.model, args.student
+    if args.smoke:  # the server loads folders
+        model, student = str(work / "tiny"), str(work / "tiny-student")
         smoke_pipeline().save_pretrained(model)
-    defaults = demo.defaults(load_pipeline(model))
-    machine = machine_info(args.threads)
+        smoke_student(smoke_pipeline()).save_pretrained(student)
     # the server runs in the repository: a folder inside it is passed (and shown on the page, and in the result)
     # repository-relative, one outside it absolute
-    served = repo_relative(str(Path(model).resolve()))
-    process, url, ready_s = start_server(served, args.threads, work / "server.log")
+    served = [repo_relative(str(Path(m).resolve())) if m else None for m in (model, student)]
+    pipes = offered(served[0], served[1])
+    chosen = next((m for m in pipes if args.choose is None or args.choose in m.label), None)
+    if chosen is None:
+        raise SystemExit(f"error: --choose {args.choose!r} is in none of the page's models {[m.label for m in pipes]}")
+    defaults = demo.defaults(chosen.pipe)
+    extra = ([""] if len(pipes) > 1 or chosen.pipe.style_attributes else []) + ([chosen.label] if len(pipes) > 1 else [])
+    machine = machine_info(args.threads)
+    flags = [x for flag, m in zip(("--model", "--student"), served) if m for x in (flag, m)]
+    process, url, ready_s = start_server(flags, args.threads, work / "server.log")
     try:
-        rounds = browser_rounds(url, args)
-        concurrency = [concurrent_users(url, n, defaults) for n in sorted({1, args.users})]
-        fast = concurrent_users(url, 1, defaults, *args.fast)
+        rounds = browser_rounds(url, args, chosen.label if len(pipes) > 1 else None)
+        concurrency = [concurrent_users(url, n, defaults, extra) for n in sorted({1, args.users})]
+        fast = concurrent_users(url, 1, defaults, extra, *args.fast) if not chosen.pipe.is_distilled else None
     finally:
         stop_server(process)
-    result = {"benchmark": NAME, "model": "smoke (tiny random)" if args.smoke else served,
+    result = {"benchmark": NAME, "model": "smoke (tiny random)" if args.smoke else (served[0] or "the shipped model"),
+              "page_models": [m.label for m in pipes], "chosen": chosen.label,
               "request": {k: v for k, v in defaults.items() if k != "classes"} | {"classes": len(defaults["classes"])},
               "server_threads": args.threads, "server_start_to_ready_s": round(ready_s, 1), "browser_rounds": rounds,
               "median_click_to_grid_s": median([r["click_to_grid_s"] for r in rounds]),
@@ -186,12 +208,33 @@ def main(argv=None):
             ["browser click -> reverse GIF", 1, f"{result['median_click_to_reverse_gif_s']:.1f}", "-"]]
     rows += [["gradio_client, sent together", c["users"], ", ".join(f"{x:.1f}" for x in c["latencies_s"]),
               f"{c['all_done_s']:.1f}" + (f" ({len(c['errors'])} errors)" if c["errors"] else "")] for c in concurrency]
-    rows.append([f"gradio_client, {fast['sampler']} {fast['steps']} steps", 1, ", ".join(f"{x:.1f}" for x in fast["latencies_s"]),
-                 f"{fast['all_done_s']:.1f}" + (f" ({len(fast['errors'])} errors)" if fast["errors"] else "")])
-    markdown = (f"## Demo latency: {result['model']}\n\nDefault request ({request}); server torch threads: {args.threads}; "
+    if fast is not None:  # (a student takes only its own sampler)
+        rows.append([f"gradio_client, {fast['sampler']} {fast['steps']} steps", 1, ", ".join(f"{x:.1f}" for x in fast["latencies_s"]),
+                     f"{fast['all_done_s']:.1f}" + (f" ({len(fast['errors'])} errors)" if fast["errors"] else "")])
+    markdown = (f"## Demo latency: {result['chosen']}\n\nDefault request ({request}); server torch threads: {args.threads}; "
                 f"server start to ready (page up, its warm-up request served): {ready_s:.1f} s.\n\n"
                 + markdown_table(["what", "users", "seconds per request", "all done (s)"], rows))
-    emit(NAME, result, markdown, args)
+    emit(args.name, result, markdown, args)
+
+
+def offered(model: str | None, student: str | None) -> list:
+    """The page's models (`pipeline.demo.DemoModel`), as `fashion-ddpm demo` with these flags offers them."""
+    import argparse
+
+    from pipeline.cli.demo import shipped_student
+    from pipeline.demo import offered_models
+    from pipeline.models import load_pipeline
+
+    fast = shipped_student(argparse.Namespace(model=model, student=student, device=None))
+    return offered_models(load_pipeline(model), model, fast, student)
+
+
+def smoke_student(teacher):
+    """A tiny few-step student of `teacher`, untrained (its distillation MLP at zero), for the smoke run."""
+    from pipeline.training.distill import build_student, student_pipeline, validate
+
+    return student_pipeline(teacher, validate({"guidance_values": [1, 3], "distill_hidden_dim": 8}),
+                            build_student(teacher, validate({"guidance_values": [1, 3], "distill_hidden_dim": 8})))
 
 
 if __name__ == "__main__":

@@ -218,3 +218,24 @@ def test_two_users_at_once_both_get_their_images(server, pipe):
     for request, (image, _, _) in zip(requests, results):
         grid, _ = expected_grid(pipe, *request)
         assert np.abs(pixels(Image.open(image)) - pixels(grid)).max() <= 1
+
+
+def test_demo_latency_times_the_student_chosen_on_a_page_of_two_models(tmp_path):
+    """benchmarks/demo_latency.py on a tiny model and its tiny student served together: the browser picks the student in
+    the Model choice, and its requests carry the style text and the model's label."""
+    import json
+
+    require_extra("playwright")
+    if not os.access(CHROMIUM, os.X_OK):
+        if IN_CI:
+            pytest.fail(f"CI=true but no Chromium at {CHROMIUM}", pytrace=False)
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.demo_latency", "--smoke", "--rounds", "1", "--users", "1",
+                           "--choose", "1, 2 or 4", "--name", "student", "--chromium", CHROMIUM, "--out", str(tmp_path)],
+                          cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads((tmp_path / "student.json").read_text())
+    assert len(r["page_models"]) == 2 and r["chosen"] == r["page_models"][1] and "(1, 2 or 4" in r["chosen"]
+    assert r["request"]["sampler"] == "ddim" and r["request"]["steps"] == 4 and r["fast"] is None
+    assert r["median_click_to_grid_s"] > 0 and not r["concurrent"][0]["errors"]

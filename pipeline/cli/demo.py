@@ -19,6 +19,9 @@ def register(sub):
                                        "reverse process; --stage-space writes a Hugging Face Space folder. Without "
                                        "--model or --fast it offers the shipped default and its few-step student")
     add_model_args(demo)
+    demo.add_argument("--student", default=None, metavar="DIR_OR_HUB_ID",
+                      help="a few-step student offered beside --model in the page's Model choice (default: the shipped "
+                           "student beside the shipped model; none beside another --model)")
     demo.add_argument("--host", default="127.0.0.1",
                       help="address to serve on (default 127.0.0.1, this machine only; 0.0.0.0 for the network)")
     demo.add_argument("--port", type=port, default=None, help="port (default: Gradio's, 7860 or the next free one)")
@@ -37,23 +40,31 @@ def register(sub):
 
 
 def student_folder(args):
-    """The shipped few-step student's folder, offered beside the shipped default when neither --model, --fast nor
-    $FASHION_DDPM_MODEL names one model (None otherwise, or when it is not installed)."""
+    """The student the page offers beside the model: --student, else the shipped few-step student beside the shipped
+    default (when neither --model, --fast nor $FASHION_DDPM_MODEL names one model and the student is installed)."""
     import os
 
     from ..models import fast_model
 
+    if args.student is not None:
+        return args.student
     if args.model is not None or os.environ.get("FASHION_DDPM_MODEL") or not (fast_model() / "model_index.json").is_file():
         return None
     return fast_model()
 
 
 def shipped_student(args):
-    """The loaded `student_folder(args)`, or None."""
+    """The loaded `student_folder(args)` (checked to be a few-step student), or None."""
     from ..models import load_pipeline as load
 
     folder = student_folder(args)
-    return None if folder is None else load(folder, device=args.device)
+    if folder is None:
+        return None
+    student = load(folder, device=args.device)
+    if not student.is_distilled:
+        raise ValueError(f"--student {folder} is not a few-step student (a distilled model); give one "
+                         "`fashion-ddpm distill` made")
+    return student
 
 
 def run(args):
@@ -72,6 +83,8 @@ def run(args):
     except ModuleNotFoundError as e:  # before loading the model: the one-line fix is all the user needs
         raise ValueError(str(e)) from None
     pipe = load_pipeline(args)
-    app = demo.build_demo(pipe, model_name=args.model, data_dir=args.data_dir, fast=shipped_student(args))
+    student = shipped_student(args)
+    app = demo.build_demo(pipe, model_name=args.model, data_dir=args.data_dir, fast=student,
+                          fast_name=None if args.student is None else args.student)
     demo.serve(app, server_name=args.host, server_port=args.port, share=args.share)
     return app
