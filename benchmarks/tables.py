@@ -260,8 +260,9 @@ def shipped_sources() -> str:
 
 
 # ---------------------------------------------------------------------------------------------- style
-def style_control_table() -> str:
-    r, t = load("style_control"), STYLE_TARGETS
+def style_control_table(name: str = "style_control") -> str:
+    """Per attribute of a `benchmarks.style_control` result: ρ, MAE, leakage against the targets."""
+    r, t = load(name), STYLE_TARGETS
     rows = []
     for row in r["rows"]:
         leak = row["leakage_mean_abs"]
@@ -305,10 +306,10 @@ def style_arms_provenance() -> str:
     return "From " + "; ".join(f"`{source_path(name)}` (`{result['command']}`)" for name, _, result in measured_arms()) + "."
 
 
-def style_quality_table() -> str:
+def style_quality_table(name: str = "style_control") -> str:
     rows = [[q["attribute"], f"{q['level']:g}", f"{q['judge_accuracy']:.3f} ({q['judge_accuracy_floor']:.3f})",
              beside(q["judge_fid"], q["judge_fid_floor"], 2), f"{q['diversity']:.2f} ({q['diversity_real']:.2f})",
-             f"{q['diversity'] / q['diversity_real']:.2f}"] for q in load("style_control")["quality"]]
+             f"{q['diversity'] / q['diversity_real']:.2f}"] for q in load(name)["quality"]]
     return table(["attribute", "requested percentile", "judge acc. (real)", "judge-FID (real floor)",
                   "diversity (real)", "diversity / real"], rows)
 
