@@ -178,9 +178,18 @@ def check_sampling_values(sampling: dict, max_steps: int | None = None, takes_ti
         check_guidance_scale(sampling["guide_scale"], name["guide_scale"])
     if sampling["style_guidance_scale"] is not None:
         check_guidance_scale(sampling["style_guidance_scale"], name["style_guidance_scale"])
-        if rescale:
-            raise ValueError(f"{name['guidance_rescale']} must be 0 with {name['style_guidance_scale']} (the rescale is "
-                             f"defined for one guidance term), got {rescale!r}")
+
+
+def rescaled(guided: torch.Tensor, conditional: torch.Tensor, guidance_rescale: float) -> torch.Tensor:
+    """The guided output pulled towards the conditional one's per-image standard deviation by `guidance_rescale` (Lin
+    et al. 2023, section 3.4); with style guidance the conditional output is the class-with-style one. Written here
+    rather than imported: diffusers keeps `rescale_noise_cfg` in its Stable Diffusion module, whose import pulls in
+    transformers, and this file must stay light and self-contained."""
+    if not guidance_rescale > 0:
+        return guided
+    dims = list(range(1, guided.ndim))
+    matched = guided * (conditional.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+    return guidance_rescale * matched + (1 - guidance_rescale) * guided
 
 
 def label_names(id2label: dict | None = None, class_names: list[str] | None = None) -> list[str]:
@@ -664,6 +673,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         if style is not None and style_guidance_scale is not None:
             guided, conditional = self.compositional_prediction(latents, t, class_ids, guidance_scale, style,
                                                                 style_guidance_scale)
+            guided = rescaled(guided, conditional, guidance_rescale)
             return (guided, conditional) if return_conditional else guided
         if guidance_scale == 1 or (guidance_scale == 0 and not return_conditional):
             labels = class_ids if guidance_scale == 1 else torch.full_like(class_ids, self.null_class_id)
@@ -674,13 +684,7 @@ class FashionDDPMPipeline(DiffusionPipeline):
         both = self.unet(torch.cat([latents, latents]), t,
                          class_labels=self.condition(torch.cat([null, class_ids]), doubled)).sample
         out_null, out_cond = both.chunk(2)
-        guided = out_null + guidance_scale * (out_cond - out_null)
-        if guidance_rescale > 0:
-            # Written here rather than imported: diffusers keeps `rescale_noise_cfg` in its Stable Diffusion module,
-            # whose import pulls in transformers, and this file must stay light and self-contained.
-            dims = list(range(1, guided.ndim))
-            rescaled = guided * (out_cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
-            guided = guidance_rescale * rescaled + (1 - guidance_rescale) * guided
+        guided = rescaled(out_null + guidance_scale * (out_cond - out_null), out_cond, guidance_rescale)
         return (guided, out_cond) if return_conditional else guided
 
     def compositional_prediction(self, latents: torch.Tensor, t, class_ids: torch.Tensor, guidance_scale: float,
