@@ -52,15 +52,9 @@ def test_images(args):
 
 def own_style(pipe, uint8, labels):
     """(values, given) of each image's own attributes as its class's percentiles (not given where unmeasurable)."""
-    import numpy as np
-    import torch
+    from pipeline.training.style import image_percentiles
 
-    from pipeline.style.attributes import measure
-
-    measured = measure(uint8.numpy())
-    encoder = pipe.condition_encoder
-    values = torch.from_numpy(np.stack([encoder.percentiles(a, labels.numpy(), measured[a])
-                                        for a in pipe.style_attributes], axis=1)).float()
+    values = image_percentiles(pipe.condition_encoder, uint8, labels)
     return values.nan_to_num(0.0), (~values.isnan()).float()
 
 

@@ -59,9 +59,16 @@ def build_encoder(data, attributes: list[str], embedding_dim: int, hidden_dim: i
     tables = percentile_tables(measured, data.labels.numpy(), len(data.class_names), PERCENTILE_LEVELS)
     encoder = FashionConditionEncoder(len(data.class_names) + 1, embedding_dim, attributes, hidden_dim, PERCENTILE_LEVELS,
                                       tables)
-    labels = data.labels.numpy()
-    percentiles = np.stack([encoder.percentiles(a, labels, measured[a]) for a in attributes], axis=1)
-    return encoder, torch.from_numpy(percentiles).float()
+    return encoder, image_percentiles(encoder, data.images, data.labels)
+
+
+def image_percentiles(encoder: FashionConditionEncoder, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each uint8 image's attributes (N, H, W; measured once and cached) as its class's percentiles under `encoder`'s
+    tables: (N, A) float, NaN where an image has no item to measure."""
+    measured = measured_attributes(images, encoder.style_attributes)
+    labels = labels.numpy()
+    return torch.from_numpy(np.stack([encoder.percentiles(a, labels, measured[a]) for a in encoder.style_attributes],
+                                     axis=1)).float()
 
 
 def from_class_only(base, encoder: FashionConditionEncoder):

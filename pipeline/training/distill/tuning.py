@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...data import load_dataset, to_model_range
 from ...pipeline_fashion_ddpm import trailing_timesteps
-from ..style import measured_attributes
+from ..style import image_percentiles
 from .config import DistillConfig
 from .targets import alpha_sigma, predicted_images, velocity_target
 from .trajectories import recorded_positions
@@ -61,10 +60,7 @@ class TuningPairs:
         self.images, self.labels = to_model_range(data.images), data.labels
         self.style = None
         if teacher.style_attributes:
-            encoder, labels = teacher.condition_encoder, data.labels.numpy()
-            measured = measured_attributes(data.images, teacher.style_attributes)
-            self.style = torch.from_numpy(np.stack([encoder.percentiles(a, labels, measured[a])
-                                                    for a in teacher.style_attributes], axis=1)).float()
+            self.style = image_percentiles(teacher.condition_encoder, data.images, data.labels)
         self.T = teacher.scheduler.config.num_train_timesteps
         grid = trailing_timesteps(self.T, config.grid_steps)
         self.starts = torch.tensor([grid[p] for p in recorded_positions(config)[:-1]])
